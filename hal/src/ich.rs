@@ -1,0 +1,1 @@
+//! GICv3 virtualization control registers (ICH_*_EL2) encodings.

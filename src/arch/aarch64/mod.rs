@@ -1,0 +1,1 @@
+//! AArch64 EL2: boot, exception vectors, world switch, MMU, GIC, timers.

@@ -1,0 +1,1 @@
+//! Emulated devices and the per-VM device manager.

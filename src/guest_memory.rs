@@ -1,0 +1,439 @@
+//! The one door into a guest's RAM.
+//!
+//! Every VM owns exactly one [`GuestMemory`]: the guest-physical base of its
+//! RAM, its size, and the host memory that backs it (a `Vec`/boxed slice in
+//! host tests, the VM's carve-out of physical RAM on target). Devices,
+//! loaders and the virtqueue code never see a host pointer into guest RAM;
+//! they ask this type to copy bytes or plain-old-data objects in and out of a
+//! checked guest-physical range.
+//!
+//! # Why copies and not references
+//! Guest RAM is written by the guest at any time, from another CPU, without
+//! any lock the hypervisor can take. A Rust reference (`&[u8]`, `&T`) into
+//! it would promise immutability that the guest can break, so no reference
+//! into guest RAM ever leaves this module. Objects are *copied* into
+//! hypervisor-owned values with [`GuestMemory::read_obj`] and validated
+//! there, which also rules out double-fetch (TOCTOU) bugs: a descriptor is
+//! read once, checked, and the checked copy is what gets used.
+//!
+//! # Errors, never panics
+//! Every access takes a `(gpa, len)` range that must lie entirely inside the
+//! guest's RAM. A range that starts below the base, ends past the end,
+//! straddles the end, or whose `gpa + len` overflows `u64` is a
+//! [`MemError`], never a panic and never an access.
+//!
+//! ```
+//! use hypervisor::guest_memory::{GuestMemory, MemError};
+//! // 4 KiB of guest RAM at guest-physical 0x4000_0000.
+//! let backing: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
+//! let mem = GuestMemory::from_static(0x4000_0000, backing);
+//!
+//! mem.write_obj(0x4000_0010, &0x1234_5678u32).unwrap();
+//! assert_eq!(mem.read_obj::<u32>(0x4000_0010).unwrap(), 0x1234_5678);
+//!
+//! // The last byte is inside, one past it is not.
+//! assert!(mem.read_obj::<u8>(0x4000_0fff).is_ok());
+//! assert!(matches!(mem.read_obj::<u8>(0x4000_1000), Err(MemError::OutOfRange { .. })));
+//! // A u32 that straddles the end is refused as a whole.
+//! assert!(mem.read_obj::<u32>(0x4000_0ffe).is_err());
+//! ```
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{Ordering, fence};
+
+use volatile::VolatilePtr;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Why a guest-memory access was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemError {
+    /// The range `[gpa, gpa + len)` is not entirely inside guest RAM.
+    OutOfRange {
+        /// Start of the refused range.
+        gpa: u64,
+        /// Length of the refused range.
+        len: u64,
+    },
+    /// `gpa + len` does not fit in 64 bits.
+    Overflow {
+        /// Start of the refused range.
+        gpa: u64,
+        /// Length of the refused range.
+        len: u64,
+    },
+    /// A scalar access that must be naturally aligned was not.
+    Misaligned {
+        /// The misaligned address.
+        gpa: u64,
+        /// The required alignment in bytes.
+        align: u64,
+    },
+}
+
+impl fmt::Display for MemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemError::OutOfRange { gpa, len } => {
+                write!(f, "guest range {gpa:#x}+{len:#x} is outside guest RAM")
+            }
+            MemError::Overflow { gpa, len } => {
+                write!(
+                    f,
+                    "guest range {gpa:#x}+{len:#x} overflows the address space"
+                )
+            }
+            MemError::Misaligned { gpa, align } => {
+                write!(f, "guest address {gpa:#x} is not {align}-byte aligned")
+            }
+        }
+    }
+}
+
+/// A guest-physical range already checked against one [`GuestMemory`].
+///
+/// Holding a `GuestRange` proves that `[gpa, gpa + len)` was inside that
+/// memory when it was checked; guest RAM never shrinks, so it stays valid.
+/// The virtqueue code checks each descriptor buffer once and keeps the range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestRange {
+    gpa: u64,
+    len: u32,
+}
+
+impl GuestRange {
+    /// First guest-physical address of the range.
+    pub const fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    /// Length of the range in bytes.
+    pub const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True for a zero-length range.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One VM's RAM: guest-physical base, size and host backing.
+pub struct GuestMemory {
+    base: u64,
+    size: u64,
+    host: NonNull<u8>,
+}
+
+// SAFETY: `GuestMemory` only stores the location of memory it owns
+// exclusively (see the constructors). All accesses go through raw-pointer
+// copies and volatile scalar accesses, never through Rust references, so
+// sharing it between CPUs cannot create aliasing references; concurrent
+// writers (guest and hypervisor) only race on guest-owned bytes.
+unsafe impl Send for GuestMemory {}
+// SAFETY: see the `Send` impl; every method takes `&self` and performs
+// copies through raw pointers into or out of hypervisor-owned buffers.
+unsafe impl Sync for GuestMemory {}
+
+impl GuestMemory {
+    /// Creates guest memory at guest-physical `base` backed by `backing`,
+    /// which it keeps exclusive use of for the rest of the program.
+    ///
+    /// # Panics
+    /// Never on valid input; a `base + len` that overflows yields an empty
+    /// memory (every access then fails).
+    pub fn from_static(base: u64, backing: &'static mut [u8]) -> Self {
+        let len = backing.len() as u64;
+        let size = if base.checked_add(len).is_some() {
+            len
+        } else {
+            0
+        };
+        GuestMemory {
+            base,
+            size,
+            host: NonNull::from(backing).cast(),
+        }
+    }
+
+    /// Creates guest memory over raw host memory (a VM carve-out).
+    ///
+    /// # Safety
+    /// `host` must point to `size` bytes that are valid for reads and writes
+    /// for the rest of the program, and nothing else in the hypervisor may
+    /// access them except through this `GuestMemory` (the guest itself may,
+    /// through its stage-2 mapping).
+    pub unsafe fn from_raw_parts(base: u64, host: NonNull<u8>, size: u64) -> Self {
+        let size = if base.checked_add(size).is_some() {
+            size
+        } else {
+            0
+        };
+        GuestMemory { base, size, host }
+    }
+
+    /// Guest-physical address of the first byte of RAM.
+    pub const fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Size of guest RAM in bytes.
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Host address of the backing memory (for building stage-2 mappings,
+    /// which need the host-physical address of the carve-out; on target the
+    /// hypervisor's own mapping is the identity). Never dereferenced by
+    /// callers.
+    pub fn host_base_addr(&self) -> usize {
+        self.host.as_ptr() as usize
+    }
+
+    /// Checks that `[gpa, gpa + len)` lies inside guest RAM.
+    pub fn check(&self, gpa: u64, len: u64) -> Result<GuestRange, MemError> {
+        let offset = self.offset_of(gpa, len)?;
+        let _ = offset;
+        let len32 = u32::try_from(len).map_err(|_| MemError::OutOfRange { gpa, len })?;
+        Ok(GuestRange { gpa, len: len32 })
+    }
+
+    /// True if `[gpa, gpa + len)` lies inside guest RAM.
+    pub fn contains(&self, gpa: u64, len: u64) -> bool {
+        self.offset_of(gpa, len).is_ok()
+    }
+
+    /// Offset of `gpa` in the backing, after checking the whole range.
+    fn offset_of(&self, gpa: u64, len: u64) -> Result<usize, MemError> {
+        let end = gpa
+            .checked_add(len)
+            .ok_or(MemError::Overflow { gpa, len })?;
+        let mem_end = self.base + self.size; // cannot overflow: checked at construction
+        if gpa < self.base || end > mem_end {
+            return Err(MemError::OutOfRange { gpa, len });
+        }
+        Ok((gpa - self.base) as usize)
+    }
+
+    /// Copies `buf.len()` bytes from guest-physical `gpa` into `buf`.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let offset = self.offset_of(gpa, buf.len() as u64)?;
+        // SAFETY: `offset_of` proved `[offset, offset + buf.len())` is inside
+        // the backing this type exclusively owns; `buf` is hypervisor memory
+        // and cannot overlap guest RAM (nothing hands out references to it).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.host.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into guest RAM at guest-physical `gpa`.
+    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        let offset = self.offset_of(gpa, data.len() as u64)?;
+        // SAFETY: `offset_of` proved the destination range is inside the
+        // owned backing; `data` is hypervisor memory and cannot overlap it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.host.as_ptr().add(offset),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `gpa` to `byte`.
+    pub fn fill(&self, gpa: u64, len: u64, byte: u8) -> Result<(), MemError> {
+        let offset = self.offset_of(gpa, len)?;
+        // SAFETY: the range was checked to be inside the owned backing.
+        unsafe {
+            core::ptr::write_bytes(self.host.as_ptr().add(offset), byte, len as usize);
+        }
+        Ok(())
+    }
+
+    /// Reads a plain-old-data object (e.g. a little-endian virtqueue
+    /// descriptor) from `gpa` by copying it out of guest RAM.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, MemError> {
+        let mut value = T::new_zeroed();
+        self.read(gpa, value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Writes a plain-old-data object to `gpa` by copying its bytes.
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), MemError> {
+        self.write(gpa, value.as_bytes())
+    }
+
+    /// Reads a naturally aligned little-endian `u16` with a single volatile
+    /// load followed by an acquire fence: the way a device reads an index the
+    /// driver publishes (e.g. `avail.idx`), so that later reads of the data it
+    /// covers are not reordered before it.
+    pub fn load_u16_acquire(&self, gpa: u64) -> Result<u16, MemError> {
+        let ptr = self.aligned_ptr::<u16>(gpa)?;
+        // SAFETY: `aligned_ptr` checked range and alignment inside the owned
+        // backing; a volatile read cannot be elided or torn for a u16.
+        let raw = unsafe { VolatilePtr::new_read_only(ptr) }.read();
+        fence(Ordering::Acquire);
+        Ok(u16::from_le(raw))
+    }
+
+    /// Writes a naturally aligned little-endian `u16` after a release fence:
+    /// the way a device publishes an index (e.g. `used.idx`) after the data
+    /// it covers has been written.
+    pub fn store_u16_release(&self, gpa: u64, value: u16) -> Result<(), MemError> {
+        let ptr = self.aligned_ptr::<u16>(gpa)?;
+        fence(Ordering::Release);
+        // SAFETY: range and alignment were checked by `aligned_ptr`.
+        unsafe { VolatilePtr::new(ptr) }.write(value.to_le());
+        Ok(())
+    }
+
+    /// Checked, aligned pointer to a scalar inside guest RAM (private: it
+    /// never leaves this module).
+    fn aligned_ptr<T>(&self, gpa: u64) -> Result<NonNull<T>, MemError> {
+        let align = core::mem::align_of::<T>() as u64;
+        if gpa % align != 0 {
+            return Err(MemError::Misaligned { gpa, align });
+        }
+        let offset = self.offset_of(gpa, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: `offset` is inside the backing, so the result is non-null;
+        // the backing base is at least page aligned on target and the guest
+        // base is aligned, so `gpa % align == 0` implies host alignment.
+        let ptr = unsafe { self.host.add(offset) }.cast::<T>();
+        if (ptr.as_ptr() as usize) % (align as usize) != 0 {
+            return Err(MemError::Misaligned { gpa, align });
+        }
+        Ok(ptr)
+    }
+}
+
+impl fmt::Debug for GuestMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuestMemory")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("size", &format_args!("{:#x}", self.size))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 0x4000_0000;
+
+    fn mem(size: usize) -> GuestMemory {
+        GuestMemory::from_static(BASE, Box::leak(vec![0u8; size].into_boxed_slice()))
+    }
+
+    #[test]
+    fn last_byte_ok_one_past_refused() {
+        let m = mem(4096);
+        m.write(BASE + 4095, &[0xaa]).unwrap();
+        assert_eq!(m.read_obj::<u8>(BASE + 4095).unwrap(), 0xaa);
+        assert_eq!(
+            m.write(BASE + 4096, &[1]),
+            Err(MemError::OutOfRange {
+                gpa: BASE + 4096,
+                len: 1
+            })
+        );
+    }
+
+    #[test]
+    fn below_base_refused() {
+        let m = mem(4096);
+        assert!(matches!(
+            m.read_obj::<u32>(BASE - 4),
+            Err(MemError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            m.read_obj::<u32>(BASE - 2),
+            Err(MemError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn straddling_end_refused_and_nothing_written() {
+        let m = mem(4096);
+        assert!(m.write(BASE + 4094, &[1, 2, 3, 4]).is_err());
+        assert_eq!(m.read_obj::<u16>(BASE + 4094).unwrap(), 0);
+    }
+
+    #[test]
+    fn u64_overflow_refused() {
+        let m = mem(4096);
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            m.read(u64::MAX - 3, &mut buf),
+            Err(MemError::Overflow {
+                gpa: u64::MAX - 3,
+                len: 16
+            })
+        );
+        assert!(matches!(
+            m.check(BASE, u64::MAX),
+            Err(MemError::Overflow { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_length_at_end_is_inside() {
+        let m = mem(4096);
+        assert!(m.check(BASE + 4096, 0).is_ok());
+        assert!(m.check(BASE + 4097, 0).is_err());
+    }
+
+    #[test]
+    fn check_refuses_ranges_longer_than_u32() {
+        let m = mem(16);
+        assert!(m.check(BASE, 1 << 33).is_err());
+    }
+
+    #[test]
+    fn objects_round_trip_little_endian() {
+        let m = mem(64);
+        m.write_obj(BASE + 8, &0x1122_3344_5566_7788u64).unwrap();
+        let mut raw = [0u8; 8];
+        m.read(BASE + 8, &mut raw).unwrap();
+        assert_eq!(raw, 0x1122_3344_5566_7788u64.to_le_bytes());
+    }
+
+    #[test]
+    fn scalar_index_access_checks_alignment() {
+        let m = mem(64);
+        m.store_u16_release(BASE + 2, 0xbeef).unwrap();
+        assert_eq!(m.load_u16_acquire(BASE + 2).unwrap(), 0xbeef);
+        assert_eq!(
+            m.load_u16_acquire(BASE + 3),
+            Err(MemError::Misaligned {
+                gpa: BASE + 3,
+                align: 2
+            })
+        );
+        assert!(m.load_u16_acquire(BASE + 64).is_err());
+    }
+
+    #[test]
+    fn overflowing_base_gives_empty_memory() {
+        let m = GuestMemory::from_static(u64::MAX - 1, Box::leak(vec![0u8; 16].into_boxed_slice()));
+        assert_eq!(m.size(), 0);
+        assert!(m.read_obj::<u8>(u64::MAX - 1).is_err());
+    }
+
+    #[test]
+    fn fill_sets_bytes() {
+        let m = mem(32);
+        m.fill(BASE + 4, 8, 0x5a).unwrap();
+        let mut buf = [0u8; 16];
+        m.read(BASE, &mut buf).unwrap();
+        assert_eq!(&buf[4..12], &[0x5a; 8]);
+        assert_eq!(buf[3], 0);
+        assert_eq!(buf[12], 0);
+    }
+}

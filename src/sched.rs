@@ -1,0 +1,1 @@
+//! Scheduling policy: which vCPU a physical CPU runs next.

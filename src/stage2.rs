@@ -1,0 +1,1 @@
+//! Stage-2 translation tables, built per VM.

@@ -1,0 +1,2 @@
+//! The virtual GICv3: emulated distributor and redistributors, list-register
+//! scheduling.
