@@ -2,21 +2,21 @@
 //!
 //! This crate is the hypervisor's logic. It runs at EL2 on QEMU's `virt`
 //! machine, boots Linux guests at EL1 and connects them through virtio-net
-//! and an in-hypervisor L2 switch. Everything outside [`arch`] is ordinary
+//! and an in-hypervisor L2 switch. Everything outside `arch` is ordinary
 //! `no_std` Rust that never touches hardware, so it builds for the host and
 //! is tested there with `cargo test` against `Vec`-backed guest memory.
 //!
 //! Reading order for the virtio reference: [`guest_memory`] (the one door
 //! into guest RAM) → [`virtio`] (split virtqueues as zerocopy structs,
 //! descriptor chains as Readable/Writable typestates, the virtio-mmio v2
-//! transport and the Negotiated/Live device lifecycle) → [`virtio::blk`] →
-//! [`virtio::net`] and [`net`] (the VSwitch and per-port rings).
+//! transport and the Negotiated/Live device lifecycle) → `virtio::blk` →
+//! `virtio::net` and [`net`] (the VSwitch and per-port rings).
 //!
 //! Layers, lowest first (arrows point down only):
 //! 1. `hal` (separate crate): register maps and encodings.
 //! 2. This crate's logic modules: guest memory, virtio, vGIC model, device
 //!    emulation, trap decoding, PSCI, stage-2 construction, scheduling policy.
-//! 3. [`arch`] (AArch64 bare metal only): boot, vectors, world switch, MMU,
+//! 3. `arch` (AArch64 bare metal only): boot, vectors, world switch, MMU,
 //!    physical GIC and timers.
 //! 4. The run loops in the binaries (`src/main.rs`, `src/bin/selftest.rs`).
 #![cfg_attr(not(test), no_std)]

@@ -3,6 +3,26 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
+#[cfg(target_os = "none")]
+mod image {
+    use hypervisor::arch::aarch64::{self as arch, semihosting};
+    use hypervisor::hv_println;
+
+    #[unsafe(no_mangle)]
+    extern "C" fn hv_primary_main(cpu: usize) -> ! {
+        arch::init_console();
+        hv_println!("hypervisor: CPU {} at EL{}", cpu, arch::cpu::current_el());
+        semihosting::exit(semihosting::EXIT_SUCCESS)
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn hv_secondary_main(_cpu: usize) -> ! {
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+}
+
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("the hypervisor runs at EL2 under QEMU: use `make run-linux` or `make run-multi-vm`");

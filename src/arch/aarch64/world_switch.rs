@@ -1,0 +1,270 @@
+//! The world switch: enter a guest at EL1 and come back on its next exit.
+//!
+//! [`enter_guest`] is an ordinary function call from the run loop's point of
+//! view: it saves the hypervisor's callee-saved registers (x19-x30, d8-d15)
+//! on the EL2 stack, loads the guest's general-purpose, FP/SIMD, ELR and SPSR
+//! state from a [`GuestRegs`] and `eret`s. The guest runs until an exception
+//! is routed to EL2; the lower-EL vector stub then stores every guest
+//! register back into the same [`GuestRegs`] (found through TPIDR_EL2),
+//! records ESR/FAR/HPFAR, restores the hypervisor's stack and returns from
+//! `enter_guest` with the kind of exit. EL1 system registers, timers and the
+//! GIC list registers are switched in Rust around this call
+//! ([`super::vcpu`]), and only when a different vCPU is loaded.
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+/// Guest state that the assembly switches on every entry and exit.
+#[repr(C, align(16))]
+#[derive(Clone, Debug)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// ELR_EL2 (the guest PC to return to).
+    pub elr: u64,
+    /// SPSR_EL2 (the guest PSTATE).
+    pub spsr: u64,
+    /// ESR_EL2 of the last exit.
+    pub esr: u64,
+    /// FAR_EL2 of the last exit.
+    pub far: u64,
+    /// HPFAR_EL2 of the last exit.
+    pub hpfar: u64,
+    /// The hypervisor's stack pointer while the guest runs.
+    pub host_sp: u64,
+    _pad: u64,
+    /// q0..q31.
+    pub q: [u128; 32],
+    /// FPSR.
+    pub fpsr: u64,
+    /// FPCR.
+    pub fpcr: u64,
+}
+
+impl GuestRegs {
+    /// All-zero registers.
+    pub const fn new() -> Self {
+        GuestRegs {
+            x: [0; 31],
+            elr: 0,
+            spsr: 0,
+            esr: 0,
+            far: 0,
+            hpfar: 0,
+            host_sp: 0,
+            _pad: 0,
+            q: [0; 32],
+            fpsr: 0,
+            fpcr: 0,
+        }
+    }
+}
+
+impl Default for GuestRegs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// The assembly below hard-codes these offsets.
+const _: () = {
+    assert!(offset_of!(GuestRegs, x) == 0);
+    assert!(offset_of!(GuestRegs, elr) == 248);
+    assert!(offset_of!(GuestRegs, spsr) == 256);
+    assert!(offset_of!(GuestRegs, esr) == 264);
+    assert!(offset_of!(GuestRegs, far) == 272);
+    assert!(offset_of!(GuestRegs, hpfar) == 280);
+    assert!(offset_of!(GuestRegs, host_sp) == 288);
+    assert!(offset_of!(GuestRegs, q) == 304);
+    assert!(offset_of!(GuestRegs, fpsr) == 816);
+    assert!(offset_of!(GuestRegs, fpcr) == 824);
+};
+
+/// How the guest left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A synchronous exception (HVC, SMC, abort, WFI, trapped sysreg...).
+    Sync,
+    /// A physical IRQ arrived (HCR_EL2.IMO routes IRQs to EL2).
+    Irq,
+    /// A physical FIQ arrived.
+    Fiq,
+    /// An SError.
+    SError,
+}
+
+unsafe extern "C" {
+    fn __guest_enter(regs: *mut GuestRegs) -> u64;
+}
+
+/// Runs the guest whose registers are `regs` until its next exit.
+///
+/// # Safety
+/// The caller must have loaded the matching vCPU's EL1 system registers,
+/// stage-2 translation (VTTBR_EL2) and HCR_EL2, so that the guest runs
+/// confined to its own memory; interrupts must be masked at EL2.
+pub unsafe fn enter_guest(regs: &mut GuestRegs) -> ExitKind {
+    // SAFETY: `regs` is a valid, exclusively borrowed GuestRegs for the
+    // duration of the call; the assembly only reads/writes inside it and on
+    // the current stack, and preserves all callee-saved registers.
+    let kind = unsafe { __guest_enter(regs) };
+    match kind {
+        0 => ExitKind::Sync,
+        1 => ExitKind::Irq,
+        2 => ExitKind::Fiq,
+        _ => ExitKind::SError,
+    }
+}
+
+global_asm!(
+    r#"
+    .section .text, "ax"
+    .global __guest_enter
+__guest_enter:
+    /* hypervisor callee-saved state on the EL2 stack */
+    stp     x29, x30, [sp, #-16]!
+    stp     x27, x28, [sp, #-16]!
+    stp     x25, x26, [sp, #-16]!
+    stp     x23, x24, [sp, #-16]!
+    stp     x21, x22, [sp, #-16]!
+    stp     x19, x20, [sp, #-16]!
+    stp     d14, d15, [sp, #-16]!
+    stp     d12, d13, [sp, #-16]!
+    stp     d10, d11, [sp, #-16]!
+    stp     d8, d9, [sp, #-16]!
+    mov     x1, sp
+    str     x1, [x0, #288]
+    msr     tpidr_el2, x0
+
+    /* guest FP/SIMD */
+    add     x1, x0, #304
+    ldp     q0, q1, [x1, #(0 * 32)]
+    ldp     q2, q3, [x1, #(1 * 32)]
+    ldp     q4, q5, [x1, #(2 * 32)]
+    ldp     q6, q7, [x1, #(3 * 32)]
+    ldp     q8, q9, [x1, #(4 * 32)]
+    ldp     q10, q11, [x1, #(5 * 32)]
+    ldp     q12, q13, [x1, #(6 * 32)]
+    ldp     q14, q15, [x1, #(7 * 32)]
+    ldp     q16, q17, [x1, #(8 * 32)]
+    ldp     q18, q19, [x1, #(9 * 32)]
+    ldp     q20, q21, [x1, #(10 * 32)]
+    ldp     q22, q23, [x1, #(11 * 32)]
+    ldp     q24, q25, [x1, #(12 * 32)]
+    ldp     q26, q27, [x1, #(13 * 32)]
+    ldp     q28, q29, [x1, #(14 * 32)]
+    ldp     q30, q31, [x1, #(15 * 32)]
+    add     x1, x0, #816
+    ldp     x2, x3, [x1]
+    msr     fpsr, x2
+    msr     fpcr, x3
+
+    ldp     x2, x3, [x0, #248]
+    msr     elr_el2, x2
+    msr     spsr_el2, x3
+
+    ldp     x2, x3, [x0, #(2 * 8)]
+    ldp     x4, x5, [x0, #(4 * 8)]
+    ldp     x6, x7, [x0, #(6 * 8)]
+    ldp     x8, x9, [x0, #(8 * 8)]
+    ldp     x10, x11, [x0, #(10 * 8)]
+    ldp     x12, x13, [x0, #(12 * 8)]
+    ldp     x14, x15, [x0, #(14 * 8)]
+    ldp     x16, x17, [x0, #(16 * 8)]
+    ldp     x18, x19, [x0, #(18 * 8)]
+    ldp     x20, x21, [x0, #(20 * 8)]
+    ldp     x22, x23, [x0, #(22 * 8)]
+    ldp     x24, x25, [x0, #(24 * 8)]
+    ldp     x26, x27, [x0, #(26 * 8)]
+    ldp     x28, x29, [x0, #(28 * 8)]
+    ldr     x30, [x0, #(30 * 8)]
+    ldp     x0, x1, [x0, #(0 * 8)]
+    eret
+    dsb     nsh
+    isb
+
+.macro GUEST_EXIT kind
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el2
+    stp     x2, x3, [x0, #(2 * 8)]
+    stp     x4, x5, [x0, #(4 * 8)]
+    stp     x6, x7, [x0, #(6 * 8)]
+    stp     x8, x9, [x0, #(8 * 8)]
+    stp     x10, x11, [x0, #(10 * 8)]
+    stp     x12, x13, [x0, #(12 * 8)]
+    stp     x14, x15, [x0, #(14 * 8)]
+    stp     x16, x17, [x0, #(16 * 8)]
+    stp     x18, x19, [x0, #(18 * 8)]
+    stp     x20, x21, [x0, #(20 * 8)]
+    stp     x22, x23, [x0, #(22 * 8)]
+    stp     x24, x25, [x0, #(24 * 8)]
+    stp     x26, x27, [x0, #(26 * 8)]
+    stp     x28, x29, [x0, #(28 * 8)]
+    str     x30, [x0, #(30 * 8)]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0, #(0 * 8)]
+    mov     x1, #\kind
+    b       guest_exit_common
+.endm
+
+    .global guest_exit_sync
+guest_exit_sync:
+    GUEST_EXIT 0
+    .global guest_exit_irq
+guest_exit_irq:
+    GUEST_EXIT 1
+    .global guest_exit_fiq
+guest_exit_fiq:
+    GUEST_EXIT 2
+    .global guest_exit_serror
+guest_exit_serror:
+    GUEST_EXIT 3
+
+guest_exit_common:
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [x0, #248]
+    mrs     x2, esr_el2
+    mrs     x3, far_el2
+    stp     x2, x3, [x0, #264]
+    mrs     x2, hpfar_el2
+    str     x2, [x0, #280]
+
+    add     x2, x0, #304
+    stp     q0, q1, [x2, #(0 * 32)]
+    stp     q2, q3, [x2, #(1 * 32)]
+    stp     q4, q5, [x2, #(2 * 32)]
+    stp     q6, q7, [x2, #(3 * 32)]
+    stp     q8, q9, [x2, #(4 * 32)]
+    stp     q10, q11, [x2, #(5 * 32)]
+    stp     q12, q13, [x2, #(6 * 32)]
+    stp     q14, q15, [x2, #(7 * 32)]
+    stp     q16, q17, [x2, #(8 * 32)]
+    stp     q18, q19, [x2, #(9 * 32)]
+    stp     q20, q21, [x2, #(10 * 32)]
+    stp     q22, q23, [x2, #(11 * 32)]
+    stp     q24, q25, [x2, #(12 * 32)]
+    stp     q26, q27, [x2, #(13 * 32)]
+    stp     q28, q29, [x2, #(14 * 32)]
+    stp     q30, q31, [x2, #(15 * 32)]
+    mrs     x3, fpsr
+    mrs     x4, fpcr
+    add     x2, x0, #816
+    stp     x3, x4, [x2]
+
+    ldr     x2, [x0, #288]
+    mov     sp, x2
+    mov     x0, x1
+    ldp     d8, d9, [sp], #16
+    ldp     d10, d11, [sp], #16
+    ldp     d12, d13, [sp], #16
+    ldp     d14, d15, [sp], #16
+    ldp     x19, x20, [sp], #16
+    ldp     x21, x22, [sp], #16
+    ldp     x23, x24, [sp], #16
+    ldp     x25, x26, [sp], #16
+    ldp     x27, x28, [sp], #16
+    ldp     x29, x30, [sp], #16
+    ret
+"#
+);

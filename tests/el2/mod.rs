@@ -1,0 +1,17 @@
+//! In-QEMU test suites: everything that needs real EL2 hardware (or QEMU's
+//! model of it). Included into the self-test image by `src/bin/selftest.rs`;
+//! run with `make run`.
+
+use hypervisor::selftest::Suite;
+
+mod el2_basics;
+
+/// Every suite, in the order they run.
+pub static ALL: &[&Suite] = &[&el2_basics::SUITE];
+
+/// Secondary CPUs started by a suite park here unless a suite takes them.
+pub fn secondary_main(_cpu: usize) -> ! {
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
