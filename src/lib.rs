@@ -39,6 +39,8 @@ pub mod sched;
 pub mod selftest;
 pub mod stage2;
 pub mod trap;
+pub mod vcpu;
+pub mod vm;
 pub mod vgic;
 pub mod virtio;
 

@@ -1,1 +1,173 @@
 //! Emulated devices and the per-VM device manager.
+//!
+//! Each VM has one [`DeviceManager`] holding its devices as [`Device`]
+//! variants (enum dispatch: no allocation, no trait objects). A trapped MMIO
+//! access is routed to the device whose region contains it; an access that
+//! no device claims is reported to the caller, which stops the VM.
+
+pub mod test_device;
+
+use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
+use test_device::TestDevice;
+
+/// Most devices one VM can have.
+pub const MAX_DEVICES: usize = 8;
+
+/// Every kind of emulated device.
+#[derive(Debug)]
+pub enum Device {
+    /// Scratch registers for MMIO tests.
+    Test(TestDevice),
+}
+
+impl Device {
+    fn as_mmio(&mut self) -> &mut dyn MmioDevice {
+        match self {
+            Device::Test(d) => d,
+        }
+    }
+
+    fn region(&self) -> MmioRegion {
+        match self {
+            Device::Test(d) => d.region(),
+        }
+    }
+}
+
+/// Why a device could not be attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachError {
+    /// All [`MAX_DEVICES`] slots are used.
+    Full,
+    /// The new device's region overlaps an attached device's region.
+    Overlap {
+        /// The region that was refused.
+        new: MmioRegion,
+        /// The region it collides with.
+        existing: MmioRegion,
+    },
+}
+
+/// The devices of one VM.
+#[derive(Debug)]
+pub struct DeviceManager {
+    devices: [Option<Device>; MAX_DEVICES],
+}
+
+impl Default for DeviceManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeviceManager {
+    /// A manager with no devices.
+    pub const fn new() -> Self {
+        DeviceManager {
+            devices: [const { None }; MAX_DEVICES],
+        }
+    }
+
+    /// Attaches `device`, refusing overlaps.
+    pub fn attach(&mut self, device: Device) -> Result<(), AttachError> {
+        let new = device.region();
+        for existing in self.devices.iter().flatten() {
+            let existing = existing.region();
+            if new.overlaps(&existing) {
+                return Err(AttachError::Overlap { new, existing });
+            }
+        }
+        let slot = self
+            .devices
+            .iter_mut()
+            .find(|slot| slot.is_none())
+            .ok_or(AttachError::Full)?;
+        *slot = Some(device);
+        Ok(())
+    }
+
+    /// Number of attached devices.
+    pub fn len(&self) -> usize {
+        self.devices.iter().flatten().count()
+    }
+
+    /// True if no device is attached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Routes a load (`value == None`) or store (`Some(v)`) of `size` at
+    /// `gpa`. Returns `Some(loaded value)` for a load, `Some(0)` for a store,
+    /// or `None` if no device claims the whole access.
+    pub fn dispatch(
+        &mut self,
+        gpa: u64,
+        size: AccessSize,
+        value: Option<u64>,
+        ctx: &mut DeviceContext<'_>,
+    ) -> Option<u64> {
+        for device in self.devices.iter_mut().flatten() {
+            if let Some(offset) = device.region().offset_of(gpa, size.bytes() as u64) {
+                let dev = device.as_mmio();
+                return Some(match value {
+                    None => dev.read(offset, size, ctx) & size.mask(),
+                    Some(v) => {
+                        dev.write(offset, size, v & size.mask(), ctx);
+                        0
+                    }
+                });
+            }
+        }
+        None
+    }
+
+    /// The test device, if attached.
+    pub fn test_device(&mut self) -> Option<&mut TestDevice> {
+        self.devices.iter_mut().flatten().find_map(|d| match d {
+            Device::Test(t) => Some(t),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_device::{TEST_DEVICE_BASE, TestDevice};
+    use super::*;
+    use crate::guest_memory::GuestMemory;
+    use crate::irq::RecordingIrqSink;
+
+    fn with_ctx<R>(f: impl FnOnce(&mut DeviceContext<'_>) -> R) -> R {
+        let mem = GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 16].into_boxed_slice()));
+        let mut irq = RecordingIrqSink::new();
+        let mut ctx = DeviceContext { mem: &mem, irq: &mut irq, vcpu: 0 };
+        f(&mut ctx)
+    }
+
+    #[test]
+    fn dispatches_by_region_and_reports_unclaimed() {
+        let mut dm = DeviceManager::new();
+        dm.attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE))).unwrap();
+        with_ctx(|ctx| {
+            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 8, AccessSize::Word, Some(0x1234_5678_9abc), ctx), Some(0));
+            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 8, AccessSize::Word, None, ctx), Some(0x5678_9abc));
+            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 0x100, AccessSize::Byte, None, ctx), None);
+            // Straddling the end of the region is not claimed.
+            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 0xfc, AccessSize::Double, None, ctx), None);
+        });
+    }
+
+    #[test]
+    fn refuses_overlaps_and_overflow() {
+        let mut dm = DeviceManager::new();
+        dm.attach(Device::Test(TestDevice::new(0x1000))).unwrap();
+        assert!(matches!(
+            dm.attach(Device::Test(TestDevice::new(0x1080))),
+            Err(AttachError::Overlap { .. })
+        ));
+        for i in 1..MAX_DEVICES {
+            dm.attach(Device::Test(TestDevice::new(0x1000 + 0x1000 * i as u64))).unwrap();
+        }
+        assert_eq!(dm.len(), MAX_DEVICES);
+        assert_eq!(dm.attach(Device::Test(TestDevice::new(0x10_0000))), Err(AttachError::Full));
+    }
+}

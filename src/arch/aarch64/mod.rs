@@ -11,6 +11,7 @@ pub mod mmu;
 pub mod panic;
 pub mod semihosting;
 pub mod uart;
+pub mod vcpu;
 pub mod world_switch;
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -12,73 +12,8 @@
 //! ([`super::vcpu`]), and only when a different vCPU is loaded.
 
 use core::arch::global_asm;
-use core::mem::offset_of;
 
-/// Guest state that the assembly switches on every entry and exit.
-#[repr(C, align(16))]
-#[derive(Clone, Debug)]
-pub struct GuestRegs {
-    /// x0..x30.
-    pub x: [u64; 31],
-    /// ELR_EL2 (the guest PC to return to).
-    pub elr: u64,
-    /// SPSR_EL2 (the guest PSTATE).
-    pub spsr: u64,
-    /// ESR_EL2 of the last exit.
-    pub esr: u64,
-    /// FAR_EL2 of the last exit.
-    pub far: u64,
-    /// HPFAR_EL2 of the last exit.
-    pub hpfar: u64,
-    /// The hypervisor's stack pointer while the guest runs.
-    pub host_sp: u64,
-    _pad: u64,
-    /// q0..q31.
-    pub q: [u128; 32],
-    /// FPSR.
-    pub fpsr: u64,
-    /// FPCR.
-    pub fpcr: u64,
-}
-
-impl GuestRegs {
-    /// All-zero registers.
-    pub const fn new() -> Self {
-        GuestRegs {
-            x: [0; 31],
-            elr: 0,
-            spsr: 0,
-            esr: 0,
-            far: 0,
-            hpfar: 0,
-            host_sp: 0,
-            _pad: 0,
-            q: [0; 32],
-            fpsr: 0,
-            fpcr: 0,
-        }
-    }
-}
-
-impl Default for GuestRegs {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-// The assembly below hard-codes these offsets.
-const _: () = {
-    assert!(offset_of!(GuestRegs, x) == 0);
-    assert!(offset_of!(GuestRegs, elr) == 248);
-    assert!(offset_of!(GuestRegs, spsr) == 256);
-    assert!(offset_of!(GuestRegs, esr) == 264);
-    assert!(offset_of!(GuestRegs, far) == 272);
-    assert!(offset_of!(GuestRegs, hpfar) == 280);
-    assert!(offset_of!(GuestRegs, host_sp) == 288);
-    assert!(offset_of!(GuestRegs, q) == 304);
-    assert!(offset_of!(GuestRegs, fpsr) == 816);
-    assert!(offset_of!(GuestRegs, fpcr) == 824);
-};
+pub use crate::vcpu::GuestRegs;
 
 /// How the guest left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

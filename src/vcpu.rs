@@ -1,0 +1,330 @@
+//! Per-vCPU state: registers the world switch moves, the EL1 system
+//! registers, the virtual timer and the power state.
+//!
+//! Plain data plus the decisions that go with it; the arch layer
+//! (`arch/aarch64/vcpu.rs`) moves these values in and out of the CPU.
+
+use core::mem::offset_of;
+
+use crate::psci::PowerState;
+
+/// SPSR for entering a guest: EL1h with D, A, I, F masked (0x3c5).
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+
+/// Guest state that the assembly switches on every entry and exit.
+#[repr(C, align(16))]
+#[derive(Clone, Debug)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// ELR_EL2 (the guest PC to return to).
+    pub elr: u64,
+    /// SPSR_EL2 (the guest PSTATE).
+    pub spsr: u64,
+    /// ESR_EL2 of the last exit.
+    pub esr: u64,
+    /// FAR_EL2 of the last exit.
+    pub far: u64,
+    /// HPFAR_EL2 of the last exit.
+    pub hpfar: u64,
+    /// The hypervisor's stack pointer while the guest runs.
+    pub host_sp: u64,
+    _pad: u64,
+    /// q0..q31.
+    pub q: [u128; 32],
+    /// FPSR.
+    pub fpsr: u64,
+    /// FPCR.
+    pub fpcr: u64,
+}
+
+impl GuestRegs {
+    /// All-zero registers.
+    pub const fn new() -> Self {
+        GuestRegs {
+            x: [0; 31],
+            elr: 0,
+            spsr: 0,
+            esr: 0,
+            far: 0,
+            hpfar: 0,
+            host_sp: 0,
+            _pad: 0,
+            q: [0; 32],
+            fpsr: 0,
+            fpcr: 0,
+        }
+    }
+}
+
+impl Default for GuestRegs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// The assembly below hard-codes these offsets.
+const _: () = {
+    assert!(offset_of!(GuestRegs, x) == 0);
+    assert!(offset_of!(GuestRegs, elr) == 248);
+    assert!(offset_of!(GuestRegs, spsr) == 256);
+    assert!(offset_of!(GuestRegs, esr) == 264);
+    assert!(offset_of!(GuestRegs, far) == 272);
+    assert!(offset_of!(GuestRegs, hpfar) == 280);
+    assert!(offset_of!(GuestRegs, host_sp) == 288);
+    assert!(offset_of!(GuestRegs, q) == 304);
+    assert!(offset_of!(GuestRegs, fpsr) == 816);
+    assert!(offset_of!(GuestRegs, fpcr) == 824);
+};
+
+
+/// EL1 system registers a Linux guest owns, switched when a different vCPU
+/// is loaded on a physical CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // one field per architectural register, named after it
+pub struct El1Regs {
+    pub sctlr: u64,
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub mair: u64,
+    pub amair: u64,
+    pub vbar: u64,
+    pub contextidr: u64,
+    pub tpidr_el0: u64,
+    pub tpidrro_el0: u64,
+    pub tpidr_el1: u64,
+    pub cpacr: u64,
+    pub esr: u64,
+    pub far: u64,
+    pub afsr0: u64,
+    pub afsr1: u64,
+    pub par: u64,
+    pub cntkctl: u64,
+    pub mdscr: u64,
+    pub sp_el0: u64,
+    pub sp_el1: u64,
+    pub elr_el1: u64,
+    pub spsr_el1: u64,
+    pub csselr: u64,
+}
+
+/// SCTLR_EL1 reset value for a guest: MMU and caches off, RES1 bits set.
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
+impl El1Regs {
+    /// The state of a vCPU at reset (MMU off, caches off).
+    pub const fn reset() -> Self {
+        El1Regs {
+            sctlr: SCTLR_EL1_RESET,
+            ttbr0: 0,
+            ttbr1: 0,
+            tcr: 0,
+            mair: 0,
+            amair: 0,
+            vbar: 0,
+            contextidr: 0,
+            tpidr_el0: 0,
+            tpidrro_el0: 0,
+            tpidr_el1: 0,
+            cpacr: 0,
+            esr: 0,
+            far: 0,
+            afsr0: 0,
+            afsr1: 0,
+            par: 0,
+            cntkctl: 0,
+            mdscr: 0,
+            sp_el0: 0,
+            sp_el1: 0,
+            elr_el1: 0,
+            spsr_el1: 0,
+            csselr: 0,
+        }
+    }
+}
+
+/// CNTV_CTL_EL0.ENABLE.
+pub const CNTV_CTL_ENABLE: u64 = 1 << 0;
+/// CNTV_CTL_EL0.IMASK.
+pub const CNTV_CTL_IMASK: u64 = 1 << 1;
+/// CNTV_CTL_EL0.ISTATUS (read-only).
+pub const CNTV_CTL_ISTATUS: u64 = 1 << 2;
+
+/// The guest's EL1 virtual timer (PPI 27) and how the hypervisor forwards it.
+///
+/// Choice: *masked and re-armed*, not the LR HW bit. When the physical
+/// virtual-timer interrupt fires while the vCPU runs, the hypervisor sets
+/// CNTV_CTL_EL0.IMASK (so the physical line drops and the CPU is not stormed),
+/// notes that it did ([`VirtualTimer::hyp_masked`]), and raises the vCPU's
+/// virtual PPI 27 as a level. The level stays high until the guest
+/// reprograms the timer (Linux writes CTL with IMASK clear when it sets the
+/// next event) or, after it has handled the interrupt, leaves IMASK set
+/// itself. This keeps every physical interrupt owned by the hypervisor and
+/// lets any number of vCPUs share a physical CPU's timer without migrating
+/// active states, at the cost of an exit per timer tick (the HW bit would
+/// save the EOI exit, which we do not take anyway since EOIs of non-HW
+/// interrupts do not trap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtualTimer {
+    /// CNTV_CTL_EL0 as last saved.
+    pub ctl: u64,
+    /// CNTV_CVAL_EL0 as last saved.
+    pub cval: u64,
+    /// The hypervisor set IMASK on the guest's behalf.
+    pub hyp_masked: bool,
+}
+
+impl VirtualTimer {
+    /// Records that the physical timer interrupt fired: returns the CTL
+    /// value to write back (IMASK set).
+    pub fn on_fired(&mut self, ctl: u64) -> u64 {
+        self.ctl = ctl | CNTV_CTL_IMASK;
+        self.hyp_masked = true;
+        self.ctl
+    }
+
+    /// Updates the state from a freshly read CTL and whether the vGIC still
+    /// holds the virtual interrupt (pending or active); returns the level of
+    /// the virtual PPI 27.
+    pub fn line_level(&mut self, ctl: u64, vgic_holds_irq: bool) -> bool {
+        self.ctl = ctl;
+        if self.hyp_masked && (ctl & CNTV_CTL_IMASK == 0 || !vgic_holds_irq) {
+            // Either the guest rewrote CTL (IMASK clear again), or it has
+            // handled the interrupt and left the mask as its own.
+            self.hyp_masked = false;
+        }
+        let guest_masked = ctl & CNTV_CTL_IMASK != 0 && !self.hyp_masked;
+        ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_ISTATUS != 0 && !guest_masked
+    }
+
+    /// For a vCPU that is not running (its timer is not programmed in the
+    /// hardware): would the timer condition hold at virtual count `now`?
+    pub fn expired_at(&self, now: u64) -> bool {
+        let guest_masked = self.ctl & CNTV_CTL_IMASK != 0 && !self.hyp_masked;
+        self.ctl & CNTV_CTL_ENABLE != 0 && !guest_masked && now >= self.cval
+    }
+
+    /// The virtual count at which the timer fires, if armed and unmasked.
+    pub fn deadline(&self) -> Option<u64> {
+        let guest_masked = self.ctl & CNTV_CTL_IMASK != 0 && !self.hyp_masked;
+        (self.ctl & CNTV_CTL_ENABLE != 0 && !guest_masked).then_some(self.cval)
+    }
+}
+
+/// Everything about one vCPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// Index in its VM (MPIDR Aff0).
+    pub index: usize,
+    /// General-purpose, FP/SIMD, PC and PSTATE.
+    pub regs: GuestRegs,
+    /// EL1 system registers.
+    pub el1: El1Regs,
+    /// The virtual timer.
+    pub timer: VirtualTimer,
+    /// PSCI power state.
+    pub power: PowerState,
+    /// Waiting in WFI for an interrupt.
+    pub in_wfi: bool,
+}
+
+impl Vcpu {
+    /// A powered-off vCPU at reset.
+    pub const fn new(index: usize) -> Self {
+        Vcpu {
+            index,
+            regs: GuestRegs::new(),
+            el1: El1Regs::reset(),
+            timer: VirtualTimer {
+                ctl: 0,
+                cval: 0,
+                hyp_masked: false,
+            },
+            power: PowerState::Off,
+            in_wfi: false,
+        }
+    }
+
+    /// Resets the vCPU to start at `entry` in EL1h with the MMU off and
+    /// `x0 = arg0`, and marks it on.
+    pub fn reset_to(&mut self, entry: u64, arg0: u64) {
+        let index = self.index;
+        *self = Vcpu::new(index);
+        self.regs.elr = entry;
+        self.regs.spsr = SPSR_EL1H_MASKED;
+        self.regs.x[0] = arg0;
+        self.power = PowerState::On;
+    }
+
+    /// Advances the PC past the trapping (32-bit) instruction.
+    pub fn skip_instruction(&mut self) {
+        self.regs.elr = self.regs.elr.wrapping_add(4);
+    }
+
+    /// The VMPIDR_EL2 value for this vCPU (RES1 bit 31, Aff0 = index).
+    pub fn mpidr(&self) -> u64 {
+        (1 << 31) | (self.index as u64 & 0xff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_regs_layout_matches_assembly() {
+        assert_eq!(offset_of!(GuestRegs, fpcr), 824);
+        assert_eq!(core::mem::align_of::<GuestRegs>(), 16);
+    }
+
+    #[test]
+    fn reset_enters_el1h_masked() {
+        let mut v = Vcpu::new(2);
+        v.regs.x[5] = 9;
+        v.reset_to(0x4020_0000, 0x47e0_0000);
+        assert_eq!(v.regs.elr, 0x4020_0000);
+        assert_eq!(v.regs.spsr, 0x3c5);
+        assert_eq!(v.regs.x[0], 0x47e0_0000);
+        assert_eq!(v.regs.x[5], 0);
+        assert_eq!(v.power, PowerState::On);
+        assert_eq!(v.el1.sctlr & 1, 0, "MMU off");
+        assert_eq!(v.mpidr(), 0x8000_0002);
+    }
+
+    const FIRING: u64 = CNTV_CTL_ENABLE | CNTV_CTL_ISTATUS;
+
+    #[test]
+    fn timer_fires_masks_and_stays_high_until_reprogrammed() {
+        let mut t = VirtualTimer::default();
+        let written = t.on_fired(FIRING);
+        assert_eq!(written, FIRING | CNTV_CTL_IMASK);
+        // Guest has not handled it yet: level stays high.
+        assert!(t.line_level(FIRING | CNTV_CTL_IMASK, true));
+        // Guest reprograms: writes ENABLE with IMASK clear, condition false.
+        assert!(!t.line_level(CNTV_CTL_ENABLE, true));
+        assert!(!t.hyp_masked);
+    }
+
+    #[test]
+    fn guest_mask_after_handling_is_respected() {
+        let mut t = VirtualTimer::default();
+        t.on_fired(FIRING);
+        // Guest handled the interrupt (vGIC idle) and left IMASK set.
+        assert!(!t.line_level(FIRING | CNTV_CTL_IMASK, false));
+        assert!(!t.hyp_masked);
+        // A guest-masked timer never counts as expired.
+        assert!(!t.expired_at(u64::MAX));
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn descheduled_timer_deadline() {
+        let t = VirtualTimer { ctl: CNTV_CTL_ENABLE, cval: 1000, hyp_masked: false };
+        assert!(!t.expired_at(999));
+        assert!(t.expired_at(1000));
+        assert_eq!(t.deadline(), Some(1000));
+        let off = VirtualTimer { ctl: 0, cval: 10, hyp_masked: false };
+        assert!(!off.expired_at(11));
+    }
+}

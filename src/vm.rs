@@ -1,0 +1,487 @@
+//! A virtual machine and what happens when one of its vCPUs exits.
+//!
+//! [`Vm::handle_exit`] is the policy half of trap handling: given a decoded
+//! [`Exit`], it emulates the MMIO access, answers the PSCI call or
+//! hypercall, advances the PC, and tells the run loop what to do next
+//! ([`ExitOutcome`]). It is plain logic over the VM's state and is tested on
+//! the host with synthetic exits; the run loop in the arch layer only moves
+//! registers and calls it.
+
+use crate::devices::DeviceManager;
+use crate::guest_memory::GuestMemory;
+use crate::hypercall::{self, Hypercall};
+use crate::irq::{IrqSink, RecordingIrqSink};
+use crate::mmio::DeviceContext;
+use crate::platform::MAX_VCPUS;
+use crate::psci::{self, PowerState, PsciAction};
+use crate::trap::{Exit, MmioAccess};
+use crate::vcpu::Vcpu;
+use hal::esr::Esr;
+
+/// Why a VM stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// PSCI SYSTEM_OFF.
+    PoweredOff,
+    /// PSCI SYSTEM_RESET.
+    ResetRequested,
+    /// The guest called the exit hypercall with this status.
+    Exited(u64),
+    /// The guest did something the hypervisor cannot emulate.
+    Fault(Fault),
+}
+
+/// A guest fault that stopped its VM, with what is needed to report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A load/store to a guest-physical address no device claims.
+    UnclaimedMmio {
+        /// vCPU index.
+        vcpu: usize,
+        /// Guest PC.
+        pc: u64,
+        /// The access.
+        access: MmioAccess,
+    },
+    /// A data abort without a usable syndrome.
+    BadAbort {
+        /// vCPU index.
+        vcpu: usize,
+        /// Guest PC.
+        pc: u64,
+        /// Faulting intermediate physical address.
+        ipa: u64,
+        /// Raw syndrome.
+        esr: Esr,
+    },
+    /// The guest executed from an unmapped address.
+    InstructionAbort {
+        /// vCPU index.
+        vcpu: usize,
+        /// Guest PC.
+        pc: u64,
+        /// Faulting intermediate physical address.
+        ipa: u64,
+        /// Raw syndrome.
+        esr: Esr,
+    },
+    /// Any other unexpected exception class.
+    Unexpected {
+        /// vCPU index.
+        vcpu: usize,
+        /// Guest PC.
+        pc: u64,
+        /// Raw syndrome.
+        esr: Esr,
+    },
+}
+
+/// What the run loop does after an exit was handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitOutcome {
+    /// Re-enter the same vCPU.
+    Continue,
+    /// The vCPU waits for an interrupt (WFI) or powered itself off: run
+    /// something else.
+    Block,
+    /// The vCPU is spinning (WFE): let others run, then come back.
+    Yield,
+    /// Other vCPUs of this VM (bit mask) may have become runnable (CPU_ON,
+    /// SGI): wake or kick them.
+    Wake(u32),
+    /// The whole VM stopped.
+    Stop(StopReason),
+}
+
+/// Exit counters by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // one counter per exit reason, named after it
+pub struct ExitStats {
+    pub hvc: u64,
+    pub smc: u64,
+    pub mmio: u64,
+    pub wfi: u64,
+    pub wfe: u64,
+    pub sysreg: u64,
+    pub irq: u64,
+    pub faults: u64,
+    /// Trapped system-register accesses emulated as RAZ/WI.
+    pub sysreg_raz_wi: u64,
+}
+
+/// Lifecycle of a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmState {
+    /// At least one vCPU may run.
+    Running,
+    /// Stopped; its vCPUs never run again.
+    Stopped(StopReason),
+}
+
+/// One virtual machine.
+pub struct Vm {
+    /// VM index (also its VSwitch port and console number).
+    pub id: usize,
+    /// Its RAM.
+    pub mem: GuestMemory,
+    /// Its emulated devices.
+    pub devices: DeviceManager,
+    /// Its vCPUs (the first `nr_vcpus` exist).
+    pub vcpus: [Vcpu; MAX_VCPUS],
+    /// Number of vCPUs.
+    pub nr_vcpus: usize,
+    /// Lifecycle.
+    pub state: VmState,
+    /// Exit counters.
+    pub stats: ExitStats,
+    /// CNTVOFF_EL2 for this VM.
+    pub cntvoff: u64,
+    /// Bytes the guest wrote with the console hypercall, waiting for the run
+    /// loop (which owns the console).
+    pub hypercall_output: OutputBuffer,
+    irq: RecordingIrqSink,
+}
+
+/// A small byte buffer for hypercall console output.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputBuffer {
+    bytes: [u8; 256],
+    len: usize,
+    /// Bytes dropped because the buffer was full.
+    pub dropped: u64,
+}
+
+impl OutputBuffer {
+    const fn new() -> Self {
+        OutputBuffer {
+            bytes: [0; 256],
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        match self.bytes.get_mut(self.len) {
+            Some(slot) => {
+                *slot = byte;
+                self.len += 1;
+            }
+            None => self.dropped += 1,
+        }
+    }
+
+    /// Takes the buffered bytes, calling `f` with them, and empties it.
+    pub fn drain(&mut self, f: impl FnOnce(&[u8])) {
+        if self.len > 0 {
+            f(&self.bytes[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl Vm {
+    /// A VM with `nr_vcpus` vCPUs (at least 1, at most MAX_VCPUS), all off.
+    pub fn new(id: usize, mem: GuestMemory, nr_vcpus: usize) -> Self {
+        let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        Vm {
+            id,
+            mem,
+            devices: DeviceManager::new(),
+            vcpus: core::array::from_fn(Vcpu::new),
+            nr_vcpus,
+            state: VmState::Running,
+            stats: ExitStats::default(),
+            cntvoff: 0,
+            hypercall_output: OutputBuffer::new(),
+            irq: RecordingIrqSink::new(),
+        }
+    }
+
+    /// Powers on vCPU 0 at `entry` with `x0 = arg0` (the boot CPU).
+    pub fn start(&mut self, entry: u64, arg0: u64) {
+        self.vcpus[0].reset_to(entry, arg0);
+    }
+
+    /// True if the VM has not stopped.
+    pub fn is_running(&self) -> bool {
+        self.state == VmState::Running
+    }
+
+    fn power_states(&self) -> [PowerState; MAX_VCPUS] {
+        core::array::from_fn(|i| self.vcpus[i].power)
+    }
+
+    fn stop(&mut self, reason: StopReason) -> ExitOutcome {
+        if let StopReason::Fault(_) = reason {
+            self.stats.faults += 1;
+        }
+        self.state = VmState::Stopped(reason);
+        for vcpu in &mut self.vcpus {
+            vcpu.power = PowerState::Off;
+        }
+        ExitOutcome::Stop(reason)
+    }
+
+    /// Handles a synchronous exit of vCPU `index`.
+    pub fn handle_exit(&mut self, index: usize, exit: Exit) -> ExitOutcome {
+        if index >= self.nr_vcpus {
+            return ExitOutcome::Block;
+        }
+        match exit {
+            Exit::Hvc { .. } => {
+                self.stats.hvc += 1;
+                self.handle_call(index)
+            }
+            Exit::Smc { .. } => {
+                self.stats.smc += 1;
+                self.vcpus[index].skip_instruction();
+                self.handle_call(index)
+            }
+            Exit::Mmio(access) => {
+                self.stats.mmio += 1;
+                self.handle_mmio(index, access)
+            }
+            Exit::Wfi => {
+                self.stats.wfi += 1;
+                let vcpu = &mut self.vcpus[index];
+                vcpu.skip_instruction();
+                vcpu.in_wfi = true;
+                ExitOutcome::Block
+            }
+            Exit::Wfe => {
+                self.stats.wfe += 1;
+                self.vcpus[index].skip_instruction();
+                ExitOutcome::Yield
+            }
+            Exit::SysReg(iss) => {
+                self.stats.sysreg += 1;
+                // Trapped registers without an emulation (the EL1 physical
+                // timer, which guests do not use) read as zero and ignore
+                // writes; counted so it is visible.
+                self.stats.sysreg_raz_wi += 1;
+                if iss.is_read() {
+                    let rt = iss.rt() as usize;
+                    if let Some(reg) = self.vcpus[index].regs.x.get_mut(rt) {
+                        *reg = 0;
+                    }
+                }
+                self.vcpus[index].skip_instruction();
+                ExitOutcome::Continue
+            }
+            Exit::BadAbort { ipa, esr } => {
+                let pc = self.vcpus[index].regs.elr;
+                self.stop(StopReason::Fault(Fault::BadAbort { vcpu: index, pc, ipa, esr }))
+            }
+            Exit::InstructionAbort { ipa, esr } => {
+                let pc = self.vcpus[index].regs.elr;
+                self.stop(StopReason::Fault(Fault::InstructionAbort { vcpu: index, pc, ipa, esr }))
+            }
+            Exit::Other(esr) => {
+                let pc = self.vcpus[index].regs.elr;
+                self.stop(StopReason::Fault(Fault::Unexpected { vcpu: index, pc, esr }))
+            }
+        }
+    }
+
+    fn handle_mmio(&mut self, index: usize, access: MmioAccess) -> ExitOutcome {
+        let vcpu = &mut self.vcpus[index];
+        let store = access.is_write.then(|| access.store_value(&vcpu.regs.x));
+        let irq: &mut dyn IrqSink = &mut self.irq;
+        let mut ctx = DeviceContext {
+            mem: &self.mem,
+            irq,
+            vcpu: index,
+        };
+        match self.devices.dispatch(access.ipa, access.size, store, &mut ctx) {
+            Some(loaded) => {
+                if !access.is_write
+                    && let Some((reg, value)) = access.load_result(loaded)
+                {
+                    vcpu.regs.x[reg as usize] = value;
+                }
+                vcpu.skip_instruction();
+                ExitOutcome::Continue
+            }
+            None => {
+                let pc = vcpu.regs.elr;
+                self.stop(StopReason::Fault(Fault::UnclaimedMmio { vcpu: index, pc, access }))
+            }
+        }
+    }
+
+    /// PSCI, SMCCC or our own hypercall in x0..x3.
+    fn handle_call(&mut self, index: usize) -> ExitOutcome {
+        let x = self.vcpus[index].regs.x;
+        let fid = x[0] as u32;
+        if psci::is_psci_or_smccc(fid) {
+            let ram = (self.mem.base(), self.mem.size());
+            let states = self.power_states();
+            let action = psci::handle(fid, [x[1], x[2], x[3]], &states[..self.nr_vcpus], ram);
+            return match action {
+                PsciAction::Return(value) => {
+                    self.vcpus[index].regs.x[0] = value;
+                    ExitOutcome::Continue
+                }
+                PsciAction::CpuOn { target, entry, context_id } => {
+                    self.vcpus[target].reset_to(entry, context_id);
+                    self.vcpus[index].regs.x[0] = hal::psci::SUCCESS as u64;
+                    ExitOutcome::Wake(1 << target)
+                }
+                PsciAction::CpuOff => {
+                    self.vcpus[index].power = PowerState::Off;
+                    ExitOutcome::Block
+                }
+                PsciAction::SystemOff => self.stop(StopReason::PoweredOff),
+                PsciAction::SystemReset => self.stop(StopReason::ResetRequested),
+            };
+        }
+        match hypercall::decode(fid, x[1]) {
+            Some(Hypercall::Version) => self.vcpus[index].regs.x[0] = hypercall::ABI_VERSION,
+            Some(Hypercall::VmId) => self.vcpus[index].regs.x[0] = self.id as u64,
+            Some(Hypercall::Putc(byte)) => {
+                self.hypercall_output.push(byte);
+                self.vcpus[index].regs.x[0] = 0;
+            }
+            Some(Hypercall::Exit(code)) => return self.stop(StopReason::Exited(code)),
+            None => self.vcpus[index].regs.x[0] = hal::psci::SMCCC_NOT_SUPPORTED as u64,
+        }
+        ExitOutcome::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::Device;
+    use crate::devices::test_device::{TEST_DEVICE_BASE, TestDevice};
+    use crate::mmio::AccessSize;
+    use crate::trap::decode_sync;
+
+    fn vm(vcpus: usize) -> Vm {
+        let mem = GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 0x10000].into_boxed_slice()));
+        let mut vm = Vm::new(1, mem, vcpus);
+        vm.devices.attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE))).unwrap();
+        vm.start(0x4000_0000, 0);
+        vm
+    }
+
+    fn dabt(sas: u64, sse: bool, srt: u64, sf: bool, wnr: bool) -> u64 {
+        (0x24 << 26)
+            | (1 << 25)
+            | (1 << 24)
+            | (sas << 22)
+            | ((sse as u64) << 21)
+            | (srt << 16)
+            | ((sf as u64) << 15)
+            | ((wnr as u64) << 6)
+            | 7
+    }
+
+    fn mmio_exit(gpa: u64, esr: u64) -> Exit {
+        decode_sync(esr, gpa, gpa >> 8)
+    }
+
+    #[test]
+    fn mmio_store_then_signed_load_round_trip() {
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[3] = 0x80;
+        let out = vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, dabt(0, false, 3, false, true)));
+        assert_eq!(out, ExitOutcome::Continue);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004);
+        let out = vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, dabt(0, true, 4, true, false)));
+        assert_eq!(out, ExitOutcome::Continue);
+        assert_eq!(vm.vcpus[0].regs.x[4], 0xffff_ffff_ffff_ff80);
+        assert_eq!(vm.devices.test_device().unwrap().last.size, 1);
+        assert_eq!(vm.stats.mmio, 2);
+    }
+
+    #[test]
+    fn unclaimed_mmio_stops_only_this_vm_with_report() {
+        let mut vm = vm(1);
+        let out = vm.handle_exit(0, mmio_exit(0x0c00_0000, dabt(2, false, 1, false, false)));
+        match out {
+            ExitOutcome::Stop(StopReason::Fault(Fault::UnclaimedMmio { vcpu: 0, pc, access })) => {
+                assert_eq!(pc, 0x4000_0000);
+                assert_eq!(access.ipa, 0x0c00_0000);
+                assert_eq!(access.size, AccessSize::Word);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!vm.is_running());
+        assert_eq!(vm.stats.faults, 1);
+    }
+
+    #[test]
+    fn psci_version_over_hvc_and_smc() {
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[0] = hal::psci::PSCI_VERSION as u64;
+        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Continue);
+        assert_eq!(vm.vcpus[0].regs.x[0], 0x10001);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0000, "HVC returns to ELR as is");
+        vm.vcpus[0].regs.x[0] = hal::psci::PSCI_VERSION as u64;
+        assert_eq!(vm.handle_exit(0, Exit::Smc { imm: 0 }), ExitOutcome::Continue);
+        assert_eq!(vm.vcpus[0].regs.x[0], 0x10001);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004, "SMC skips the instruction");
+    }
+
+    #[test]
+    fn cpu_on_starts_secondary_and_wakes_it() {
+        let mut vm = vm(4);
+        vm.vcpus[0].regs.x[..4].copy_from_slice(&[hal::psci::CPU_ON_64 as u64, 2, 0x4000_1000, 0x77]);
+        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Wake(1 << 2));
+        assert_eq!(vm.vcpus[0].regs.x[0], 0);
+        assert_eq!(vm.vcpus[2].power, PowerState::On);
+        assert_eq!(vm.vcpus[2].regs.elr, 0x4000_1000);
+        assert_eq!(vm.vcpus[2].regs.x[0], 0x77);
+        // Again: already on.
+        vm.vcpus[0].regs.x[..4].copy_from_slice(&[hal::psci::CPU_ON_64 as u64, 2, 0x4000_1000, 0]);
+        vm.handle_exit(0, Exit::Hvc { imm: 0 });
+        assert_eq!(vm.vcpus[0].regs.x[0] as i64, -4);
+    }
+
+    #[test]
+    fn system_off_and_hypercalls() {
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[0] = hypercall::HC_VM_ID as u64;
+        vm.handle_exit(0, Exit::Hvc { imm: 0 });
+        assert_eq!(vm.vcpus[0].regs.x[0], 1);
+        vm.vcpus[0].regs.x[0] = 0xc600_00ff;
+        vm.handle_exit(0, Exit::Hvc { imm: 0 });
+        assert_eq!(vm.vcpus[0].regs.x[0] as i64, -1);
+        vm.vcpus[0].regs.x[0] = hypercall::HC_PUTC as u64;
+        vm.vcpus[0].regs.x[1] = b'A' as u64;
+        vm.handle_exit(0, Exit::Hvc { imm: 0 });
+        let mut seen = Vec::new();
+        vm.hypercall_output.drain(|b| seen.extend_from_slice(b));
+        assert_eq!(seen, b"A");
+        vm.vcpus[0].regs.x[0] = hal::psci::SYSTEM_OFF as u64;
+        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Stop(StopReason::PoweredOff));
+    }
+
+    #[test]
+    fn wfi_blocks_and_skips() {
+        let mut vm = vm(1);
+        assert_eq!(vm.handle_exit(0, Exit::Wfi), ExitOutcome::Block);
+        assert!(vm.vcpus[0].in_wfi);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004);
+        assert_eq!(vm.handle_exit(0, Exit::Wfe), ExitOutcome::Yield);
+    }
+
+    #[test]
+    fn aborts_without_syndrome_stop_the_vm() {
+        let mut vm = vm(1);
+        let out = vm.handle_exit(0, decode_sync((0x24 << 26) | 7, 0x10, 0x100));
+        assert!(matches!(out, ExitOutcome::Stop(StopReason::Fault(Fault::BadAbort { .. }))));
+    }
+
+    #[test]
+    fn trapped_sysreg_read_is_zero() {
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[5] = 99;
+        // MRS x5, CNTP_CTL_EL0 (op0=3 op1=3 CRn=14 CRm=2 op2=1), read.
+        let iss = hal::esr::sysreg_id(3, 3, 14, 2, 1) | (5 << 5) | 1;
+        assert_eq!(vm.handle_exit(0, decode_sync((0x18 << 26) | iss as u64, 0, 0)), ExitOutcome::Continue);
+        assert_eq!(vm.vcpus[0].regs.x[5], 0);
+        assert_eq!(vm.stats.sysreg_raz_wi, 1);
+    }
+}

@@ -1,0 +1,222 @@
+//! Tiny bare-metal guests, assembled at build time into the self-test image.
+//!
+//! Each is a few position-independent AArch64 instructions between a
+//! `<name>_start` and `<name>_end` label. A test copies one into a VM's RAM at
+//! its guest-physical base and runs it at EL1; guests report through the
+//! hypervisor's hypercalls (`HC_EXIT` with a status, 0 = success) or by
+//! faulting on purpose.
+
+use core::arch::global_asm;
+
+/// A guest image: the bytes between two labels of the image.
+pub struct GuestCode {
+    start: *const u8,
+    end: *const u8,
+}
+
+impl GuestCode {
+    /// The machine code.
+    pub fn bytes(&self) -> &'static [u8] {
+        let len = (self.end as usize).saturating_sub(self.start as usize);
+        // SAFETY: `start..end` delimit a blob in the image's read-only text,
+        // emitted by the `global_asm!` below with `end` after `start`.
+        unsafe { core::slice::from_raw_parts(self.start, len) }
+    }
+}
+
+unsafe extern "C" {
+    static guest_hvc_start: u8;
+    static guest_hvc_end: u8;
+    static guest_mmio_start: u8;
+    static guest_mmio_end: u8;
+    static guest_unmapped_start: u8;
+    static guest_unmapped_end: u8;
+    static guest_no_syndrome_start: u8;
+    static guest_no_syndrome_end: u8;
+    static guest_isolation_start: u8;
+    static guest_isolation_end: u8;
+}
+
+macro_rules! guest {
+    ($name:ident, $start:ident, $end:ident) => {
+        /// The guest of the same name (see the assembly).
+        pub fn $name() -> GuestCode {
+            GuestCode {
+                start: &raw const $start,
+                end: &raw const $end,
+            }
+        }
+    };
+}
+
+guest!(hvc, guest_hvc_start, guest_hvc_end);
+guest!(mmio, guest_mmio_start, guest_mmio_end);
+guest!(unmapped, guest_unmapped_start, guest_unmapped_end);
+guest!(no_syndrome, guest_no_syndrome_start, guest_no_syndrome_end);
+guest!(isolation, guest_isolation_start, guest_isolation_end);
+
+/// Guest-physical address where the test device lives (see
+/// `hypervisor::devices::test_device`).
+pub const TEST_DEVICE: u64 = 0x0b00_0000;
+/// Guest-physical address the unmapped-access guest touches.
+pub const UNMAPPED_GPA: u64 = 0x0c00_0000;
+
+global_asm!(
+    r#"
+    .section .rodata.guests, "a"
+    .balign 4
+
+/* HC_EXIT(status) : x0 = 0xc6000001, x1 = status */
+.macro GUEST_EXIT reg
+    mov     x1, \reg
+    movz    x0, #0x0001
+    movk    x0, #0xc600, lsl #16
+    hvc     #0
+1:  b       1b
+.endm
+
+/* Check x<got> == x<want>; on mismatch set bit <bit> in x20. */
+.macro EXPECT got, want, bit
+    cmp     \got, \want
+    b.eq    2f
+    orr     x20, x20, #(1 << \bit)
+2:
+.endm
+
+    .global guest_hvc_start
+guest_hvc_start:
+    mov     x20, #0
+    /* PSCI_VERSION over HVC: expect 0x10001 */
+    movz    x0, #0x0000
+    movk    x0, #0x8400, lsl #16
+    hvc     #0
+    movz    x9, #0x0001
+    movk    x9, #0x0001, lsl #16
+    EXPECT  x0, x9, 0
+    /* PSCI_VERSION over SMC (trapped by HCR_EL2.TSC): same answer */
+    movz    x0, #0x0000
+    movk    x0, #0x8400, lsl #16
+    smc     #0
+    EXPECT  x0, x9, 1
+    /* HC_VERSION: expect 0x10000 */
+    movz    x0, #0x0000
+    movk    x0, #0xc600, lsl #16
+    hvc     #0
+    movz    x9, #0x0000
+    movk    x9, #0x0001, lsl #16
+    EXPECT  x0, x9, 2
+    /* An unknown SMCCC call: NOT_SUPPORTED (-1) */
+    movz    x0, #0x8000
+    movk    x0, #0x8000, lsl #16
+    hvc     #0
+    mov     x9, #-1
+    EXPECT  x0, x9, 3
+    /* Registers other than x0 survive a hypercall */
+    mov     x19, #0x1234
+    movz    x0, #0x0000
+    movk    x0, #0x8400, lsl #16
+    hvc     #0
+    mov     x9, #0x1234
+    EXPECT  x19, x9, 4
+    GUEST_EXIT x20
+    .global guest_hvc_end
+guest_hvc_end:
+
+    .global guest_mmio_start
+guest_mmio_start:
+    mov     x20, #0
+    movz    x10, #0x0b00, lsl #16
+    movz    x1, #0x2211
+    movk    x1, #0x4433, lsl #16
+    movk    x1, #0x6655, lsl #32
+    movk    x1, #0x8877, lsl #48
+    str     x1, [x10]               /* 64-bit store */
+    ldr     x2, [x10]               /* 64-bit load */
+    EXPECT  x2, x1, 0
+    ldrb    w2, [x10]               /* 8-bit, zero-extended */
+    mov     x9, #0x11
+    EXPECT  x2, x9, 1
+    ldrsb   x3, [x10, #7]           /* 0x88 sign-extended to 64 bits */
+    mov     x9, #-0x78
+    EXPECT  x3, x9, 2
+    ldrsb   w3, [x10, #7]           /* 0x88 sign-extended to 32 bits, upper half 0 */
+    movz    x9, #0xff88
+    movk    x9, #0xffff, lsl #16
+    EXPECT  x3, x9, 3
+    ldrh    w4, [x10, #6]           /* 16-bit, zero-extended */
+    movz    x9, #0x8877
+    EXPECT  x4, x9, 4
+    ldrsh   x4, [x10, #6]           /* 16-bit, sign-extended */
+    movz    x9, #0x8877
+    movk    x9, #0xffff, lsl #16
+    movk    x9, #0xffff, lsl #32
+    movk    x9, #0xffff, lsl #48
+    EXPECT  x4, x9, 5
+    ldr     w5, [x10, #4]           /* 32-bit, zero-extended */
+    movz    x9, #0x6655
+    movk    x9, #0x8877, lsl #16
+    EXPECT  x5, x9, 6
+    ldrsw   x5, [x10, #4]           /* 32-bit, sign-extended */
+    movk    x9, #0xffff, lsl #32
+    movk    x9, #0xffff, lsl #48
+    EXPECT  x5, x9, 7
+    mov     x6, #0xab
+    strb    w6, [x10, #16]          /* 8-bit store */
+    movz    x6, #0xcdef
+    strh    w6, [x10, #18]          /* 16-bit store */
+    movz    x6, #0x5678
+    movk    x6, #0x1234, lsl #16
+    str     w6, [x10, #20]          /* 32-bit store */
+    ldr     x7, [x10, #16]
+    movz    x9, #0x00ab
+    movk    x9, #0xcdef, lsl #16
+    movk    x9, #0x5678, lsl #32
+    movk    x9, #0x1234, lsl #48
+    EXPECT  x7, x9, 8
+    str     xzr, [x10, #24]         /* store of XZR writes zero */
+    ldr     x7, [x10, #24]
+    EXPECT  x7, xzr, 9
+    ldr     xzr, [x10]              /* load into XZR is discarded */
+    GUEST_EXIT x20
+    .global guest_mmio_end
+guest_mmio_end:
+
+    .global guest_unmapped_start
+guest_unmapped_start:
+    movz    x10, #0x0c00, lsl #16
+    ldr     x0, [x10]               /* nothing claims 0x0c000000: VM stops */
+    mov     x1, #0x77
+    GUEST_EXIT x1                   /* never reached */
+    .global guest_unmapped_end
+guest_unmapped_end:
+
+    .global guest_no_syndrome_start
+guest_no_syndrome_start:
+    movz    x10, #0x0b00, lsl #16
+    ldp     x0, x1, [x10]           /* load pair: no valid syndrome (ISV = 0) */
+    mov     x1, #0x77
+    GUEST_EXIT x1                   /* never reached */
+    .global guest_no_syndrome_end
+guest_no_syndrome_end:
+
+    /* x0 = marker to write at RAM base + 0x1000 and read back;
+       x1 = an address outside this VM's RAM to touch afterwards (0 = skip). */
+    .global guest_isolation_start
+guest_isolation_start:
+    mov     x20, #0
+    mov     x11, x1
+    adr     x10, guest_isolation_start
+    add     x10, x10, #0x1000
+    str     x0, [x10]
+    dsb     sy
+    ldr     x2, [x10]
+    EXPECT  x2, x0, 0
+    cbz     x11, 3f
+    ldr     x3, [x11]               /* must fault: not this VM's memory */
+    orr     x20, x20, #(1 << 1)
+3:  GUEST_EXIT x20
+    .global guest_isolation_end
+guest_isolation_end:
+    .balign 4
+"#
+);
