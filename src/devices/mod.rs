@@ -1,1 +1,3 @@
 //! Emulated devices and the per-VM device manager.
+
+pub mod pl011;
