@@ -41,7 +41,10 @@
 //!   receive trigger level selected by IFLS.RXIFLSEL (fractions 1/8 .. 7/8
 //!   of a 16-entry FIFO, the depth Linux assumes for this PeriphID; 1 when
 //!   LCR_H.FEN is clear). It is cleared when reads take the level below the
-//!   trigger, or by ICR.RXIC.
+//!   trigger, or by ICR.RXIC, and re-evaluated when IFLS or LCR_H change the
+//!   trigger level. Unlike QEMU, toggling FEN does not flush the FIFO
+//!   (console input is never thrown away; Linux drains the FIFO at startup
+//!   anyway).
 //! * RTIS (receive timeout) models the hardware timeout as having expired
 //!   immediately: it is set whenever data is present, i.e. when a byte
 //!   arrives and after a DR read that leaves data in the FIFO (the hardware
