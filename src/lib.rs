@@ -40,9 +40,9 @@ pub mod selftest;
 pub mod stage2;
 pub mod trap;
 pub mod vcpu;
-pub mod vm;
 pub mod vgic;
 pub mod virtio;
+pub mod vm;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod arch;

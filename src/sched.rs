@@ -118,7 +118,11 @@ impl RunQueue {
     }
 
     /// Number of runnable vCPUs other than `except`.
-    pub fn others_runnable(&self, except: VcpuRef, mut runnable: impl FnMut(VcpuRef) -> bool) -> usize {
+    pub fn others_runnable(
+        &self,
+        except: VcpuRef,
+        mut runnable: impl FnMut(VcpuRef) -> bool,
+    ) -> usize {
         self.iter().filter(|&v| v != except && runnable(v)).count()
     }
 }
@@ -155,7 +159,10 @@ mod tests {
         let [q0, ..] = build_run_queues(Placement::TimeSliced, 2, 2, 2);
         let mut q = q0;
         let picks: Vec<_> = (0..6).map(|_| q.pick(|_| true).unwrap()).collect();
-        assert_eq!(picks, vec![v(0, 0), v(0, 1), v(1, 0), v(1, 1), v(0, 0), v(0, 1)]);
+        assert_eq!(
+            picks,
+            vec![v(0, 0), v(0, 1), v(1, 0), v(1, 1), v(0, 0), v(0, 1)]
+        );
     }
 
     #[test]
@@ -185,7 +192,10 @@ mod tests {
     #[test]
     fn per_pcpu_placement_pins_vms() {
         let queues = build_run_queues(Placement::PerPcpu, 3, 2, 2);
-        assert_eq!(queues[0].iter().collect::<Vec<_>>(), vec![v(0, 0), v(0, 1), v(2, 0), v(2, 1)]);
+        assert_eq!(
+            queues[0].iter().collect::<Vec<_>>(),
+            vec![v(0, 0), v(0, 1), v(2, 0), v(2, 1)]
+        );
         assert_eq!(queues[1].iter().collect::<Vec<_>>(), vec![v(1, 0), v(1, 1)]);
         assert!(queues[2].is_empty());
         assert_eq!(Placement::PerPcpu.pcpus_used(3, 2), 2);

@@ -77,7 +77,6 @@ const _: () = {
     assert!(offset_of!(GuestRegs, fpcr) == 824);
 };
 
-
 /// EL1 system registers a Linux guest owns, switched when a different vCPU
 /// is loaded on a physical CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -320,11 +319,19 @@ mod tests {
 
     #[test]
     fn descheduled_timer_deadline() {
-        let t = VirtualTimer { ctl: CNTV_CTL_ENABLE, cval: 1000, hyp_masked: false };
+        let t = VirtualTimer {
+            ctl: CNTV_CTL_ENABLE,
+            cval: 1000,
+            hyp_masked: false,
+        };
         assert!(!t.expired_at(999));
         assert!(t.expired_at(1000));
         assert_eq!(t.deadline(), Some(1000));
-        let off = VirtualTimer { ctl: 0, cval: 10, hyp_masked: false };
+        let off = VirtualTimer {
+            ctl: 0,
+            cval: 10,
+            hyp_masked: false,
+        };
         assert!(!off.expired_at(11));
     }
 }

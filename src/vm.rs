@@ -270,15 +270,29 @@ impl Vm {
             }
             Exit::BadAbort { ipa, esr } => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::BadAbort { vcpu: index, pc, ipa, esr }))
+                self.stop(StopReason::Fault(Fault::BadAbort {
+                    vcpu: index,
+                    pc,
+                    ipa,
+                    esr,
+                }))
             }
             Exit::InstructionAbort { ipa, esr } => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::InstructionAbort { vcpu: index, pc, ipa, esr }))
+                self.stop(StopReason::Fault(Fault::InstructionAbort {
+                    vcpu: index,
+                    pc,
+                    ipa,
+                    esr,
+                }))
             }
             Exit::Other(esr) => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::Unexpected { vcpu: index, pc, esr }))
+                self.stop(StopReason::Fault(Fault::Unexpected {
+                    vcpu: index,
+                    pc,
+                    esr,
+                }))
             }
         }
     }
@@ -292,7 +306,10 @@ impl Vm {
             irq,
             vcpu: index,
         };
-        match self.devices.dispatch(access.ipa, access.size, store, &mut ctx) {
+        match self
+            .devices
+            .dispatch(access.ipa, access.size, store, &mut ctx)
+        {
             Some(loaded) => {
                 if !access.is_write
                     && let Some((reg, value)) = access.load_result(loaded)
@@ -304,7 +321,11 @@ impl Vm {
             }
             None => {
                 let pc = vcpu.regs.elr;
-                self.stop(StopReason::Fault(Fault::UnclaimedMmio { vcpu: index, pc, access }))
+                self.stop(StopReason::Fault(Fault::UnclaimedMmio {
+                    vcpu: index,
+                    pc,
+                    access,
+                }))
             }
         }
     }
@@ -322,7 +343,11 @@ impl Vm {
                     self.vcpus[index].regs.x[0] = value;
                     ExitOutcome::Continue
                 }
-                PsciAction::CpuOn { target, entry, context_id } => {
+                PsciAction::CpuOn {
+                    target,
+                    entry,
+                    context_id,
+                } => {
                     self.vcpus[target].reset_to(entry, context_id);
                     self.vcpus[index].regs.x[0] = hal::psci::SUCCESS as u64;
                     ExitOutcome::Wake(1 << target)
@@ -358,9 +383,14 @@ mod tests {
     use crate::trap::decode_sync;
 
     fn vm(vcpus: usize) -> Vm {
-        let mem = GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 0x10000].into_boxed_slice()));
+        let mem = GuestMemory::from_static(
+            0x4000_0000,
+            Box::leak(vec![0u8; 0x10000].into_boxed_slice()),
+        );
         let mut vm = Vm::new(1, mem, vcpus);
-        vm.devices.attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE))).unwrap();
+        vm.devices
+            .attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE)))
+            .unwrap();
         vm.start(0x4000_0000, 0);
         vm
     }
@@ -385,10 +415,16 @@ mod tests {
     fn mmio_store_then_signed_load_round_trip() {
         let mut vm = vm(1);
         vm.vcpus[0].regs.x[3] = 0x80;
-        let out = vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, dabt(0, false, 3, false, true)));
+        let out = vm.handle_exit(
+            0,
+            mmio_exit(TEST_DEVICE_BASE, dabt(0, false, 3, false, true)),
+        );
         assert_eq!(out, ExitOutcome::Continue);
         assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004);
-        let out = vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, dabt(0, true, 4, true, false)));
+        let out = vm.handle_exit(
+            0,
+            mmio_exit(TEST_DEVICE_BASE, dabt(0, true, 4, true, false)),
+        );
         assert_eq!(out, ExitOutcome::Continue);
         assert_eq!(vm.vcpus[0].regs.x[4], 0xffff_ffff_ffff_ff80);
         assert_eq!(vm.devices.test_device().unwrap().last.size, 1);
@@ -400,7 +436,11 @@ mod tests {
         let mut vm = vm(1);
         let out = vm.handle_exit(0, mmio_exit(0x0c00_0000, dabt(2, false, 1, false, false)));
         match out {
-            ExitOutcome::Stop(StopReason::Fault(Fault::UnclaimedMmio { vcpu: 0, pc, access })) => {
+            ExitOutcome::Stop(StopReason::Fault(Fault::UnclaimedMmio {
+                vcpu: 0,
+                pc,
+                access,
+            })) => {
                 assert_eq!(pc, 0x4000_0000);
                 assert_eq!(access.ipa, 0x0c00_0000);
                 assert_eq!(access.size, AccessSize::Word);
@@ -415,20 +455,40 @@ mod tests {
     fn psci_version_over_hvc_and_smc() {
         let mut vm = vm(1);
         vm.vcpus[0].regs.x[0] = hal::psci::PSCI_VERSION as u64;
-        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Continue);
+        assert_eq!(
+            vm.handle_exit(0, Exit::Hvc { imm: 0 }),
+            ExitOutcome::Continue
+        );
         assert_eq!(vm.vcpus[0].regs.x[0], 0x10001);
-        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0000, "HVC returns to ELR as is");
+        assert_eq!(
+            vm.vcpus[0].regs.elr, 0x4000_0000,
+            "HVC returns to ELR as is"
+        );
         vm.vcpus[0].regs.x[0] = hal::psci::PSCI_VERSION as u64;
-        assert_eq!(vm.handle_exit(0, Exit::Smc { imm: 0 }), ExitOutcome::Continue);
+        assert_eq!(
+            vm.handle_exit(0, Exit::Smc { imm: 0 }),
+            ExitOutcome::Continue
+        );
         assert_eq!(vm.vcpus[0].regs.x[0], 0x10001);
-        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004, "SMC skips the instruction");
+        assert_eq!(
+            vm.vcpus[0].regs.elr, 0x4000_0004,
+            "SMC skips the instruction"
+        );
     }
 
     #[test]
     fn cpu_on_starts_secondary_and_wakes_it() {
         let mut vm = vm(4);
-        vm.vcpus[0].regs.x[..4].copy_from_slice(&[hal::psci::CPU_ON_64 as u64, 2, 0x4000_1000, 0x77]);
-        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Wake(1 << 2));
+        vm.vcpus[0].regs.x[..4].copy_from_slice(&[
+            hal::psci::CPU_ON_64 as u64,
+            2,
+            0x4000_1000,
+            0x77,
+        ]);
+        assert_eq!(
+            vm.handle_exit(0, Exit::Hvc { imm: 0 }),
+            ExitOutcome::Wake(1 << 2)
+        );
         assert_eq!(vm.vcpus[0].regs.x[0], 0);
         assert_eq!(vm.vcpus[2].power, PowerState::On);
         assert_eq!(vm.vcpus[2].regs.elr, 0x4000_1000);
@@ -455,7 +515,10 @@ mod tests {
         vm.hypercall_output.drain(|b| seen.extend_from_slice(b));
         assert_eq!(seen, b"A");
         vm.vcpus[0].regs.x[0] = hal::psci::SYSTEM_OFF as u64;
-        assert_eq!(vm.handle_exit(0, Exit::Hvc { imm: 0 }), ExitOutcome::Stop(StopReason::PoweredOff));
+        assert_eq!(
+            vm.handle_exit(0, Exit::Hvc { imm: 0 }),
+            ExitOutcome::Stop(StopReason::PoweredOff)
+        );
     }
 
     #[test]
@@ -471,7 +534,10 @@ mod tests {
     fn aborts_without_syndrome_stop_the_vm() {
         let mut vm = vm(1);
         let out = vm.handle_exit(0, decode_sync((0x24 << 26) | 7, 0x10, 0x100));
-        assert!(matches!(out, ExitOutcome::Stop(StopReason::Fault(Fault::BadAbort { .. }))));
+        assert!(matches!(
+            out,
+            ExitOutcome::Stop(StopReason::Fault(Fault::BadAbort { .. }))
+        ));
     }
 
     #[test]
@@ -480,7 +546,10 @@ mod tests {
         vm.vcpus[0].regs.x[5] = 99;
         // MRS x5, CNTP_CTL_EL0 (op0=3 op1=3 CRn=14 CRm=2 op2=1), read.
         let iss = hal::esr::sysreg_id(3, 3, 14, 2, 1) | (5 << 5) | 1;
-        assert_eq!(vm.handle_exit(0, decode_sync((0x18 << 26) | iss as u64, 0, 0)), ExitOutcome::Continue);
+        assert_eq!(
+            vm.handle_exit(0, decode_sync((0x18 << 26) | iss as u64, 0, 0)),
+            ExitOutcome::Continue
+        );
         assert_eq!(vm.vcpus[0].regs.x[5], 0);
         assert_eq!(vm.stats.sysreg_raz_wi, 1);
     }

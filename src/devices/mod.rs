@@ -5,6 +5,7 @@
 //! access is routed to the device whose region contains it; an access that
 //! no device claims is reported to the caller, which stops the VM.
 
+pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
@@ -137,22 +138,45 @@ mod tests {
     use crate::irq::RecordingIrqSink;
 
     fn with_ctx<R>(f: impl FnOnce(&mut DeviceContext<'_>) -> R) -> R {
-        let mem = GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 16].into_boxed_slice()));
+        let mem =
+            GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 16].into_boxed_slice()));
         let mut irq = RecordingIrqSink::new();
-        let mut ctx = DeviceContext { mem: &mem, irq: &mut irq, vcpu: 0 };
+        let mut ctx = DeviceContext {
+            mem: &mem,
+            irq: &mut irq,
+            vcpu: 0,
+        };
         f(&mut ctx)
     }
 
     #[test]
     fn dispatches_by_region_and_reports_unclaimed() {
         let mut dm = DeviceManager::new();
-        dm.attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE))).unwrap();
+        dm.attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE)))
+            .unwrap();
         with_ctx(|ctx| {
-            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 8, AccessSize::Word, Some(0x1234_5678_9abc), ctx), Some(0));
-            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 8, AccessSize::Word, None, ctx), Some(0x5678_9abc));
-            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 0x100, AccessSize::Byte, None, ctx), None);
+            assert_eq!(
+                dm.dispatch(
+                    TEST_DEVICE_BASE + 8,
+                    AccessSize::Word,
+                    Some(0x1234_5678_9abc),
+                    ctx
+                ),
+                Some(0)
+            );
+            assert_eq!(
+                dm.dispatch(TEST_DEVICE_BASE + 8, AccessSize::Word, None, ctx),
+                Some(0x5678_9abc)
+            );
+            assert_eq!(
+                dm.dispatch(TEST_DEVICE_BASE + 0x100, AccessSize::Byte, None, ctx),
+                None
+            );
             // Straddling the end of the region is not claimed.
-            assert_eq!(dm.dispatch(TEST_DEVICE_BASE + 0xfc, AccessSize::Double, None, ctx), None);
+            assert_eq!(
+                dm.dispatch(TEST_DEVICE_BASE + 0xfc, AccessSize::Double, None, ctx),
+                None
+            );
         });
     }
 
@@ -165,9 +189,13 @@ mod tests {
             Err(AttachError::Overlap { .. })
         ));
         for i in 1..MAX_DEVICES {
-            dm.attach(Device::Test(TestDevice::new(0x1000 + 0x1000 * i as u64))).unwrap();
+            dm.attach(Device::Test(TestDevice::new(0x1000 + 0x1000 * i as u64)))
+                .unwrap();
         }
         assert_eq!(dm.len(), MAX_DEVICES);
-        assert_eq!(dm.attach(Device::Test(TestDevice::new(0x10_0000))), Err(AttachError::Full));
+        assert_eq!(
+            dm.attach(Device::Test(TestDevice::new(0x10_0000))),
+            Err(AttachError::Full)
+        );
     }
 }

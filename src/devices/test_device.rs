@@ -113,9 +113,14 @@ mod tests {
 
     #[test]
     fn stores_and_loads_little_endian_at_every_width() {
-        let mem = GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 16].into_boxed_slice()));
+        let mem =
+            GuestMemory::from_static(0x4000_0000, Box::leak(vec![0u8; 16].into_boxed_slice()));
         let mut irq = RecordingIrqSink::new();
-        let mut ctx = DeviceContext { mem: &mem, irq: &mut irq, vcpu: 0 };
+        let mut ctx = DeviceContext {
+            mem: &mem,
+            irq: &mut irq,
+            vcpu: 0,
+        };
         let mut dev = TestDevice::new(TEST_DEVICE_BASE);
         dev.write(0, AccessSize::Double, 0x8877_6655_4433_2211, &mut ctx);
         assert_eq!(dev.read(0, AccessSize::Byte, &mut ctx), 0x11);
@@ -126,6 +131,14 @@ mod tests {
         assert_eq!(dev.writes, 2);
         assert_eq!(dev.reads, 4);
         assert_eq!(dev.by_width, [2, 1, 2, 1]);
-        assert_eq!(dev.last, AccessRecord { offset: 0, size: 4, is_write: false, value: 0x4433_ff11 });
+        assert_eq!(
+            dev.last,
+            AccessRecord {
+                offset: 0,
+                size: 4,
+                is_write: false,
+                value: 0x4433_ff11
+            }
+        );
     }
 }
