@@ -9,6 +9,7 @@ pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
+use pl011::Pl011;
 use test_device::TestDevice;
 
 /// Most devices one VM can have.
@@ -17,6 +18,8 @@ pub const MAX_DEVICES: usize = 8;
 /// Every kind of emulated device.
 #[derive(Debug)]
 pub enum Device {
+    /// The PL011 UART every VM has at 0x0900_0000.
+    Pl011(Pl011),
     /// Scratch registers for MMIO tests.
     Test(TestDevice),
 }
@@ -24,12 +27,14 @@ pub enum Device {
 impl Device {
     fn as_mmio(&mut self) -> &mut dyn MmioDevice {
         match self {
+            Device::Pl011(d) => d,
             Device::Test(d) => d,
         }
     }
 
     fn region(&self) -> MmioRegion {
         match self {
+            Device::Pl011(d) => d.region(),
             Device::Test(d) => d.region(),
         }
     }
@@ -126,6 +131,15 @@ impl DeviceManager {
     pub fn test_device(&mut self) -> Option<&mut TestDevice> {
         self.devices.iter_mut().flatten().find_map(|d| match d {
             Device::Test(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The PL011, if attached.
+    pub fn pl011(&mut self) -> Option<&mut Pl011> {
+        self.devices.iter_mut().flatten().find_map(|d| match d {
+            Device::Pl011(p) => Some(p),
+            _ => None,
         })
     }
 }

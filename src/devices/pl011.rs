@@ -1042,7 +1042,7 @@ mod tests {
         assert_eq!(g.uart.stats().bad_accesses, 21);
         // Offsets past the frame (not routed here normally) are refused.
         assert_eq!(g.read(UART_SIZE, W), 0);
-        assert_eq!(g.read(u64::MAX & !3, W), 0);
+        assert_eq!(g.read(!3u64, W), 0);
         g.write(u64::MAX, B, 0);
         assert_eq!(g.uart.stats().bad_accesses, 24);
         // Nothing leaked into the output or the registers.
