@@ -1,1 +1,0 @@
-//! Stage-2 translation tables, built per VM.
