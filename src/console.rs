@@ -469,6 +469,17 @@ impl ConsoleMux {
         self.flush_where(out, |line| now.saturating_sub(line.since) >= idle);
     }
 
+    /// The clock value at which [`ConsoleMux::flush_idle`] will next have a
+    /// partial line to write out, if any is buffered: the run loop arms a
+    /// timer for it so a prompt shows up even when every guest is idle.
+    pub fn next_flush_at(&self) -> Option<u64> {
+        self.lines
+            .iter()
+            .filter(|line| line.len > 0 || line.cr_pending)
+            .map(|line| line.since.saturating_add(self.config.idle_ticks))
+            .min()
+    }
+
     /// Writes out every partial line regardless of age, oldest first, and
     /// ends the open line so that the console is at the start of a line.
     pub fn flush_all(&mut self, out: &mut dyn ConsoleSink) {
@@ -736,6 +747,26 @@ impl ConsoleMux {
         out.write_bytes(text);
         self.eol(out);
         self.stats.lines += 1;
+    }
+}
+
+#[cfg(test)]
+mod next_flush_tests {
+    use super::*;
+
+    #[test]
+    fn next_flush_follows_the_oldest_partial_line() {
+        let mut mux = ConsoleMux::new(ConsoleConfig::new(2, 10));
+        let mut out: Vec<u8> = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        assert_eq!(mux.next_flush_at(), None);
+        mux.write_vm(1, b"~ # ", 100, &mut sink);
+        mux.write_vm(0, b"login: ", 105, &mut sink);
+        assert_eq!(mux.next_flush_at(), Some(110));
+        mux.flush_idle(110, &mut sink);
+        assert_eq!(mux.next_flush_at(), Some(115));
+        mux.flush_idle(115, &mut sink);
+        assert_eq!(mux.next_flush_at(), None);
     }
 }
 

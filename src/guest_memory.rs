@@ -156,6 +156,16 @@ impl GuestMemory {
         }
     }
 
+    /// Guest memory of size zero: every access fails. Placeholder for a VM
+    /// slot that holds no VM.
+    pub const fn empty() -> Self {
+        GuestMemory {
+            base: 0,
+            size: 0,
+            host: NonNull::dangling(),
+        }
+    }
+
     /// Creates guest memory over raw host memory (a VM carve-out).
     ///
     /// # Safety
@@ -424,6 +434,15 @@ mod tests {
         let m = GuestMemory::from_static(u64::MAX - 1, Box::leak(vec![0u8; 16].into_boxed_slice()));
         assert_eq!(m.size(), 0);
         assert!(m.read_obj::<u8>(u64::MAX - 1).is_err());
+    }
+
+    #[test]
+    fn empty_memory_refuses_everything() {
+        let m = GuestMemory::empty();
+        assert_eq!(m.size(), 0);
+        assert!(m.read_obj::<u8>(0).is_err());
+        assert!(m.write(0, &[1]).is_err());
+        assert!(m.check(0, 0).is_ok());
     }
 
     #[test]

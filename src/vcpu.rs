@@ -245,11 +245,30 @@ impl Vcpu {
         }
     }
 
+    /// Resets the vCPU in place to its powered-off reset state as vCPU
+    /// `index` (no temporary copy of the whole state).
+    pub fn reset_off(&mut self, index: usize) {
+        self.index = index;
+        self.regs.x = [0; 31];
+        self.regs.elr = 0;
+        self.regs.spsr = SPSR_EL1H_MASKED;
+        self.regs.q = [0; 32];
+        self.regs.fpsr = 0;
+        self.regs.fpcr = 0;
+        self.el1 = El1Regs::reset();
+        self.timer = VirtualTimer {
+            ctl: 0,
+            cval: 0,
+            hyp_masked: false,
+        };
+        self.power = PowerState::Off;
+        self.in_wfi = false;
+    }
+
     /// Resets the vCPU to start at `entry` in EL1h with the MMU off and
     /// `x0 = arg0`, and marks it on.
     pub fn reset_to(&mut self, entry: u64, arg0: u64) {
-        let index = self.index;
-        *self = Vcpu::new(index);
+        self.reset_off(self.index);
         self.regs.elr = entry;
         self.regs.spsr = SPSR_EL1H_MASKED;
         self.regs.x[0] = arg0;

@@ -109,6 +109,23 @@ pub struct ExitStats {
     pub sysreg_raz_wi: u64,
 }
 
+impl ExitStats {
+    /// All counters zero.
+    pub const fn new() -> Self {
+        ExitStats {
+            hvc: 0,
+            smc: 0,
+            mmio: 0,
+            wfi: 0,
+            wfe: 0,
+            sysreg: 0,
+            irq: 0,
+            faults: 0,
+            sysreg_raz_wi: 0,
+        }
+    }
+}
+
 /// Lifecycle of a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmState {
@@ -181,20 +198,46 @@ impl OutputBuffer {
 
 impl Vm {
     /// A VM with `nr_vcpus` vCPUs (at least 1, at most MAX_VCPUS), all off.
+    ///
+    /// A `Vm` is tens of kilobytes; on target VMs live in static slots
+    /// created with [`Vm::empty`] and set up in place with [`Vm::reset`].
     pub fn new(id: usize, mem: GuestMemory, nr_vcpus: usize) -> Self {
-        let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        let mut vm = Vm::empty();
+        vm.reset(id, mem, nr_vcpus);
+        vm
+    }
+
+    /// A stopped VM without memory, vCPUs or devices (for static slots).
+    pub const fn empty() -> Self {
         Vm {
-            id,
-            mem,
+            id: 0,
+            mem: GuestMemory::empty(),
             devices: DeviceManager::new(),
-            vcpus: core::array::from_fn(Vcpu::new),
-            nr_vcpus,
-            state: VmState::Running,
-            stats: ExitStats::default(),
+            vcpus: [Vcpu::new(0), Vcpu::new(1), Vcpu::new(2), Vcpu::new(3)],
+            nr_vcpus: 0,
+            state: VmState::Stopped(StopReason::PoweredOff),
+            stats: ExitStats::new(),
             cntvoff: 0,
             hypercall_output: OutputBuffer::new(),
             irq: RecordingIrqSink::new(),
         }
+    }
+
+    /// Re-initialises this VM in place as VM `id` with `mem` and
+    /// `nr_vcpus` vCPUs (all off), no devices, and fresh counters.
+    pub fn reset(&mut self, id: usize, mem: GuestMemory, nr_vcpus: usize) {
+        self.id = id;
+        self.mem = mem;
+        self.devices.clear();
+        for (index, vcpu) in self.vcpus.iter_mut().enumerate() {
+            vcpu.reset_off(index);
+        }
+        self.nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        self.state = VmState::Running;
+        self.stats = ExitStats::new();
+        self.cntvoff = 0;
+        self.hypercall_output = OutputBuffer::new();
+        self.irq = RecordingIrqSink::new();
     }
 
     /// Powers on vCPU 0 at `entry` with `x0 = arg0` (the boot CPU).

@@ -79,6 +79,13 @@ impl DeviceManager {
         }
     }
 
+    /// Detaches every device (in place).
+    pub fn clear(&mut self) {
+        for slot in &mut self.devices {
+            *slot = None;
+        }
+    }
+
     /// Attaches `device`, refusing overlaps.
     pub fn attach(&mut self, device: Device) -> Result<(), AttachError> {
         let new = device.region();

@@ -971,6 +971,44 @@ impl<A: TableAlloc> Stage2Tables<A> {
     pub fn into_alloc(self) -> A {
         self.alloc
     }
+
+    /// Splits finished tables into their memory and a [`Stage2Handle`] that
+    /// can still activate and walk them, for owners that keep the table
+    /// memory themselves (a VM slot holding its pool).
+    pub fn into_parts(self) -> (A, Stage2Handle) {
+        let handle = Stage2Handle {
+            root: self.root,
+            ps: self.ps,
+            ps_bits: self.ps_bits,
+        };
+        (self.alloc, handle)
+    }
+}
+
+/// The registers of finished stage-2 tables, detached from their memory
+/// ([`Stage2Tables::into_parts`]); only obtainable from complete tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage2Handle {
+    root: u64,
+    ps: u64,
+    ps_bits: u32,
+}
+
+impl Stage2Handle {
+    /// VTTBR_EL2 for running the VM as `vmid`.
+    pub fn vttbr(&self, vmid: Vmid) -> u64 {
+        vttbr_el2(vmid.get(), self.root)
+    }
+
+    /// VTCR_EL2 (see [`Stage2Tables::vtcr`]).
+    pub fn vtcr(&self) -> u64 {
+        vtcr_el2(T0SZ, SL0, self.ps)
+    }
+
+    /// Walks the tables, which must still live in `alloc`.
+    pub fn walk<A: TableAlloc>(&self, alloc: &A, ipa: u64) -> Result<Translation, WalkFault> {
+        walk(alloc, self.root, self.ps_bits, ipa)
+    }
 }
 
 impl<A: TableAlloc> fmt::Debug for Stage2Tables<A> {

@@ -707,7 +707,7 @@ fn ipa_beyond_39_bits_is_refused() {
     ));
     // Wrapping sizes are refused without overflow.
     assert!(matches!(
-        b.map(0x4000_0000, 0x6100_0000, u64::MAX & !0xfff, MemKind::RAM),
+        b.map(0x4000_0000, 0x6100_0000, !0xfffu64, MemKind::RAM),
         Err(Stage2Error::IpaOutOfRange { .. })
     ));
     assert!(matches!(

@@ -55,9 +55,6 @@ guest!(unmapped, guest_unmapped_start, guest_unmapped_end);
 guest!(no_syndrome, guest_no_syndrome_start, guest_no_syndrome_end);
 guest!(isolation, guest_isolation_start, guest_isolation_end);
 
-/// Guest-physical address where the test device lives (see
-/// `hypervisor::devices::test_device`).
-pub const TEST_DEVICE: u64 = 0x0b00_0000;
 /// Guest-physical address the unmapped-access guest touches.
 pub const UNMAPPED_GPA: u64 = 0x0c00_0000;
 

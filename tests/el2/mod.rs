@@ -5,9 +5,11 @@
 use hypervisor::selftest::Suite;
 
 mod el2_basics;
+mod guests;
+mod vm_basics;
 
 /// Every suite, in the order they run.
-pub static ALL: &[&Suite] = &[&el2_basics::SUITE];
+pub static ALL: &[&Suite] = &[&el2_basics::SUITE, &vm_basics::SUITE];
 
 /// Secondary CPUs started by a suite park here unless a suite takes them.
 pub fn secondary_main(_cpu: usize) -> ! {

@@ -15,7 +15,7 @@
 use core::arch::global_asm;
 
 /// Bytes of stack per physical CPU (must match `link.ld`).
-pub const STACK_SIZE: usize = 0x2_0000;
+pub const STACK_SIZE: usize = 0x4_0000;
 
 global_asm!(
     r#"
@@ -34,7 +34,7 @@ secondary_entry:
     adrp    x1, __stacks_start
     add     x1, x1, :lo12:__stacks_start
     add     x2, x19, #1
-    lsl     x2, x2, #17
+    lsl     x2, x2, #18
     add     x1, x1, x2
     mov     sp, x1
 

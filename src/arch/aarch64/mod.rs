@@ -7,9 +7,11 @@
 pub mod boot;
 pub mod cpu;
 pub mod exceptions;
+pub mod guest;
 pub mod mmu;
 pub mod panic;
 pub mod semihosting;
+pub mod timer;
 pub mod uart;
 pub mod vcpu;
 pub mod world_switch;

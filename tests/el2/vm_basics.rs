@@ -1,0 +1,163 @@
+//! Guests at EL1: tiny bare-metal guests make hypercalls, access an
+//! emulated device at every width, fault on purpose, and prove that two VMs
+//! with the same guest-physical layout cannot see each other's memory.
+
+use hypervisor::arch::aarch64::guest::{VmSlot, carve_out, slot};
+use hypervisor::devices::Device;
+use hypervisor::devices::test_device::{TEST_DEVICE_BASE, TestDevice};
+use hypervisor::mmio::AccessSize;
+use hypervisor::platform::RAM_BASE;
+use hypervisor::selftest::{Suite, Test, TestResult};
+use hypervisor::vm::{ExitOutcome, Fault, StopReason};
+use hypervisor::{check, check_eq, check_ok};
+use spin::MutexGuard;
+
+use super::guests::{self, GuestCode, UNMAPPED_GPA};
+
+/// The suite.
+pub static SUITE: Suite = Suite {
+    name: "el1-guests",
+    tests: &[
+        Test {
+            name: "hvc_and_smc_calls_answered",
+            run: hvc_and_smc_calls_answered,
+        },
+        Test {
+            name: "mmio_every_width_signed_and_unsigned",
+            run: mmio_every_width,
+        },
+        Test {
+            name: "unmapped_access_stops_only_that_vm",
+            run: unmapped_access_stops_only_that_vm,
+        },
+        Test {
+            name: "abort_without_syndrome_stops_vm",
+            run: abort_without_syndrome_stops_vm,
+        },
+        Test {
+            name: "stage2_isolates_same_layout_vms",
+            run: stage2_isolates_same_layout_vms,
+        },
+    ],
+};
+
+const RAM: u64 = 2 * 1024 * 1024;
+const MAX_EXITS: usize = 1000;
+
+fn boot(
+    id: usize,
+    code: GuestCode,
+    x0: u64,
+    x1: u64,
+) -> Result<MutexGuard<'static, VmSlot>, hypervisor::selftest::Failure> {
+    let mut g = check_ok!(slot(id));
+    check_ok!(g.create(id, RAM, 1));
+    check_ok!(g.load_image(RAM_BASE, code.bytes()));
+    g.vm.start(RAM_BASE, x0);
+    g.vm.vcpus[0].regs.x[1] = x1;
+    Ok(g)
+}
+
+fn hvc_and_smc_calls_answered() -> TestResult {
+    let mut g = boot(0, guests::hvc(), 0, 0)?;
+    let outcome = g.run_alone(0, MAX_EXITS);
+    check_eq!(outcome, ExitOutcome::Stop(StopReason::Exited(0)));
+    check_eq!(g.vm.stats.smc, 1);
+    check_eq!(g.vm.stats.hvc, 5);
+    Ok(())
+}
+
+fn mmio_every_width() -> TestResult {
+    let mut g = boot(0, guests::mmio(), 0, 0)?;
+    check_ok!(
+        g.vm.devices
+            .attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE)))
+    );
+    let outcome = g.run_alone(0, MAX_EXITS);
+    // Status bits name the failed check (see the guest's EXPECT lines).
+    check_eq!(outcome, ExitOutcome::Stop(StopReason::Exited(0)));
+    let dev = check_ok!(g.vm.devices.test_device());
+    check_eq!(dev.by_width, [4, 3, 3, 6]);
+    check_eq!(dev.writes, 5);
+    check_eq!(dev.reads, 11);
+    check_eq!(g.vm.stats.mmio, 16);
+    Ok(())
+}
+
+fn unmapped_access_stops_only_that_vm() -> TestResult {
+    let mut bad = boot(0, guests::unmapped(), 0, 0)?;
+    let outcome = bad.run_alone(0, MAX_EXITS);
+    match outcome {
+        ExitOutcome::Stop(StopReason::Fault(Fault::UnclaimedMmio { vcpu, pc, access })) => {
+            check_eq!(vcpu, 0);
+            check_eq!(access.ipa, UNMAPPED_GPA);
+            check_eq!(access.size, AccessSize::Double);
+            check!(!access.is_write);
+            check_eq!(pc, RAM_BASE + 4);
+        }
+        _ => check!(false),
+    }
+    check!(!bad.vm.is_running());
+    // The hypervisor is unaffected: another VM runs to completion.
+    let mut good = boot(1, guests::hvc(), 0, 0)?;
+    check_eq!(
+        good.run_alone(0, MAX_EXITS),
+        ExitOutcome::Stop(StopReason::Exited(0))
+    );
+    Ok(())
+}
+
+fn abort_without_syndrome_stops_vm() -> TestResult {
+    let mut g = boot(0, guests::no_syndrome(), 0, 0)?;
+    check_ok!(
+        g.vm.devices
+            .attach(Device::Test(TestDevice::new(TEST_DEVICE_BASE)))
+    );
+    match g.run_alone(0, MAX_EXITS) {
+        ExitOutcome::Stop(StopReason::Fault(Fault::BadAbort { ipa, esr, .. })) => {
+            check_eq!(ipa, TEST_DEVICE_BASE);
+            check!(!esr.data_abort().isv());
+        }
+        _ => check!(false),
+    }
+    Ok(())
+}
+
+fn stage2_isolates_same_layout_vms() -> TestResult {
+    const MARK0: u64 = 0xaaaa_0000_0000_aaaa;
+    const MARK1: u64 = 0xbbbb_0000_0000_bbbb;
+    let marker = RAM_BASE + 0x1000;
+    let mut vm0 = boot(0, guests::isolation(), MARK0, 0)?;
+    let mut vm1 = boot(1, guests::isolation(), MARK1, 0)?;
+    // Same guest-physical address, different host memory.
+    let t0 = check_ok!(vm0.translate(marker));
+    let t1 = check_ok!(vm1.translate(marker));
+    check_eq!(t0.pa, carve_out(0) + 0x1000);
+    check_eq!(t1.pa, carve_out(1) + 0x1000);
+    check!(vm0.vmid() != vm1.vmid());
+    check_eq!(
+        vm0.run_alone(0, MAX_EXITS),
+        ExitOutcome::Stop(StopReason::Exited(0))
+    );
+    check_eq!(
+        vm1.run_alone(0, MAX_EXITS),
+        ExitOutcome::Stop(StopReason::Exited(0))
+    );
+    check_eq!(check_ok!(vm0.vm.mem.read_obj::<u64>(marker)), MARK0);
+    check_eq!(check_ok!(vm1.vm.mem.read_obj::<u64>(marker)), MARK1);
+    drop(vm0);
+
+    // VM 0 again, now trying VM 1's marker through VM 1's host-physical
+    // address: outside VM 0's RAM, so it faults and VM 1 is untouched.
+    let target = carve_out(1) + 0x1000;
+    let mut spy = boot(0, guests::isolation(), 0x5157, target)?;
+    match spy.run_alone(0, MAX_EXITS) {
+        ExitOutcome::Stop(StopReason::Fault(Fault::UnclaimedMmio { access, .. })) => {
+            check_eq!(access.ipa, target);
+        }
+        _ => check!(false),
+    }
+    check_eq!(check_ok!(vm1.vm.mem.read_obj::<u64>(marker)), MARK1);
+    check!(spy.translate(target).is_none());
+    Ok(())
+}
