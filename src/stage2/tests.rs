@@ -711,7 +711,7 @@ fn ipa_beyond_39_bits_is_refused() {
         Err(Stage2Error::IpaOutOfRange { .. })
     ));
     assert!(matches!(
-        b.map(0x4000_0000, u64::MAX & !0xfff, PAGE_SIZE, MemKind::RAM),
+        b.map(0x4000_0000, !0xfffu64, PAGE_SIZE, MemKind::RAM),
         Err(Stage2Error::PaOutOfRange { .. })
     ));
     let t = b.finish().unwrap();
@@ -911,7 +911,7 @@ fn pool_binding_rules() {
         })
     );
     assert!(matches!(
-        p.bind(u64::MAX & !0xfff),
+        p.bind(!0xfffu64),
         Err(BindError::Overflow { .. })
     ));
     p.bind(0x8000_0000).unwrap();
