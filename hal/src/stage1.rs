@@ -39,7 +39,7 @@ pub const MAIR_IDX_NORMAL: u64 = 1;
 pub const MAIR_IDX_NORMAL_NC: u64 = 2;
 
 /// MAIR_EL2 value matching the indices above.
-pub const MAIR_VALUE: u64 = 0x00 | (0xff << 8) | (0x44 << 16);
+pub const MAIR_VALUE: u64 = (0xff << 8) | (0x44 << 16); // index 0 = 0x00
 
 /// Output-address mask of a block/page descriptor (bits `[47:12]`).
 pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
@@ -59,8 +59,8 @@ pub const fn table(pa: u64) -> u64 {
 /// inner-shareable walks.
 pub const fn tcr_el2(t0sz: u64, ps: u64) -> u64 {
     const RES1: u64 = (1 << 31) | (1 << 23);
+    // TG0 (bits 15:14) = 0b00: 4 KiB granule.
     RES1 | ((ps & 7) << 16)
-        | (0b00 << 14) // TG0 = 4 KiB
         | (0b11 << 12) // SH0 inner shareable
         | (0b01 << 10) // ORGN0 write-back write-allocate
         | (0b01 << 8) // IRGN0 write-back write-allocate

@@ -43,9 +43,9 @@ pub const VTCR_RES1: u64 = 1 << 31;
 /// `sl0` start level encoding, physical address size `ps`
 /// (from ID_AA64MMFR0_EL1.PARange), write-back inner-shareable walks.
 pub const fn vtcr_el2(t0sz: u64, sl0: u64, ps: u64) -> u64 {
+    // TG0 (bits 15:14) = 0b00: 4 KiB granule.
     VTCR_RES1
         | ((ps & 7) << 16)
-        | (0b00 << 14) // TG0 = 4 KiB
         | (0b11 << 12) // SH0 inner shareable
         | (0b01 << 10) // ORGN0 write-back
         | (0b01 << 8) // IRGN0 write-back
