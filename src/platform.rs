@@ -105,6 +105,19 @@ pub const HOST_VM_BASE: u64 = 0x6000_0000;
 /// Size of one VM carve-out (RAM plus disk copy).
 pub const HOST_VM_STRIDE: u64 = 0x1400_0000;
 
+// The memory plan is checked at compile time.
+const _: () = {
+    assert!(HOST_VM_BASE + MAX_VMS as u64 * HOST_VM_STRIDE <= HOST_RAM_END);
+    assert!(GUEST_RAM_SIZE + HOST_DISK_MAX <= HOST_VM_STRIDE);
+    assert!(HOST_DISK_ADDR + HOST_DISK_MAX <= HOST_VM_BASE);
+    assert!(HOST_KERNEL_ADDR + HOST_KERNEL_MAX <= HOST_INITRD_ADDR);
+    assert!(HOST_INITRD_ADDR + HOST_INITRD_MAX <= HOST_DISK_ADDR);
+    assert!(HOST_DTB_BASE + MAX_VMS as u64 * HOST_DTB_STRIDE <= HOST_KERNEL_ADDR);
+    assert!(GUEST_KERNEL_GPA % 0x20_0000 == 0);
+    assert!(GUEST_DTB_GPA + GUEST_DTB_MAX <= GUEST_INITRD_GPA);
+    assert!(GUEST_INITRD_GPA < RAM_BASE + GUEST_RAM_SIZE);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,20 +127,5 @@ mod tests {
         assert_eq!(virtio_slot(0), (0x0a00_0000, 48));
         assert_eq!(virtio_slot(1), (0x0a00_0200, 49));
         assert_eq!(virtio_slot(31), (0x0a00_3e00, 79));
-    }
-
-    #[test]
-    fn carve_outs_fit_in_host_ram() {
-        let end = HOST_VM_BASE + MAX_VMS as u64 * HOST_VM_STRIDE;
-        assert!(end <= HOST_RAM_END);
-        assert!(GUEST_RAM_SIZE + HOST_DISK_MAX <= HOST_VM_STRIDE);
-        assert!(HOST_DISK_ADDR + HOST_DISK_MAX <= HOST_VM_BASE);
-    }
-
-    #[test]
-    fn guest_boot_placement_is_ordered_and_aligned() {
-        assert_eq!(GUEST_KERNEL_GPA % 0x20_0000, 0);
-        assert!(GUEST_DTB_GPA + GUEST_DTB_MAX <= GUEST_INITRD_GPA);
-        assert!(GUEST_INITRD_GPA < RAM_BASE + GUEST_RAM_SIZE);
     }
 }
