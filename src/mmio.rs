@@ -1,7 +1,7 @@
 //! Emulated MMIO: the access a trapped guest load/store performs, and the
 //! trait every emulated device implements.
 //!
-//! The trap handler turns a stage-2 data abort into an [`MmioAccess`]
+//! The trap handler turns a stage-2 data abort into an [`MmioAccess`](crate::trap::MmioAccess)
 //! (see [`crate::trap`]); the VM's device manager finds the device whose
 //! region contains the address and calls [`MmioDevice::read`] or
 //! [`MmioDevice::write`] with the offset into that region.

@@ -3,8 +3,8 @@
 //! This crate holds *no policy*: only the layout of hardware registers
 //! (tock-registers blocks for memory-mapped devices, bitflags and field
 //! helpers for system registers and translation-table descriptors) and pure
-//! decoders such as [`esr`]. Everything except [`sysreg`] builds and is unit
-//! tested on the host; [`sysreg`] is the thin layer over `aarch64-cpu` and
+//! decoders such as [`esr`]. Everything except `sysreg` builds and is unit
+//! tested on the host; `sysreg` is the thin layer over `aarch64-cpu` and
 //! inline assembly that only exists when compiling for bare-metal AArch64.
 #![no_std]
 #![deny(missing_docs)]
