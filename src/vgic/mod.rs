@@ -63,10 +63,12 @@
 //!    kicked (IPI) so that it exits and re-flushes; one blocked in WFI must
 //!    be woken. Before letting a vCPU sleep on WFI, check
 //!    [`Vgic::has_deliverable`] with its synced state.
-//! 7. The guest's device tree must describe a redistributor region of exactly
-//!    `num_vcpus * GICR_STRIDE` bytes ([`Vgic::redist_region`]) and vCPU `n`
-//!    must have `MPIDR` Aff0 = `n` (Aff1..3 = 0): that flat topology is what
-//!    `GICR_TYPER`, `GICD_IROUTER` and SGI targeting assume.
+//! 7. The guest's device tree should describe a redistributor region of
+//!    `num_vcpus * GICR_STRIDE` bytes ([`Vgic::redist_region`]; Linux stops
+//!    at the frame whose `GICR_TYPER.Last` is set, so it never looks beyond),
+//!    and vCPU `n` must have `VMPIDR_EL2` Aff0 = `n` with Aff1..3 = 0: that
+//!    flat topology is what `GICR_TYPER`, `GICD_IROUTER` and SGI targeting
+//!    assume.
 //!
 //! For level-sensitive lines the integrator keeps the level current: e.g.
 //! for the virtual timer, when its physical PPI fires at EL2, mask the timer
@@ -397,7 +399,9 @@ impl Vgic {
     /// The vCPUs that may have something new to deliver (or whose in-flight
     /// LR contents became stale) since the last call; clears the set. Kick
     /// those running on other pCPUs, wake those waiting in WFI; a vCPU that
-    /// is about to be flushed anyway needs nothing.
+    /// is about to be flushed anyway (often the caller's own, which `sync`
+    /// adds when interrupts remain pending) needs nothing. Kicks are hints:
+    /// an extra one costs an exit, never correctness.
     pub fn take_kicks(&mut self) -> VcpuMask {
         core::mem::take(&mut self.kicks)
     }
