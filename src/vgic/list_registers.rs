@@ -1,0 +1,371 @@
+//! List-register scheduling: [`Vgic::flush`] before guest entry,
+//! [`Vgic::sync`] after guest exit, and the wake-up query
+//! [`Vgic::has_deliverable`].
+
+use super::{NR_IRQS, NR_PRIVATE, SPI_BASE, Vgic};
+use hal::ich::{
+    HCR_EOICOUNT_MASK, IchHcr, IchVmcr, IchVtr, ListRegister, LrState, MAX_LIST_REGS, hcr_eoi_count,
+};
+
+/// One vCPU's virtual CPU interface state, saved and restored by the world
+/// switch around every guest run. Between exit and entry it is plain data
+/// that [`Vgic::sync`] and [`Vgic::flush`] edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuIfState {
+    /// `ICH_LR<n>_EL2`; only the first `num_lrs` exist in hardware.
+    pub lrs: [u64; MAX_LIST_REGS],
+    /// Implemented list registers (`ICH_VTR_EL2.ListRegs + 1`), at most 16.
+    pub num_lrs: usize,
+    /// `ICH_HCR_EL2`.
+    pub hcr: u64,
+    /// `ICH_VMCR_EL2`: the guest's PMR, binary points, group enables, EOImode.
+    pub vmcr: u64,
+    /// `ICH_AP0R<n>_EL2`: Group 0 active priorities.
+    pub ap0r: [u32; 4],
+    /// `ICH_AP1R<n>_EL2`: Group 1 active priorities.
+    pub ap1r: [u32; 4],
+}
+
+impl VcpuIfState {
+    /// The reset state of a vCPU's interface with `num_lrs` list registers
+    /// (clamped to 16): every LR empty, `ICH_HCR_EL2.En` set, VMCR and APRs
+    /// zero (the guest programs its PMR and group enables itself).
+    pub const fn new(num_lrs: usize) -> Self {
+        VcpuIfState {
+            lrs: [0; MAX_LIST_REGS],
+            num_lrs: if num_lrs > MAX_LIST_REGS {
+                MAX_LIST_REGS
+            } else {
+                num_lrs
+            },
+            hcr: IchHcr::EN.bits(),
+            vmcr: 0,
+            ap0r: [0; 4],
+            ap1r: [0; 4],
+        }
+    }
+
+    /// The reset state for the CPU whose `ICH_VTR_EL2` reads `vtr`.
+    pub const fn from_vtr(vtr: u64) -> Self {
+        Self::new(IchVtr::from_raw(vtr).list_regs as usize)
+    }
+
+    /// Number of usable list registers.
+    pub const fn lr_count(&self) -> usize {
+        if self.num_lrs > MAX_LIST_REGS {
+            MAX_LIST_REGS
+        } else {
+            self.num_lrs
+        }
+    }
+}
+
+/// What [`Vgic::flush`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// List registers loaded.
+    pub loaded: usize,
+    /// Interrupts that wanted an LR but did not get one (a maintenance
+    /// interrupt was requested to come back for them).
+    pub waiting: usize,
+}
+
+/// What [`Vgic::sync`] found in the list registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// Loaded list registers folded back into the model.
+    pub folded: usize,
+    /// Of those, interrupts the guest fully handled (LR invalid: acknowledged
+    /// and deactivated).
+    pub completed: usize,
+    /// Of those, LRs whose EOI maintenance request fired (`ICH_EISR_EL2`).
+    pub eoi_maintenance: usize,
+}
+
+/// An interrupt that wants a list register.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    /// 0 = active (must be present for the guest's EOI), 1 = pending only.
+    class: u8,
+    priority: u8,
+    intid: u16,
+    pending: bool,
+    active: bool,
+}
+
+impl Vgic {
+    /// Prepares vCPU `vcpu`'s list registers for guest entry.
+    ///
+    /// Any LRs still loaded from the previous entry are first folded back as
+    /// [`Vgic::sync`] would. Then the interrupts active in this vCPU and the
+    /// highest-priority pending, enabled interrupts whose group is enabled
+    /// are loaded (see the module documentation for the order), each as a
+    /// virtual interrupt (HW = 0) with its priority and group, in state
+    /// Pending, Active or Pending+Active; level-sensitive ones carry an EOI
+    /// maintenance request so their line is resampled when the guest is done.
+    /// Unused LRs are zeroed. `ICH_HCR_EL2.En` is set; UIE (or, with one LR,
+    /// the EOI request) and LRENPIE are set as needed when not everything
+    /// fits.
+    pub fn flush(&mut self, vcpu: usize, state: &mut VcpuIfState) -> FlushOutcome {
+        if vcpu >= self.num_vcpus {
+            self.counters.bad_vcpu += 1;
+            return FlushOutcome::default();
+        }
+        self.fold(vcpu, state);
+
+        let mut cands = [Candidate {
+            class: 0,
+            priority: 0,
+            intid: 0,
+            pending: false,
+            active: false,
+        }; NR_IRQS];
+        let mut count = 0;
+        for intid in 0..NR_IRQS as u32 {
+            if let Some(c) = self.candidate(vcpu, intid) {
+                cands[count] = c;
+                count += 1;
+            }
+        }
+        let cands = &mut cands[..count];
+        cands.sort_unstable_by_key(|c| (c.class, c.priority, c.intid));
+
+        let n = state.lr_count();
+        let load = count.min(n);
+        for (slot, c) in cands.iter().take(load).enumerate() {
+            let intid = u32::from(c.intid);
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            let mut lr = ListRegister::virtual_irq(
+                intid,
+                irq.priority,
+                irq.group1,
+                LrState::from_parts(c.pending, c.active),
+            );
+            if !irq.edge {
+                lr = lr.with_eoi_maintenance();
+            }
+            irq.in_lr = true;
+            irq.lr_vcpu = vcpu as u8;
+            irq.lr_pending = c.pending;
+            irq.lr_pending_cleared = false;
+            irq.lr_active_written = false;
+            // The LR now carries an edge's pending state; a new edge arriving
+            // meanwhile latches again (and becomes pending+active if the guest
+            // has acknowledged the first one).
+            if c.pending && irq.edge {
+                irq.latch = false;
+            }
+            state.lrs[slot] = lr.raw();
+            self.lr_intid[vcpu][slot] = c.intid;
+        }
+        self.lr_used[vcpu] = load as u8;
+        for lr in state.lrs.iter_mut().skip(load) {
+            *lr = 0;
+        }
+
+        let mut hcr = IchHcr::from_bits_retain(state.hcr & !HCR_EOICOUNT_MASK);
+        hcr.remove(IchHcr::UIE | IchHcr::NPIE | IchHcr::LRENPIE);
+        hcr.insert(IchHcr::EN);
+        let waiting = count - load;
+        if waiting > 0 {
+            self.counters.lr_overflows += 1;
+            if n >= 2 {
+                hcr.insert(IchHcr::UIE);
+            } else if load == 1 {
+                state.lrs[0] = ListRegister(state.lrs[0]).with_eoi_maintenance().raw();
+            }
+            if cands[load..].iter().any(|c| c.class == 0) {
+                hcr.insert(IchHcr::LRENPIE);
+            }
+        }
+        state.hcr = hcr.bits();
+        FlushOutcome {
+            loaded: load,
+            waiting,
+        }
+    }
+
+    /// Folds vCPU `vcpu`'s list registers back into the model after a guest
+    /// exit, after the world switch saved them into `state`.
+    ///
+    /// For every LR flush loaded: the LR's active bit becomes the interrupt's
+    /// active state (an active SPI stays with this vCPU until deactivated);
+    /// a pending bit the guest has not consumed is kept; a level-sensitive
+    /// interrupt the guest acknowledged loses its latched pending state and
+    /// stays pending only while its line is high (resampling). An LR in
+    /// state Invalid means the guest acknowledged and deactivated it.
+    /// `ICH_HCR_EL2.EOIcount` deactivations are applied to active interrupts
+    /// that had no LR. Every LR is emptied and UIE/NPIE/LRENPIE/EOIcount are
+    /// cleared; the next [`Vgic::flush`] reloads.
+    pub fn sync(&mut self, vcpu: usize, state: &mut VcpuIfState) -> SyncOutcome {
+        if vcpu >= self.num_vcpus {
+            self.counters.bad_vcpu += 1;
+            return SyncOutcome::default();
+        }
+        self.fold(vcpu, state)
+    }
+
+    fn fold(&mut self, vcpu: usize, state: &mut VcpuIfState) -> SyncOutcome {
+        let mut out = SyncOutcome::default();
+
+        // EOIs for interrupts without an LR (only possible when the active
+        // ones did not all fit): the guest deactivated the highest-priority
+        // active interrupt it had. Checked before the LRs are folded, while
+        // `in_lr` still says which ones had an LR.
+        for _ in 0..hcr_eoi_count(state.hcr) {
+            let Some(intid) = self.highest_active_without_lr(vcpu) else {
+                break;
+            };
+            if let Some(irq) = self.irq_mut(vcpu, intid) {
+                irq.active = false;
+                self.counters.eoi_count_fixups += 1;
+                self.touch(vcpu, intid);
+            }
+        }
+
+        let used = usize::from(self.lr_used[vcpu]).min(MAX_LIST_REGS);
+        for slot in 0..used {
+            let intid = u32::from(self.lr_intid[vcpu][slot]);
+            let lr = ListRegister(state.lrs[slot]);
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            if !irq.in_lr || usize::from(irq.lr_vcpu) != vcpu {
+                // Bookkeeping says someone else owns it: leave it alone.
+                self.counters.lr_mismatch += 1;
+                continue;
+            }
+            // If the LR no longer names the interrupt, the world switch did
+            // not give back what flush loaded: assume the guest made no
+            // progress on it rather than invent one.
+            let lr_state = if lr.vintid() == intid && !lr.hw() {
+                lr.state()
+            } else {
+                LrState::from_parts(irq.lr_pending, irq.active)
+            };
+            let mismatch = lr.vintid() != intid || lr.hw();
+
+            if !irq.lr_active_written {
+                irq.active = lr_state.is_active();
+                if lr_state.is_active() && intid >= SPI_BASE {
+                    irq.active_vcpu = vcpu as u8;
+                }
+            }
+            if irq.lr_pending && !irq.lr_pending_cleared {
+                if lr_state.is_pending() {
+                    // Not yet acknowledged: still pending.
+                    irq.latch |= irq.edge;
+                } else if !irq.edge {
+                    // Acknowledged: a latched (ISPENDR) level interrupt is
+                    // consumed; the line alone decides from now on.
+                    irq.latch = false;
+                }
+            }
+            irq.in_lr = false;
+            irq.lr_pending = false;
+            irq.lr_pending_cleared = false;
+            irq.lr_active_written = false;
+
+            out.folded += 1;
+            if lr_state == LrState::Invalid {
+                out.completed += 1;
+            }
+            if lr.eoi_signalled() {
+                out.eoi_maintenance += 1;
+            }
+            if mismatch {
+                self.counters.lr_mismatch += 1;
+            }
+            // A level line still high, or a new edge, wants delivery again.
+            self.touch(vcpu, intid);
+        }
+        self.lr_used[vcpu] = 0;
+        state.lrs = [0; MAX_LIST_REGS];
+
+        let mut hcr = IchHcr::from_bits_retain(state.hcr & !HCR_EOICOUNT_MASK);
+        hcr.remove(IchHcr::UIE | IchHcr::NPIE | IchHcr::LRENPIE);
+        state.hcr = hcr.bits();
+        out
+    }
+
+    /// The interrupt of `vcpu` that flush would like to load, if any.
+    fn candidate(&self, vcpu: usize, intid: u32) -> Option<Candidate> {
+        let irq = self.irq(vcpu, intid)?;
+        if intid >= SPI_BASE {
+            if irq.in_lr {
+                // In flight on another vCPU (ours were folded).
+                return None;
+            }
+            let home = if irq.active {
+                Some(irq.active_vcpu as usize)
+            } else {
+                self.spi_target(intid)
+            };
+            if home != Some(vcpu) {
+                return None;
+            }
+        }
+        let pending = self.forwardable(irq);
+        if !irq.active && !pending {
+            return None;
+        }
+        Some(Candidate {
+            class: if irq.active { 0 } else { 1 },
+            priority: irq.priority,
+            intid: intid as u16,
+            pending,
+            active: irq.active,
+        })
+    }
+
+    /// Highest-priority (then lowest INTID) interrupt active in `vcpu` that
+    /// flush could not give an LR.
+    fn highest_active_without_lr(&self, vcpu: usize) -> Option<u32> {
+        (0..NR_IRQS as u32)
+            .filter(|&intid| {
+                self.irq(vcpu, intid).is_some_and(|irq| {
+                    let mine = intid < NR_PRIVATE as u32 || irq.active_vcpu as usize == vcpu;
+                    irq.active && !irq.in_lr && mine
+                })
+            })
+            .min_by_key(|&intid| (self.irq(vcpu, intid).map_or(u8::MAX, |i| i.priority), intid))
+    }
+
+    /// True if `vcpu` has an interrupt its virtual CPU interface would
+    /// signal: one flush would load as pending (and not active), or one
+    /// already in its LRs in state Pending, whose group is enabled in
+    /// `ICH_VMCR_EL2` (VENG0/VENG1) and whose priority is higher (lower
+    /// value) than `ICH_VMCR_EL2.VPMR`. Use it with the state saved at exit
+    /// to decide whether a vCPU that executed WFI may sleep.
+    pub fn has_deliverable(&self, vcpu: usize, state: &VcpuIfState) -> bool {
+        if vcpu >= self.num_vcpus {
+            return false;
+        }
+        let vmcr = IchVmcr(state.vmcr);
+        let signalled = |group1: bool, priority: u8| {
+            let group_on = if group1 { vmcr.veng1() } else { vmcr.veng0() };
+            group_on && priority < vmcr.vpmr()
+        };
+        let used = usize::from(self.lr_used[vcpu]).min(MAX_LIST_REGS);
+        let in_lrs = state.lrs[..used]
+            .iter()
+            .map(|&v| ListRegister(v))
+            .any(|lr| lr.state() == LrState::Pending && signalled(lr.group1(), lr.priority()));
+        in_lrs
+            || (0..NR_IRQS as u32).any(|intid| {
+                self.candidate(vcpu, intid).is_some_and(|c| {
+                    let group1 = self.irq(vcpu, intid).is_some_and(|i| i.group1);
+                    c.pending
+                        && !c.active
+                        && !self.irq_in_lr(vcpu, intid)
+                        && signalled(group1, c.priority)
+                })
+            })
+    }
+
+    fn irq_in_lr(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|i| i.in_lr)
+    }
+}
