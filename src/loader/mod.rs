@@ -155,12 +155,15 @@ pub enum LoadError {
         /// The flags field.
         flags: u64,
     },
-    /// The kernel's footprint does not end below the DTB.
+    /// The kernel's footprint (image_size, or the file size if larger)
+    /// does not end below the DTB.
     KernelTooLarge {
         /// Where the Image goes.
         kernel_gpa: u64,
-        /// Bytes it needs.
-        footprint: u64,
+        /// image_size from the header.
+        image_size: u64,
+        /// Bytes staged.
+        file_size: u64,
         /// Where the DTB goes.
         dtb_gpa: u64,
     },
@@ -351,14 +354,22 @@ impl fmt::Display for LoadError {
             ),
             KernelTooLarge {
                 kernel_gpa,
-                footprint,
+                image_size,
+                file_size,
                 dtb_gpa,
-            } => write!(
-                f,
-                "kernel Image: image_size {footprint:#x} exceeds the {:#x} bytes available \
-                 below the DTB at {dtb_gpa:#x} (Image placed at {kernel_gpa:#x})",
-                dtb_gpa.saturating_sub(kernel_gpa)
-            ),
+            } => {
+                let (what, size) = if file_size > image_size {
+                    ("file size", file_size)
+                } else {
+                    ("image_size", image_size)
+                };
+                write!(
+                    f,
+                    "kernel Image: {what} {size:#x} exceeds the {:#x} bytes available below \
+                     the DTB at {dtb_gpa:#x} (Image placed at {kernel_gpa:#x})",
+                    dtb_gpa.saturating_sub(kernel_gpa)
+                )
+            }
             DtbTruncated { staged, needed } => write!(
                 f,
                 "device tree: truncated, {staged:#x} bytes staged but {needed:#x} needed"
@@ -628,7 +639,8 @@ impl BootPlan {
             _ => {
                 return Err(LoadError::KernelTooLarge {
                     kernel_gpa,
-                    footprint,
+                    image_size: kernel.image_size,
+                    file_size: kernel.file_size,
                     dtb_gpa,
                 });
             }
@@ -746,7 +758,7 @@ impl BootPlan {
     /// End of the kernel's footprint (the kernel owns
     /// `kernel_gpa..kernel_end()` at entry).
     pub fn kernel_end(&self) -> u64 {
-        self.kernel_gpa + self.kernel.footprint()
+        self.kernel_gpa.saturating_add(self.kernel.footprint())
     }
 
     /// Copies the images into guest RAM: the whole staged kernel at

@@ -277,7 +277,8 @@ fn image_size_must_end_below_the_dtb() {
         e,
         LoadError::KernelTooLarge {
             kernel_gpa: GUEST_KERNEL_GPA,
-            footprint: room + 1,
+            image_size: room + 1,
+            file_size: 4096,
             dtb_gpa: GUEST_DTB_GPA
         }
     );
@@ -299,6 +300,13 @@ fn image_size_must_end_below_the_dtb() {
         plan(&kernel(0, u64::MAX, 0, 4096), None, &dtb),
         Err(LoadError::KernelTooLarge { .. })
     ));
+    // A legacy kernel is measured by its file.
+    let e = plan(&kernel(0, 0, 0, room as usize), None, &dtb).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("kernel Image: file size 0x7c00000 exceeds the 0x7b80000 bytes"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -502,6 +510,21 @@ fn dtb_bad_magic() {
         msg.ends_with("was the DTB staged at the configured address?"),
         "{msg}"
     );
+    // Display never panics on extreme field values.
+    let _ = LoadError::KernelTooLarge {
+        kernel_gpa: u64::MAX,
+        image_size: u64::MAX,
+        file_size: 0,
+        dtb_gpa: 0,
+    }
+    .to_string();
+    let _ = LoadError::RamTooSmall {
+        ram_base: u64::MAX,
+        ram_end: 0,
+        need_start: 0,
+        need_end: 0,
+    }
+    .to_string();
     assert_eq!(
         LoadError::DtbBadMagic { magic: 1 }.in_vm(1).to_string(),
         "VM 1: (dtb1) device tree: bad magic 0x00000001 at offset 0 (expected 0xd00dfeed)"
