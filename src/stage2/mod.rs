@@ -314,7 +314,7 @@ impl fmt::Display for Stage2Error {
                 f,
                 "stage-2 mapping PA {pa:#x}+{size:#x} ends beyond the machine's \
                  {pa_bits}-bit physical address space (limit {:#x})",
-                1u64 << pa_bits
+                1u64.checked_shl(pa_bits).unwrap_or(u64::MAX)
             ),
             IpaOverlap {
                 ipa,

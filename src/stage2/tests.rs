@@ -964,6 +964,13 @@ fn error_messages_are_specific() {
         "translation table at PA 0x10000000000 is not 4 KiB aligned or lies beyond the 40-bit \
          physical address space"
     );
+    // Display never panics, whatever a caller puts in the fields.
+    let _ = Stage2Error::PaOutOfRange {
+        pa: u64::MAX,
+        size: u64::MAX,
+        pa_bits: 200,
+    }
+    .to_string();
     assert_eq!(
         WalkFault::IpaOutOfRange { ipa: 1 << 39 }.to_string(),
         "IPA 0x8000000000 is beyond the 39-bit guest-physical space"
