@@ -37,6 +37,7 @@ pub mod print;
 pub mod psci;
 pub mod sched;
 pub mod selftest;
+pub mod spsc;
 pub mod stage2;
 pub mod trap;
 pub mod vcpu;

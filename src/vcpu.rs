@@ -7,6 +7,7 @@
 use core::mem::offset_of;
 
 use crate::psci::PowerState;
+use crate::vgic::VcpuIfState;
 
 /// SPSR for entering a guest: EL1h with D, A, I, F masked (0x3c5).
 pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -211,6 +212,10 @@ impl VirtualTimer {
     }
 }
 
+/// List registers assumed until the arch layer reads ICH_VTR_EL2 (QEMU's
+/// cortex-a72 has 4).
+pub const DEFAULT_LIST_REGS: usize = 4;
+
 /// Everything about one vCPU.
 #[derive(Clone, Debug)]
 pub struct Vcpu {
@@ -226,6 +231,8 @@ pub struct Vcpu {
     pub power: PowerState,
     /// Waiting in WFI for an interrupt.
     pub in_wfi: bool,
+    /// The virtual CPU interface (list registers, ICH_HCR/VMCR, APRs).
+    pub gic: VcpuIfState,
 }
 
 impl Vcpu {
@@ -242,6 +249,7 @@ impl Vcpu {
             },
             power: PowerState::Off,
             in_wfi: false,
+            gic: VcpuIfState::new(DEFAULT_LIST_REGS),
         }
     }
 
@@ -263,6 +271,7 @@ impl Vcpu {
         };
         self.power = PowerState::Off;
         self.in_wfi = false;
+        self.gic = VcpuIfState::new(self.gic.num_lrs);
     }
 
     /// Resets the vCPU to start at `entry` in EL1h with the MMU off and

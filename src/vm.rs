@@ -10,13 +10,19 @@
 use crate::devices::DeviceManager;
 use crate::guest_memory::GuestMemory;
 use crate::hypercall::{self, Hypercall};
-use crate::irq::{IrqSink, RecordingIrqSink};
 use crate::mmio::DeviceContext;
 use crate::platform::MAX_VCPUS;
 use crate::psci::{self, PowerState, PsciAction};
 use crate::trap::{Exit, MmioAccess};
 use crate::vcpu::Vcpu;
-use hal::esr::Esr;
+use crate::vgic::Vgic;
+use hal::esr::{self, Esr};
+
+/// ICC_SGI0R_EL1 (S3_0_C12_C11_7): Group 0 SGIs.
+const ICC_SGI0R_EL1: u32 = esr::sysreg_id(3, 0, 12, 11, 7);
+/// ICC_ASGI1R_EL1 (S3_0_C12_C11_6): Group 1 SGIs for the other Security
+/// state, equivalent to SGI0R with a single Security state.
+const ICC_ASGI1R_EL1: u32 = esr::sysreg_id(3, 0, 12, 11, 6);
 
 /// Why a VM stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +162,9 @@ pub struct Vm {
     /// Bytes the guest wrote with the console hypercall, waiting for the run
     /// loop (which owns the console).
     pub hypercall_output: OutputBuffer,
-    irq: RecordingIrqSink,
+    /// The virtual GIC: interrupt state of every vCPU, and the interrupt
+    /// controller the VM's devices raise their lines on.
+    pub vgic: Vgic,
 }
 
 /// A small byte buffer for hypercall console output.
@@ -219,7 +227,7 @@ impl Vm {
             stats: ExitStats::new(),
             cntvoff: 0,
             hypercall_output: OutputBuffer::new(),
-            irq: RecordingIrqSink::new(),
+            vgic: Vgic::new(1),
         }
     }
 
@@ -237,7 +245,7 @@ impl Vm {
         self.stats = ExitStats::new();
         self.cntvoff = 0;
         self.hypercall_output = OutputBuffer::new();
-        self.irq = RecordingIrqSink::new();
+        self.vgic = Vgic::new(self.nr_vcpus);
     }
 
     /// Powers on vCPU 0 at `entry` with `x0 = arg0` (the boot CPU).
@@ -298,18 +306,31 @@ impl Vm {
             }
             Exit::SysReg(iss) => {
                 self.stats.sysreg += 1;
-                // Trapped registers without an emulation (the EL1 physical
-                // timer, which guests do not use) read as zero and ignore
-                // writes; counted so it is visible.
-                self.stats.sysreg_raz_wi += 1;
-                if iss.is_read() {
-                    let rt = iss.rt() as usize;
-                    if let Some(reg) = self.vcpus[index].regs.x.get_mut(rt) {
-                        *reg = 0;
+                let rt = iss.rt() as usize;
+                let value = self.vcpus[index].regs.x.get(rt).copied().unwrap_or(0);
+                self.vcpus[index].skip_instruction();
+                let sgi_targets = match iss.id() {
+                    esr::ICC_SGI1R_EL1 if !iss.is_read() => Some(self.vgic.send_sgi(index, value)),
+                    ICC_SGI0R_EL1 | ICC_ASGI1R_EL1 if !iss.is_read() => {
+                        Some(self.vgic.send_sgi0(index, value))
+                    }
+                    _ => None,
+                };
+                match sgi_targets {
+                    Some(targets) => self.wake_outcome(index, targets.0),
+                    None => {
+                        // Trapped registers without an emulation (the EL1
+                        // physical timer, which guests do not use) read as
+                        // zero and ignore writes; counted so it is visible.
+                        self.stats.sysreg_raz_wi += 1;
+                        if iss.is_read()
+                            && let Some(reg) = self.vcpus[index].regs.x.get_mut(rt)
+                        {
+                            *reg = 0;
+                        }
+                        ExitOutcome::Continue
                     }
                 }
-                self.vcpus[index].skip_instruction();
-                ExitOutcome::Continue
             }
             Exit::BadAbort { ipa, esr } => {
                 let pc = self.vcpus[index].regs.elr;
@@ -340,19 +361,41 @@ impl Vm {
         }
     }
 
+    /// [`ExitOutcome::Wake`] for the vCPUs in `mask` other than `me`, or
+    /// `Continue` if there are none.
+    fn wake_outcome(&self, me: usize, mask: u32) -> ExitOutcome {
+        let all = (1u32 << self.nr_vcpus) - 1;
+        let others = mask & !(1 << me) & all;
+        if others == 0 {
+            ExitOutcome::Continue
+        } else {
+            ExitOutcome::Wake(others)
+        }
+    }
+
     fn handle_mmio(&mut self, index: usize, access: MmioAccess) -> ExitOutcome {
+        let store = access
+            .is_write
+            .then(|| access.store_value(&self.vcpus[index].regs.x));
+        // The vGIC's distributor and redistributors first, then the devices.
+        let result = match store {
+            None => self.vgic.mmio_read(access.ipa, access.size),
+            Some(value) => self
+                .vgic
+                .mmio_write(access.ipa, access.size, value)
+                .then_some(0),
+        }
+        .or_else(|| {
+            let mut ctx = DeviceContext {
+                mem: &self.mem,
+                irq: &mut self.vgic,
+                vcpu: index,
+            };
+            self.devices
+                .dispatch(access.ipa, access.size, store, &mut ctx)
+        });
         let vcpu = &mut self.vcpus[index];
-        let store = access.is_write.then(|| access.store_value(&vcpu.regs.x));
-        let irq: &mut dyn IrqSink = &mut self.irq;
-        let mut ctx = DeviceContext {
-            mem: &self.mem,
-            irq,
-            vcpu: index,
-        };
-        match self
-            .devices
-            .dispatch(access.ipa, access.size, store, &mut ctx)
-        {
+        match result {
             Some(loaded) => {
                 if !access.is_write
                     && let Some((reg, value)) = access.load_result(loaded)
@@ -360,7 +403,8 @@ impl Vm {
                     vcpu.regs.x[reg as usize] = value;
                 }
                 vcpu.skip_instruction();
-                ExitOutcome::Continue
+                let kicks = self.vgic.take_kicks();
+                self.wake_outcome(index, kicks.0)
             }
             None => {
                 let pc = vcpu.regs.elr;
