@@ -62,9 +62,10 @@ impl VirtioDevice for Probe {
 }
 
 fn driver() -> Driver<Probe> {
-    let mut probe = Probe::default();
-    probe.config = [1, 2, 3, 4, 5, 6, 7, 8];
-    Driver::new(probe)
+    Driver::new(Probe {
+        config: [1, 2, 3, 4, 5, 6, 7, 8],
+        ..Probe::default()
+    })
 }
 
 fn refused_transitions(drv: &Driver<Probe>) -> u64 {
