@@ -407,7 +407,7 @@ impl Reader<'_> {
 
     /// Bytes not yet read (or skipped).
     pub fn remaining(&self) -> u32 {
-        self.total - self.cursor.done
+        self.total.saturating_sub(self.cursor.done)
     }
 
     /// Bytes read (or skipped) so far.
@@ -488,7 +488,7 @@ impl Writer<'_> {
 
     /// Bytes that can still be written.
     pub fn remaining(&self) -> u32 {
-        self.total - self.cursor.done
+        self.total.saturating_sub(self.cursor.done)
     }
 
     /// Bytes written so far.

@@ -19,7 +19,9 @@
 
 use hal::virtio_mmio::{self as regs, DeviceStatus, InterruptStatus, REGION_SIZE, feature, offset};
 
-use super::lifecycle::{DeviceState, LiveQueues, Negotiated, StatusStep, classify_status_write};
+use super::lifecycle::{
+    DeviceState, LiveQueues, Negotiated, QueueSetup, StatusStep, classify_status_write,
+};
 use super::queue::{NotifyDecision, check_queue_size};
 use super::ring;
 use super::stats::{DeviceStats, RegisterStats, bump};
@@ -323,7 +325,7 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
     /// The selected queue's setup, if queue registers may be written now:
     /// only between FEATURES_OK and DRIVER_OK, only for an existing queue,
     /// only while it is not ready (QueueReady=1 freezes it).
-    fn writable_queue_setup(&mut self) -> Result<&mut super::lifecycle::QueueSetup, Refusal> {
+    fn writable_queue_setup(&mut self) -> Result<&mut QueueSetup, Refusal> {
         let queue_sel = self.queue_sel;
         let DeviceState::Negotiated(n) = &mut self.state else {
             return Err(Refusal::State);
