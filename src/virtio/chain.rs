@@ -1,0 +1,899 @@
+//! Descriptor chains: the walk that validates them, the Readable/Writable
+//! split that a backend works with, and completion.
+//!
+//! # The walk
+//! [`walk`] follows a chain from its head through the descriptor table and
+//! checks every rule before the device touches a single buffer:
+//!
+//! | rule | error |
+//! |---|---|
+//! | head and every `next` index < queue size | [`ChainError::IndexOutOfRange`] |
+//! | at most min(queue size, [`MAX_CHAIN_DESCRIPTORS`]) descriptors (so a loop ends) | [`ChainError::TooLong`] |
+//! | no `VIRTQ_DESC_F_INDIRECT` (the feature is never offered) | [`ChainError::Indirect`] |
+//! | no undefined flag bits | [`ChainError::UnknownFlags`] |
+//! | no zero-length buffer | [`ChainError::ZeroLength`] |
+//! | each buffer entirely inside guest RAM, no address overflow | [`ChainError::BufferOutOfRange`] |
+//! | every device-readable buffer before any device-writable one | [`ChainError::ReadableAfterWritable`] |
+//! | total length fits in a `u32` | [`ChainError::LengthOverflow`] |
+//!
+//! Each descriptor is read from guest memory exactly once, into a
+//! hypervisor-owned copy; the checked copy is what the device uses, so the
+//! guest rewriting a descriptor after the walk changes nothing (no
+//! double-fetch).
+//!
+//! **Zero-length descriptors** are refused. The spec does not give them a
+//! meaning, Linux never produces them, and QEMU treats them as a fatal
+//! driver error; refusing them also guarantees that every buffer a
+//! [`Reader`] or [`Writer`] steps through makes progress.
+//!
+//! **Loops** are not detected separately: a loop is a chain longer than the
+//! queue, so it ends with [`ChainError::TooLong`] after at most
+//! queue-size descriptor reads.
+//!
+//! # Readable and writable parts
+//! A valid chain is a device-readable part followed by a device-writable
+//! part. A [`Chain`] hands them out as two different types: a [`Reader`]
+//! can only copy *out of* the readable part, a [`Writer`] can only copy
+//! *into* the writable part. There is no way to write to a buffer the
+//! driver marked read-only or to read back what the driver gave for
+//! writing. Both are sequential cursors that copy whole slices through
+//! [`GuestMemory`] (never byte by byte), and both refuse a fixed-size
+//! request that does not fit *before* copying anything, so a header is
+//! never half-read and a too-small buffer is never half-filled.
+//!
+//! # Completion
+//! A chain reaches the used ring exactly once. [`Chain::complete`] consumes
+//! the chain and publishes it with the number of bytes written through its
+//! [`Writer`] (the used `len` is a fact the chain knows, not a parameter a
+//! backend could get wrong). A chain dropped without `complete` is
+//! completed by its destructor in the same way and counted in
+//! [`QueueStats::completed_on_drop`], so an early return never leaks the
+//! driver's descriptors.
+
+use core::fmt;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::queue::{QueueLayout, Virtqueue};
+use super::ring::{DESC_F_INDIRECT, DESC_F_KNOWN, DESC_F_NEXT, DESC_F_WRITE, Descriptor};
+use super::stats::{QueueStats, bump};
+use crate::guest_memory::{GuestMemory, GuestRange, MemError};
+
+/// Most descriptors the device accepts in one chain.
+///
+/// The spec lets a device set "a reasonable limit" (2.7.4.1). Linux uses at
+/// most `MAX_SKB_FRAGS + 2` (19) for a virtio-net packet and `seg_max + 2`
+/// for a virtio-blk request (the block device advertises
+/// `seg_max = MAX_CHAIN_DESCRIPTORS - 2`). The limit keeps a [`Chain`] a
+/// fixed-size value (no allocation).
+pub const MAX_CHAIN_DESCRIPTORS: usize = 64;
+
+/// Why a descriptor chain was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainError {
+    /// A head or `next` index at or beyond the queue size.
+    IndexOutOfRange {
+        /// The offending index.
+        index: u16,
+        /// The queue size.
+        size: u16,
+    },
+    /// More descriptors than `limit` (a loop, or simply too long).
+    TooLong {
+        /// min(queue size, [`MAX_CHAIN_DESCRIPTORS`]).
+        limit: usize,
+    },
+    /// The descriptor could not be read (only possible if the descriptor
+    /// table were outside RAM, which queue validation rules out).
+    DescriptorUnreadable {
+        /// Index of the descriptor.
+        index: u16,
+    },
+    /// `VIRTQ_DESC_F_INDIRECT` set, but indirect descriptors were not
+    /// negotiated.
+    Indirect {
+        /// Index of the descriptor.
+        index: u16,
+    },
+    /// Flag bits the split ring does not define.
+    UnknownFlags {
+        /// Index of the descriptor.
+        index: u16,
+        /// Its flags.
+        flags: u16,
+    },
+    /// A descriptor with `len == 0`.
+    ZeroLength {
+        /// Index of the descriptor.
+        index: u16,
+    },
+    /// A buffer not entirely inside guest RAM (including `addr + len`
+    /// overflowing 64 bits).
+    BufferOutOfRange {
+        /// Index of the descriptor.
+        index: u16,
+        /// Its address.
+        addr: u64,
+        /// Its length.
+        len: u32,
+    },
+    /// A device-readable descriptor after a device-writable one.
+    ReadableAfterWritable {
+        /// Index of the offending readable descriptor.
+        index: u16,
+    },
+    /// The chain's total length does not fit in a `u32`.
+    LengthOverflow {
+        /// Index of the descriptor that pushed the total over.
+        index: u16,
+    },
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ChainError::IndexOutOfRange { index, size } => {
+                write!(f, "descriptor index {index} >= queue size {size}")
+            }
+            ChainError::TooLong { limit } => write!(f, "chain longer than {limit} descriptors"),
+            ChainError::DescriptorUnreadable { index } => {
+                write!(f, "descriptor {index} unreadable")
+            }
+            ChainError::Indirect { index } => {
+                write!(f, "descriptor {index} is indirect (not negotiated)")
+            }
+            ChainError::UnknownFlags { index, flags } => {
+                write!(f, "descriptor {index} has unknown flags {flags:#x}")
+            }
+            ChainError::ZeroLength { index } => write!(f, "descriptor {index} has length 0"),
+            ChainError::BufferOutOfRange { index, addr, len } => {
+                write!(
+                    f,
+                    "descriptor {index} buffer {addr:#x}+{len:#x} outside RAM"
+                )
+            }
+            ChainError::ReadableAfterWritable { index } => {
+                write!(f, "readable descriptor {index} after a writable one")
+            }
+            ChainError::LengthOverflow { index } => {
+                write!(f, "chain length overflows u32 at descriptor {index}")
+            }
+        }
+    }
+}
+
+/// One checked buffer of a chain: a guest-physical range inside RAM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    gpa: u64,
+    len: u32,
+}
+
+impl Segment {
+    /// Guest-physical address of the first byte.
+    pub const fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    /// Length in bytes (never 0).
+    pub const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Always false: zero-length buffers are refused by the walk.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<GuestRange> for Segment {
+    fn from(range: GuestRange) -> Self {
+        Segment {
+            gpa: range.gpa(),
+            len: range.len(),
+        }
+    }
+}
+
+/// The checked buffers of one chain: readable segments, then writable ones.
+#[derive(Clone, Debug)]
+pub struct ChainBuffers {
+    segments: [Segment; MAX_CHAIN_DESCRIPTORS],
+    count: usize,
+    readable: usize,
+    readable_bytes: u32,
+    writable_bytes: u32,
+}
+
+impl ChainBuffers {
+    fn empty() -> Self {
+        ChainBuffers {
+            segments: [Segment::default(); MAX_CHAIN_DESCRIPTORS],
+            count: 0,
+            readable: 0,
+            readable_bytes: 0,
+            writable_bytes: 0,
+        }
+    }
+
+    /// The device-readable segments, in chain order.
+    pub fn readable(&self) -> &[Segment] {
+        self.segments.get(..self.readable).unwrap_or(&[])
+    }
+
+    /// The device-writable segments, in chain order.
+    pub fn writable(&self) -> &[Segment] {
+        self.segments.get(self.readable..self.count).unwrap_or(&[])
+    }
+
+    /// Number of descriptors in the chain.
+    pub fn descriptor_count(&self) -> usize {
+        self.count
+    }
+
+    /// Total bytes of the readable part.
+    pub fn readable_len(&self) -> u32 {
+        self.readable_bytes
+    }
+
+    /// Total bytes of the writable part.
+    pub fn writable_len(&self) -> u32 {
+        self.writable_bytes
+    }
+}
+
+/// Walks and validates the chain starting at `head` (see the module docs
+/// for the rules). Reads each descriptor once; never reads more than
+/// min(queue size, [`MAX_CHAIN_DESCRIPTORS`]) of them.
+pub fn walk(
+    mem: &GuestMemory,
+    layout: &QueueLayout,
+    head: u16,
+) -> Result<ChainBuffers, ChainError> {
+    let size = layout.size();
+    let limit = usize::from(size).min(MAX_CHAIN_DESCRIPTORS);
+    let mut buffers = ChainBuffers::empty();
+    let mut total: u32 = 0;
+    let mut index = head;
+    loop {
+        let Some(desc_gpa) = layout.descriptor_gpa(index) else {
+            return Err(ChainError::IndexOutOfRange { index, size });
+        };
+        if buffers.count >= limit {
+            return Err(ChainError::TooLong { limit });
+        }
+        let desc: Descriptor = mem
+            .read_obj(desc_gpa)
+            .map_err(|_| ChainError::DescriptorUnreadable { index })?;
+        let flags = desc.flags.get();
+        let len = desc.len.get();
+        let addr = desc.addr.get();
+        if flags & DESC_F_INDIRECT != 0 {
+            return Err(ChainError::Indirect { index });
+        }
+        if flags & !DESC_F_KNOWN != 0 {
+            return Err(ChainError::UnknownFlags { index, flags });
+        }
+        if len == 0 {
+            return Err(ChainError::ZeroLength { index });
+        }
+        let range = mem
+            .check(addr, u64::from(len))
+            .map_err(|_| ChainError::BufferOutOfRange { index, addr, len })?;
+        let writable = flags & DESC_F_WRITE != 0;
+        if !writable && buffers.writable_bytes > 0 {
+            return Err(ChainError::ReadableAfterWritable { index });
+        }
+        total = total
+            .checked_add(len)
+            .ok_or(ChainError::LengthOverflow { index })?;
+        // `count < limit <= MAX_CHAIN_DESCRIPTORS`, so the slot exists.
+        let Some(slot) = buffers.segments.get_mut(buffers.count) else {
+            return Err(ChainError::TooLong { limit });
+        };
+        *slot = Segment::from(range);
+        buffers.count += 1;
+        if writable {
+            buffers.writable_bytes += len; // <= total, cannot overflow
+        } else {
+            buffers.readable += 1;
+            buffers.readable_bytes += len;
+        }
+        if flags & DESC_F_NEXT == 0 {
+            return Ok(buffers);
+        }
+        index = desc.next.get();
+    }
+}
+
+/// Why a [`Reader`] or [`Writer`] operation did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferError {
+    /// The request needs more bytes than remain in this part; nothing was
+    /// read or written.
+    TooShort {
+        /// Bytes the operation needed.
+        wanted: usize,
+        /// Bytes that remained.
+        remaining: u32,
+    },
+    /// Guest memory refused the copy (impossible for a validated chain
+    /// over the same memory; reported rather than panicking).
+    Memory(MemError),
+}
+
+impl From<MemError> for BufferError {
+    fn from(e: MemError) -> Self {
+        BufferError::Memory(e)
+    }
+}
+
+impl fmt::Display for BufferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BufferError::TooShort { wanted, remaining } => {
+                write!(f, "needed {wanted} bytes, {remaining} remain")
+            }
+            BufferError::Memory(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Position of a cursor inside a list of segments.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    /// Index of the current segment.
+    seg: usize,
+    /// Offset inside the current segment.
+    offset: u32,
+    /// Bytes stepped over so far (read, written, skipped).
+    done: u32,
+}
+
+impl Cursor {
+    /// Steps over up to `want` bytes, calling `copy(gpa, at, n)` for each
+    /// contiguous piece, where `at` is the offset into the caller's slice.
+    /// Returns the number of bytes stepped over. Each iteration moves to
+    /// the next segment or copies at least one byte, so the loop is bounded
+    /// by `segments.len() + want`.
+    fn step(
+        &mut self,
+        segments: &[Segment],
+        want: usize,
+        mut copy: impl FnMut(u64, usize, usize) -> Result<(), MemError>,
+    ) -> Result<usize, MemError> {
+        let mut moved = 0usize;
+        while moved < want {
+            let Some(seg) = segments.get(self.seg) else {
+                break;
+            };
+            let left = seg.len.saturating_sub(self.offset);
+            if left == 0 {
+                self.seg += 1;
+                self.offset = 0;
+                continue;
+            }
+            let n = (left as usize).min(want - moved);
+            copy(seg.gpa + u64::from(self.offset), moved, n)?;
+            moved += n;
+            // `n <= left <= u32::MAX` and `done + n <= total length <= u32::MAX`.
+            self.offset += n as u32;
+            self.done += n as u32;
+        }
+        Ok(moved)
+    }
+}
+
+/// Read-only cursor over a chain's device-readable part.
+///
+/// There is deliberately no way to write through a `Reader`.
+pub struct Reader<'c> {
+    mem: &'c GuestMemory,
+    segments: &'c [Segment],
+    total: u32,
+    cursor: &'c mut Cursor,
+}
+
+impl Reader<'_> {
+    /// Total bytes of the readable part.
+    pub fn len(&self) -> u32 {
+        self.total
+    }
+
+    /// True if the chain has no readable part.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Bytes not yet read (or skipped).
+    pub fn remaining(&self) -> u32 {
+        self.total.saturating_sub(self.cursor.done)
+    }
+
+    /// Bytes read (or skipped) so far.
+    pub fn consumed(&self) -> u32 {
+        self.cursor.done
+    }
+
+    /// Copies up to `buf.len()` bytes into `buf`; returns how many (fewer
+    /// only when the readable part ends).
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize, BufferError> {
+        let mem = self.mem;
+        let n = self.cursor.step(self.segments, buf.len(), |gpa, at, n| {
+            // `step` guarantees `at + n <= buf.len()`.
+            mem.read(gpa, &mut buf[at..at + n])
+        })?;
+        Ok(n)
+    }
+
+    /// Fills all of `buf`, or reads nothing and returns
+    /// [`BufferError::TooShort`].
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), BufferError> {
+        self.ensure(buf.len())?;
+        self.read_into(buf).map(|_| ())
+    }
+
+    /// Reads a plain-old-data object (a request header, say), or reads
+    /// nothing and returns [`BufferError::TooShort`].
+    pub fn read_obj<T: FromBytes + IntoBytes>(&mut self) -> Result<T, BufferError> {
+        let mut value = T::new_zeroed();
+        self.read_exact(value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Steps over `n` bytes without reading them, or over nothing and
+    /// returns [`BufferError::TooShort`].
+    pub fn skip(&mut self, n: u32) -> Result<(), BufferError> {
+        self.ensure(n as usize)?;
+        self.cursor
+            .step(self.segments, n as usize, |_, _, _| Ok(()))?;
+        Ok(())
+    }
+
+    fn ensure(&self, wanted: usize) -> Result<(), BufferError> {
+        let remaining = self.remaining();
+        if wanted > remaining as usize {
+            return Err(BufferError::TooShort { wanted, remaining });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("len", &self.total)
+            .field("consumed", &self.cursor.done)
+            .finish()
+    }
+}
+
+/// Write-only cursor over a chain's device-writable part.
+///
+/// Writes are sequential from the first writable byte, so
+/// [`Writer::written`] is exactly the prefix the device wrote: the value
+/// the used ring's `len` must report (spec 2.7.8.2).
+pub struct Writer<'c> {
+    mem: &'c GuestMemory,
+    segments: &'c [Segment],
+    total: u32,
+    cursor: &'c mut Cursor,
+}
+
+impl Writer<'_> {
+    /// Total bytes of the writable part.
+    pub fn capacity(&self) -> u32 {
+        self.total
+    }
+
+    /// Bytes that can still be written.
+    pub fn remaining(&self) -> u32 {
+        self.total.saturating_sub(self.cursor.done)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u32 {
+        self.cursor.done
+    }
+
+    /// Copies as much of `data` as fits; returns how many bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, BufferError> {
+        let mem = self.mem;
+        let n = self.cursor.step(self.segments, data.len(), |gpa, at, n| {
+            // `step` guarantees `at + n <= data.len()`.
+            mem.write(gpa, &data[at..at + n])
+        })?;
+        Ok(n)
+    }
+
+    /// Copies all of `data`, or nothing and returns
+    /// [`BufferError::TooShort`] (a too-small buffer is never half-filled).
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), BufferError> {
+        self.ensure(data.len())?;
+        self.write(data).map(|_| ())
+    }
+
+    /// Writes a plain-old-data object (a header, a status byte), or nothing
+    /// and returns [`BufferError::TooShort`].
+    pub fn write_obj<T: IntoBytes + Immutable>(&mut self, value: &T) -> Result<(), BufferError> {
+        self.write_all(value.as_bytes())
+    }
+
+    /// Writes `n` copies of `byte`, or nothing and returns
+    /// [`BufferError::TooShort`].
+    pub fn fill(&mut self, byte: u8, n: u32) -> Result<(), BufferError> {
+        self.ensure(n as usize)?;
+        let mem = self.mem;
+        self.cursor.step(self.segments, n as usize, |gpa, _, n| {
+            mem.fill(gpa, n as u64, byte)
+        })?;
+        Ok(())
+    }
+
+    fn ensure(&self, wanted: usize) -> Result<(), BufferError> {
+        let remaining = self.remaining();
+        if wanted > remaining as usize {
+            return Err(BufferError::TooShort { wanted, remaining });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("capacity", &self.total)
+            .field("written", &self.cursor.done)
+            .finish()
+    }
+}
+
+/// A validated descriptor chain taken from a live queue.
+///
+/// Borrow its readable part with [`Chain::reader`], its writable part with
+/// [`Chain::writer`] (or both at once with [`Chain::split`]), then
+/// [`Chain::complete`] it. Cursor positions persist across calls, so a
+/// backend can read a header, hand the chain to a helper, and continue
+/// where it stopped.
+#[must_use = "a chain must be completed (Chain::complete) to return it to the driver"]
+pub struct Chain<'c> {
+    queue: &'c mut Virtqueue,
+    stats: &'c mut QueueStats,
+    mem: &'c GuestMemory,
+    head: u16,
+    buffers: ChainBuffers,
+    read: Cursor,
+    write: Cursor,
+    completed: bool,
+}
+
+impl<'c> Chain<'c> {
+    pub(crate) fn new(
+        queue: &'c mut Virtqueue,
+        stats: &'c mut QueueStats,
+        mem: &'c GuestMemory,
+        head: u16,
+        buffers: ChainBuffers,
+    ) -> Self {
+        Chain {
+            queue,
+            stats,
+            mem,
+            head,
+            buffers,
+            read: Cursor::default(),
+            write: Cursor::default(),
+            completed: false,
+        }
+    }
+
+    /// Index of the chain's first descriptor (what the used ring reports).
+    pub fn head(&self) -> u16 {
+        self.head
+    }
+
+    /// The checked buffers (for inspection; copy through the cursors).
+    pub fn buffers(&self) -> &ChainBuffers {
+        &self.buffers
+    }
+
+    /// Total bytes of the readable part.
+    pub fn readable_len(&self) -> u32 {
+        self.buffers.readable_bytes
+    }
+
+    /// Total bytes of the writable part.
+    pub fn writable_len(&self) -> u32 {
+        self.buffers.writable_bytes
+    }
+
+    /// Bytes written through [`Chain::writer`] so far.
+    pub fn written(&self) -> u32 {
+        self.write.done
+    }
+
+    /// The readable part, continuing where the last reader stopped.
+    pub fn reader(&mut self) -> Reader<'_> {
+        self.split().0
+    }
+
+    /// The writable part, continuing where the last writer stopped.
+    pub fn writer(&mut self) -> Writer<'_> {
+        self.split().1
+    }
+
+    /// Both parts at once (e.g. read a request, write its reply).
+    pub fn split(&mut self) -> (Reader<'_>, Writer<'_>) {
+        let (readable, writable) = (self.buffers.readable(), self.buffers.writable());
+        (
+            Reader {
+                mem: self.mem,
+                segments: readable,
+                total: self.buffers.readable_bytes,
+                cursor: &mut self.read,
+            },
+            Writer {
+                mem: self.mem,
+                segments: writable,
+                total: self.buffers.writable_bytes,
+                cursor: &mut self.write,
+            },
+        )
+    }
+
+    /// Returns the chain to the driver through the used ring, reporting the
+    /// bytes written through its [`Writer`]; returns that length.
+    ///
+    /// Whether the driver gets an interrupt is decided by the transport
+    /// once the current batch of work ends.
+    pub fn complete(mut self) -> u32 {
+        self.publish()
+    }
+
+    fn publish(&mut self) -> u32 {
+        let len = self.write.done;
+        self.completed = true;
+        self.queue.push_used(self.mem, self.head, len);
+        bump(&mut self.stats.chains_completed);
+        len
+    }
+}
+
+impl Drop for Chain<'_> {
+    fn drop(&mut self) {
+        if !self.completed {
+            bump(&mut self.stats.completed_on_drop);
+            self.publish();
+        }
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("head", &self.head)
+            .field("descriptors", &self.buffers.count)
+            .field("readable_len", &self.buffers.readable_bytes)
+            .field("writable_len", &self.buffers.writable_bytes)
+            .field("read", &self.read.done)
+            .field("written", &self.write.done)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zerocopy::little_endian::{U16, U32, U64};
+
+    use super::*;
+    use crate::virtio::queue::QueueConfig;
+
+    const BASE: u64 = 0x4000_0000;
+    const RAM: usize = 0x10000;
+    const DATA: u64 = BASE + 0x8000;
+
+    fn setup(size: u16) -> (GuestMemory, QueueLayout) {
+        let mem = GuestMemory::from_static(BASE, Box::leak(vec![0u8; RAM].into_boxed_slice()));
+        let config = QueueConfig {
+            size,
+            desc: BASE,
+            driver: BASE + 0x4000,
+            device: BASE + 0x5000,
+        };
+        let layout = QueueLayout::validate(&config, 256, &mem).unwrap();
+        (mem, layout)
+    }
+
+    fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let d = Descriptor {
+            addr: U64::new(addr),
+            len: U32::new(len),
+            flags: U16::new(flags),
+            next: U16::new(next),
+        };
+        mem.write_obj(BASE + u64::from(i) * 16, &d).unwrap();
+    }
+
+    #[test]
+    fn readable_then_writable() {
+        let (m, l) = setup(8);
+        desc(&m, 0, DATA, 16, DESC_F_NEXT, 3);
+        desc(&m, 3, DATA + 16, 100, DESC_F_NEXT, 5);
+        desc(&m, 5, DATA + 200, 1, DESC_F_WRITE, 0);
+        let b = walk(&m, &l, 0).unwrap();
+        assert_eq!(b.descriptor_count(), 3);
+        assert_eq!(b.readable_len(), 116);
+        assert_eq!(b.writable_len(), 1);
+        assert_eq!(b.readable().len(), 2);
+        assert_eq!(b.writable()[0].gpa(), DATA + 200);
+    }
+
+    #[test]
+    fn every_rule() {
+        let (m, l) = setup(8);
+        assert_eq!(
+            walk(&m, &l, 8).unwrap_err(),
+            ChainError::IndexOutOfRange { index: 8, size: 8 }
+        );
+        desc(&m, 0, DATA, 4, DESC_F_NEXT, 9);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::IndexOutOfRange { index: 9, size: 8 }
+        );
+        desc(&m, 0, DATA, 4, DESC_F_NEXT, 0);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::TooLong { limit: 8 }
+        );
+        desc(&m, 0, DATA, 4, DESC_F_INDIRECT, 0);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::Indirect { index: 0 }
+        );
+        desc(&m, 0, DATA, 4, 0x10, 0);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::UnknownFlags {
+                index: 0,
+                flags: 0x10
+            }
+        );
+        desc(&m, 0, DATA, 0, 0, 0);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::ZeroLength { index: 0 }
+        );
+        desc(&m, 0, BASE + RAM as u64 - 2, 4, 0, 0);
+        assert!(matches!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::BufferOutOfRange { index: 0, .. }
+        ));
+        desc(&m, 0, u64::MAX - 1, 4, 0, 0);
+        assert!(matches!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::BufferOutOfRange { index: 0, .. }
+        ));
+        desc(&m, 0, DATA, 4, DESC_F_WRITE | DESC_F_NEXT, 1);
+        desc(&m, 1, DATA, 4, 0, 0);
+        assert_eq!(
+            walk(&m, &l, 0).unwrap_err(),
+            ChainError::ReadableAfterWritable { index: 1 }
+        );
+    }
+
+    #[test]
+    fn length_overflow() {
+        // A 4 GiB guest (the OS backs it lazily, only touched pages cost
+        // memory): a 3 GiB and a 2 GiB buffer are each inside RAM, but
+        // their sum does not fit in a u32.
+        let mem = GuestMemory::from_static(BASE, Box::leak(vec![0u8; 1 << 32].into_boxed_slice()));
+        let config = QueueConfig {
+            size: 8,
+            desc: BASE,
+            driver: BASE + 0x1000,
+            device: BASE + 0x2000,
+        };
+        let layout = QueueLayout::validate(&config, 256, &mem).unwrap();
+        desc(&mem, 0, BASE, 0xc000_0000, DESC_F_NEXT, 1);
+        desc(&mem, 1, BASE, 0x8000_0000, 0, 0);
+        assert_eq!(
+            walk(&mem, &layout, 0).unwrap_err(),
+            ChainError::LengthOverflow { index: 1 }
+        );
+        // Exactly u32::MAX in total is accepted.
+        desc(&mem, 1, BASE, 0x3fff_ffff, 0, 0);
+        assert_eq!(walk(&mem, &layout, 0).unwrap().readable_len(), u32::MAX);
+    }
+
+    #[test]
+    fn reader_and_writer_cross_segments() {
+        let (m, l) = setup(8);
+        m.write(DATA, b"hello ").unwrap();
+        m.write(DATA + 100, b"world!").unwrap();
+        desc(&m, 0, DATA, 6, DESC_F_NEXT, 1);
+        desc(&m, 1, DATA + 100, 6, DESC_F_NEXT, 2);
+        desc(&m, 2, DATA + 200, 3, DESC_F_WRITE | DESC_F_NEXT, 3);
+        desc(&m, 3, DATA + 300, 5, DESC_F_WRITE, 0);
+        let buffers = walk(&m, &l, 0).unwrap();
+        let mut vq = Virtqueue::new(0, l);
+        let mut stats = QueueStats::default();
+        let mut chain = Chain::new(&mut vq, &mut stats, &m, 0, buffers);
+
+        let mut r = chain.reader();
+        let mut first = [0u8; 4];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"hell");
+        let mut rest = [0u8; 20];
+        assert_eq!(
+            r.read_exact(&mut rest),
+            Err(BufferError::TooShort {
+                wanted: 20,
+                remaining: 8
+            })
+        );
+        assert_eq!(r.remaining(), 8, "a refused read_exact consumes nothing");
+        assert_eq!(r.read_into(&mut rest).unwrap(), 8);
+        assert_eq!(&rest[..8], b"o world!");
+        assert_eq!(r.read_into(&mut rest).unwrap(), 0);
+
+        let mut w = chain.writer();
+        assert_eq!(w.capacity(), 8);
+        assert_eq!(
+            w.write_all(b"123456789"),
+            Err(BufferError::TooShort {
+                wanted: 9,
+                remaining: 8
+            })
+        );
+        assert_eq!(w.written(), 0, "a refused write_all writes nothing");
+        w.write_all(b"abcd").unwrap();
+        w.fill(b'z', 2).unwrap();
+        assert_eq!(w.write(b"XYZ").unwrap(), 2);
+        assert_eq!(chain.complete(), 8);
+
+        let mut out = [0u8; 3];
+        m.read(DATA + 200, &mut out).unwrap();
+        assert_eq!(&out, b"abc");
+        let mut out = [0u8; 5];
+        m.read(DATA + 300, &mut out).unwrap();
+        assert_eq!(&out, b"dzzXY");
+        assert_eq!(stats.chains_completed, 1);
+        assert_eq!(stats.completed_on_drop, 0);
+    }
+
+    #[test]
+    fn dropped_chain_is_completed_once() {
+        let (m, l) = setup(8);
+        desc(&m, 2, DATA, 8, DESC_F_WRITE, 0);
+        let buffers = walk(&m, &l, 2).unwrap();
+        let mut vq = Virtqueue::new(0, l);
+        let mut stats = QueueStats::default();
+        {
+            let mut chain = Chain::new(&mut vq, &mut stats, &m, 2, buffers);
+            chain.writer().write_all(&[1, 2, 3]).unwrap();
+        }
+        assert_eq!(stats.completed_on_drop, 1);
+        assert_eq!(stats.chains_completed, 1);
+        let used_idx: U16 = m.read_obj(BASE + 0x5000 + 2).unwrap();
+        assert_eq!(used_idx.get(), 1);
+        let elem: crate::virtio::ring::UsedElem = m.read_obj(BASE + 0x5004).unwrap();
+        assert_eq!((elem.id.get(), elem.len.get()), (2, 3));
+    }
+
+    #[test]
+    fn skip_and_read_obj() {
+        let (m, l) = setup(8);
+        m.write(DATA, &[0xff, 0xff, 0x34, 0x12]).unwrap();
+        desc(&m, 0, DATA, 4, 0, 0);
+        let buffers = walk(&m, &l, 0).unwrap();
+        let mut vq = Virtqueue::new(0, l);
+        let mut stats = QueueStats::default();
+        let mut chain = Chain::new(&mut vq, &mut stats, &m, 0, buffers);
+        let mut r = chain.reader();
+        r.skip(2).unwrap();
+        assert_eq!(r.read_obj::<U16>().unwrap().get(), 0x1234);
+        assert!(r.read_obj::<u8>().is_err());
+        assert!(chain.writer().write_obj(&0u8).is_err());
+        assert_eq!(chain.complete(), 0);
+    }
+}
