@@ -590,7 +590,7 @@ mod tests {
             })
         );
         let mut c = config(16);
-        c.desc = u64::MAX & !15;
+        c.desc = !15u64;
         assert!(matches!(
             QueueLayout::validate(&c, 256, &m),
             Err(QueueError::OutsideRam {
