@@ -9,6 +9,8 @@ pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
+use crate::virtio::VirtioMmioTransport;
+use crate::virtio::blk::VirtioBlk;
 use pl011::Pl011;
 use test_device::TestDevice;
 
@@ -25,6 +27,8 @@ pub const MAX_DEVICES: usize = 8;
 pub enum Device {
     /// The PL011 UART every VM has at 0x0900_0000.
     Pl011(Pl011),
+    /// virtio-blk behind a virtio-mmio transport (slot 0).
+    VirtioBlk(VirtioMmioTransport<VirtioBlk>),
     /// Scratch registers for MMIO tests.
     Test(TestDevice),
 }
@@ -33,6 +37,7 @@ impl Device {
     fn as_mmio(&mut self) -> &mut dyn MmioDevice {
         match self {
             Device::Pl011(d) => d,
+            Device::VirtioBlk(d) => d,
             Device::Test(d) => d,
         }
     }
@@ -40,6 +45,7 @@ impl Device {
     fn region(&self) -> MmioRegion {
         match self {
             Device::Pl011(d) => d.region(),
+            Device::VirtioBlk(d) => d.region(),
             Device::Test(d) => d.region(),
         }
     }
@@ -143,6 +149,14 @@ impl DeviceManager {
     pub fn test_device(&mut self) -> Option<&mut TestDevice> {
         self.devices.iter_mut().flatten().find_map(|d| match d {
             Device::Test(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The virtio-blk transport, if attached.
+    pub fn virtio_blk(&mut self) -> Option<&mut VirtioMmioTransport<VirtioBlk>> {
+        self.devices.iter_mut().flatten().find_map(|d| match d {
+            Device::VirtioBlk(b) => Some(b),
             _ => None,
         })
     }
