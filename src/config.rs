@@ -79,14 +79,7 @@ pub const FORMAT_VERSION: u64 = 1;
 /// Disk images are made of sectors of this size.
 pub const SECTOR_SIZE: u64 = 512;
 
-/// How vCPUs are spread over physical CPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Every vCPU of every VM time-sliced on pCPU 0.
-    Timeslice,
-    /// VM *n* pinned to pCPU *n*.
-    PerPcpu,
-}
+pub use crate::sched::Placement;
 
 /// How guest console output is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -603,7 +596,7 @@ fn set(seen: &mut Seen, key: &str, value: &str, line: usize) -> Result<(), Confi
         "placement" => {
             fresh(&seen.placement, k)?;
             let p = match value {
-                "timeslice" => Placement::Timeslice,
+                "timeslice" => Placement::TimeSliced,
                 "per-pcpu" => Placement::PerPcpu,
                 _ => {
                     return Err(BadChoice {

@@ -5,21 +5,24 @@
 
 #[cfg(target_os = "none")]
 mod image {
-    use hypervisor::arch::aarch64::{self as arch, semihosting};
+    use hypervisor::arch::aarch64::{self as arch, launch};
     use hypervisor::hv_println;
 
     #[unsafe(no_mangle)]
     extern "C" fn hv_primary_main(cpu: usize) -> ! {
         arch::init_console();
-        hv_println!("hypervisor: CPU {} at EL{}", cpu, arch::cpu::current_el());
-        semihosting::exit(semihosting::EXIT_SUCCESS)
+        hv_println!(
+            "hypervisor: starting on CPU {} at EL{}, {} physical CPUs",
+            cpu,
+            arch::cpu::current_el(),
+            arch::gic::cpu_count()
+        );
+        launch::boot_from_config()
     }
 
     #[unsafe(no_mangle)]
-    extern "C" fn hv_secondary_main(_cpu: usize) -> ! {
-        loop {
-            aarch64_cpu::asm::wfe();
-        }
+    extern "C" fn hv_secondary_main(cpu: usize) -> ! {
+        launch::secondary_main(cpu)
     }
 }
 

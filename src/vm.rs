@@ -262,7 +262,9 @@ impl Vm {
         core::array::from_fn(|i| self.vcpus[i].power)
     }
 
-    fn stop(&mut self, reason: StopReason) -> ExitOutcome {
+    /// Stops the VM for `reason` (every vCPU powers off) and returns the
+    /// matching outcome.
+    pub fn stop_with(&mut self, reason: StopReason) -> ExitOutcome {
         if let StopReason::Fault(_) = reason {
             self.stats.faults += 1;
         }
@@ -334,7 +336,7 @@ impl Vm {
             }
             Exit::BadAbort { ipa, esr } => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::BadAbort {
+                self.stop_with(StopReason::Fault(Fault::BadAbort {
                     vcpu: index,
                     pc,
                     ipa,
@@ -343,7 +345,7 @@ impl Vm {
             }
             Exit::InstructionAbort { ipa, esr } => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::InstructionAbort {
+                self.stop_with(StopReason::Fault(Fault::InstructionAbort {
                     vcpu: index,
                     pc,
                     ipa,
@@ -352,7 +354,7 @@ impl Vm {
             }
             Exit::Other(esr) => {
                 let pc = self.vcpus[index].regs.elr;
-                self.stop(StopReason::Fault(Fault::Unexpected {
+                self.stop_with(StopReason::Fault(Fault::Unexpected {
                     vcpu: index,
                     pc,
                     esr,
@@ -408,7 +410,7 @@ impl Vm {
             }
             None => {
                 let pc = vcpu.regs.elr;
-                self.stop(StopReason::Fault(Fault::UnclaimedMmio {
+                self.stop_with(StopReason::Fault(Fault::UnclaimedMmio {
                     vcpu: index,
                     pc,
                     access,
@@ -443,8 +445,8 @@ impl Vm {
                     self.vcpus[index].power = PowerState::Off;
                     ExitOutcome::Block
                 }
-                PsciAction::SystemOff => self.stop(StopReason::PoweredOff),
-                PsciAction::SystemReset => self.stop(StopReason::ResetRequested),
+                PsciAction::SystemOff => self.stop_with(StopReason::PoweredOff),
+                PsciAction::SystemReset => self.stop_with(StopReason::ResetRequested),
             };
         }
         match hypercall::decode(fid, x[1]) {
@@ -454,7 +456,7 @@ impl Vm {
                 self.hypercall_output.push(byte);
                 self.vcpus[index].regs.x[0] = 0;
             }
-            Some(Hypercall::Exit(code)) => return self.stop(StopReason::Exited(code)),
+            Some(Hypercall::Exit(code)) => return self.stop_with(StopReason::Exited(code)),
             None => self.vcpus[index].regs.x[0] = hal::psci::SMCCC_NOT_SUPPORTED as u64,
         }
         ExitOutcome::Continue

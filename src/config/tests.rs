@@ -58,7 +58,7 @@ fn replace(key: &str, line: &str) -> String {
 #[test]
 fn the_documented_example_parses() {
     let c = parse(EXAMPLE).unwrap();
-    assert_eq!(c.placement, Placement::Timeslice);
+    assert_eq!(c.placement, Placement::TimeSliced);
     assert_eq!((c.vms, c.vcpus), (2, 1));
     assert_eq!(c.mem, 0x1000_0000);
     assert_eq!(

@@ -5,12 +5,14 @@
 //! access is routed to the device whose region contains it; an access that
 //! no device claims is reported to the caller, which stops the VM.
 
+pub mod empty_virtio;
 pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
 use crate::virtio::VirtioMmioTransport;
 use crate::virtio::blk::VirtioBlk;
+use empty_virtio::EmptyVirtioSlot;
 use pl011::Pl011;
 use test_device::TestDevice;
 
@@ -29,6 +31,8 @@ pub enum Device {
     Pl011(Pl011),
     /// virtio-blk behind a virtio-mmio transport (slot 0).
     VirtioBlk(VirtioMmioTransport<VirtioBlk>),
+    /// A virtio-mmio slot with no device (DeviceID 0).
+    EmptyVirtio(EmptyVirtioSlot),
     /// Scratch registers for MMIO tests.
     Test(TestDevice),
 }
@@ -38,6 +42,7 @@ impl Device {
         match self {
             Device::Pl011(d) => d,
             Device::VirtioBlk(d) => d,
+            Device::EmptyVirtio(d) => d,
             Device::Test(d) => d,
         }
     }
@@ -46,6 +51,7 @@ impl Device {
         match self {
             Device::Pl011(d) => d.region(),
             Device::VirtioBlk(d) => d.region(),
+            Device::EmptyVirtio(d) => d.region(),
             Device::Test(d) => d.region(),
         }
     }

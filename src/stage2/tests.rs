@@ -910,10 +910,7 @@ fn pool_binding_rules() {
             base_pa: 0x8000_0800
         })
     );
-    assert!(matches!(
-        p.bind(!0xfffu64),
-        Err(BindError::Overflow { .. })
-    ));
+    assert!(matches!(p.bind(!0xfffu64), Err(BindError::Overflow { .. })));
     p.bind(0x8000_0000).unwrap();
     p.alloc().unwrap();
     assert_eq!(p.bind(0x9000_0000), Err(BindError::InUse { used: 1 }));

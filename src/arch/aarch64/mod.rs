@@ -7,13 +7,18 @@
 pub mod boot;
 pub mod cpu;
 pub mod exceptions;
+pub mod gic;
 pub mod guest;
+pub mod launch;
 pub mod mmu;
 pub mod panic;
+pub mod psci_smc;
+pub mod runtime;
 pub mod semihosting;
 pub mod timer;
 pub mod uart;
 pub mod vcpu;
+pub mod vgic_hw;
 pub mod world_switch;
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,581 @@
+//! The run loops: every physical CPU runs the vCPUs placed on it.
+//!
+//! One loop serves all three modes of the design (single VM, several VMs
+//! time-sliced on one pCPU, VMs pinned to pCPUs): what differs is only the
+//! run queue each pCPU gets ([`crate::sched::build_run_queues`]). Each
+//! iteration of [`pcpu_main`]:
+//!
+//! 1. services physical interrupts (hypervisor tick, virtual timer, vGIC
+//!    maintenance, UART input on pCPU 0, kick SGIs);
+//! 2. delivers what is waiting for each VM on this pCPU before its vCPUs
+//!    run — console input bytes into its PL011, network frames from its
+//!    switch port into its virtio-net RX queue — and marks expired virtual
+//!    timers of vCPUs that are not running;
+//! 3. picks the next runnable vCPU round-robin ([`RunQueue::pick`]); a vCPU
+//!    in WFI is runnable only when an interrupt is deliverable to it;
+//! 4. runs it until it blocks, yields, stops, or its time slice ends (the
+//!    EL2 physical timer, armed only when another vCPU is waiting);
+//! 5. idles in `wfi` when nothing is runnable, with the timer armed for the
+//!    earliest virtual-timer deadline of a waiting vCPU.
+//!
+//! Each VM is only ever touched by the pCPU it is placed on; what crosses
+//! pCPUs goes through lock-free rings (console input, network frames) and a
+//! kick SGI.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use spin::{Mutex, MutexGuard};
+
+use crate::console::{ConsoleMux, ConsoleSink, InputAction};
+use crate::platform::{
+    INTID_HYP_TIMER, INTID_VGIC_MAINTENANCE, INTID_VIRT_TIMER, MAX_PCPUS, MAX_VMS, SGI_KICK,
+    UART_INTID,
+};
+use crate::psci::PowerState;
+use crate::sched::{RunQueue, VcpuRef};
+use crate::spsc::SpscRing;
+use crate::trap::decode_sync;
+use crate::vm::{ExitOutcome, Fault, StopReason, Vm};
+
+use super::guest::{self, VmSlot};
+use super::world_switch::{ExitKind, enter_guest};
+use super::{gic, semihosting, timer, uart, vcpu, vgic_hw};
+
+/// Length of a time slice in counter ticks is `frequency / SLICES_PER_SECOND`.
+const SLICES_PER_SECOND: u64 = 100;
+
+/// The console multiplexer, shared by every pCPU.
+pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
+/// Console input bytes for each VM (producer: pCPU 0's UART handler;
+/// consumer: the pCPU running the VM).
+static INPUT: [SpscRing<u8, 1024>; MAX_VMS] = [const { SpscRing::new(0) }; MAX_VMS];
+/// The pCPU each VM is placed on.
+static PCPU_OF_VM: [AtomicUsize; MAX_VMS] = [const { AtomicUsize::new(0) }; MAX_VMS];
+/// VMs that have not stopped yet.
+static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// VMs that stopped unsuccessfully (fault, non-zero exit).
+static VMS_FAILED: AtomicUsize = AtomicUsize::new(0);
+/// Bumped by the console's stats command; each pCPU prints its VMs' stats.
+static STATS_GENERATION: AtomicU32 = AtomicU32::new(0);
+/// Run queue for each pCPU, taken by the pCPU when it starts.
+static QUEUES: Mutex<[Option<RunQueue>; MAX_PCPUS]> = Mutex::new([const { None }; MAX_PCPUS]);
+/// Set once the run loops may start.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+struct UartSink;
+
+impl ConsoleSink for UartSink {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        uart::write_raw(bytes);
+    }
+}
+
+/// Writes hypervisor messages through the console multiplexer (so they
+/// never land in the middle of a guest's line).
+pub fn console_write_hv(s: &str) {
+    let now = vcpu::counter();
+    let mut console = CONSOLE.lock();
+    match console.as_mut() {
+        Some(mux) => mux.write_hv(s.as_bytes(), now, &mut UartSink),
+        None => uart::write_bytes(s.as_bytes()),
+    }
+}
+
+fn console_write_vm(vm: usize, bytes: &[u8]) {
+    let now = vcpu::counter();
+    if let Some(mux) = CONSOLE.lock().as_mut() {
+        mux.write_vm(vm, bytes, now, &mut UartSink);
+    }
+}
+
+/// Installs the console multiplexer and routes hypervisor output through it.
+pub fn install_console(mux: ConsoleMux) {
+    *CONSOLE.lock() = Some(mux);
+    crate::print::set_writer(console_write_hv);
+}
+
+/// Registers VM `vm` as placed on `pcpu` and running.
+pub fn register_vm(vm: usize, pcpu: usize) {
+    if let Some(slot) = PCPU_OF_VM.get(vm) {
+        slot.store(pcpu, Ordering::SeqCst);
+        VMS_RUNNING.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Hands each pCPU its run queue and lets the loops start.
+pub fn set_queues(queues: [RunQueue; MAX_PCPUS]) {
+    let mut q = QUEUES.lock();
+    for (slot, queue) in q.iter_mut().zip(queues) {
+        *slot = Some(queue);
+    }
+    STARTED.store(true, Ordering::SeqCst);
+}
+
+fn kick_pcpu_of(vm: usize, me: usize) {
+    let target = PCPU_OF_VM[vm].load(Ordering::Relaxed);
+    if target != me {
+        gic::send_sgi(SGI_KICK, target);
+    }
+}
+
+/// Per-pCPU loop state.
+struct Pcpu {
+    cpu: usize,
+    queue: RunQueue,
+    /// The vCPU whose EL1 state is in this CPU's registers.
+    loaded: Option<VcpuRef>,
+    slice: u64,
+    stats_seen: u32,
+    /// Earliest physical-counter deadline of a waiting vCPU's virtual timer.
+    next_wake: u64,
+    /// Runnable vCPUs besides the one picked, seen at the last pick.
+    others_runnable: usize,
+    /// The hypervisor tick fired.
+    tick: bool,
+}
+
+/// Runs physical CPU `cpu` forever (pCPU 0 exits QEMU when every VM stopped).
+pub fn pcpu_main(cpu: usize) -> ! {
+    while !STARTED.load(Ordering::SeqCst) {
+        core::hint::spin_loop();
+    }
+    let queue = QUEUES.lock()[cpu].take().unwrap_or_default();
+    let freq = vcpu::counter_frequency().max(1);
+    let mut p = Pcpu {
+        cpu,
+        queue,
+        loaded: None,
+        slice: freq / SLICES_PER_SECOND,
+        stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
+        next_wake: u64::MAX,
+        others_runnable: 0,
+        tick: false,
+    };
+    loop {
+        service_interrupts(&mut p, None);
+        p.print_stats_if_asked();
+        flush_console_idle();
+        match p.pick() {
+            Some(next) => p.run(next),
+            None => {
+                if p.all_stopped() {
+                    p.finish();
+                }
+                p.idle();
+            }
+        }
+    }
+}
+
+fn flush_console_idle() {
+    let now = vcpu::counter();
+    if let Some(mux) = CONSOLE.lock().as_mut() {
+        mux.flush_idle(now, &mut UartSink);
+    }
+}
+
+fn console_flush_deadline() -> Option<u64> {
+    CONSOLE.lock().as_ref().and_then(|mux| mux.next_flush_at())
+}
+
+/// Handles every pending physical interrupt. `running` is the VM and vCPU
+/// whose state is loaded, if a guest just exited.
+fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
+    let mut handled = 0u32;
+    while let Some(intid) = gic::acknowledge() {
+        handled += 1;
+        if handled > 10_000 {
+            // A level that never drops would hang the loop: report it and
+            // go back to running guests (it will be retried next time).
+            gic::end_of_interrupt(intid);
+            crate::hv_println!(
+                "cpu{}: interrupt storm: INTID {} keeps firing",
+                p.cpu,
+                intid
+            );
+            return;
+        }
+        match intid {
+            INTID_HYP_TIMER => {
+                timer::disarm();
+                p.tick = true;
+            }
+            INTID_VIRT_TIMER => match running.as_mut() {
+                Some((vm, index)) => {
+                    let vcpu = &mut vm.vcpus[*index];
+                    let masked = vcpu.timer.on_fired(vcpu::timer_ctl());
+                    vcpu::set_timer_ctl(masked);
+                    vm.vgic.set_ppi_level(*index, INTID_VIRT_TIMER, true);
+                }
+                // No guest is loaded: a stale expiry; mask it (the owner's
+                // state was saved when it was put and is tracked in software).
+                None => vcpu::set_timer_ctl(vcpu::timer_ctl() | crate::vcpu::CNTV_CTL_IMASK),
+            },
+            INTID_VGIC_MAINTENANCE | SGI_KICK => {}
+            UART_INTID => console_input(p.cpu),
+            other => crate::hv_println!("cpu{}: unexpected physical interrupt {}", p.cpu, other),
+        }
+        gic::end_of_interrupt(intid);
+    }
+}
+
+/// Reads the physical UART and routes each byte (pCPU 0 only).
+fn console_input(me: usize) {
+    while let Some(byte) = uart::get_byte() {
+        let action = match CONSOLE.lock().as_mut() {
+            Some(mux) => mux.feed_input(byte, &mut UartSink),
+            None => InputAction::None,
+        };
+        match action {
+            InputAction::Deliver { vm, byte } if vm < MAX_VMS => {
+                if !INPUT[vm].push(byte) {
+                    // Counted by the ring; the guest is not reading input.
+                }
+                kick_pcpu_of(vm, me);
+            }
+            InputAction::ShowStats => {
+                STATS_GENERATION.fetch_add(1, Ordering::SeqCst);
+                for vm in 0..MAX_VMS {
+                    kick_pcpu_of(vm, me);
+                }
+            }
+            _ => {}
+        }
+    }
+    uart::ack_rx_interrupt();
+}
+
+/// Moves console input and network frames waiting for `vm` into its
+/// devices (which raise their interrupts through the vGIC).
+fn deliver_pending(vm: &mut Vm) {
+    let id = vm.id;
+    if let Some(uart) = vm.devices.pl011() {
+        while uart.rx_space() > 0 {
+            match INPUT[id].pop() {
+                Some(byte) => {
+                    uart.push_input(byte, &mut vm.vgic);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Sends what `vm`'s devices produced to the console.
+fn drain_output(vm: &mut Vm) {
+    let id = vm.id;
+    if let Some(uart) = vm.devices.pl011()
+        && uart.output_pending() > 0
+    {
+        uart.drain_output(|bytes| console_write_vm(id, bytes));
+    }
+    vm.hypercall_output
+        .drain(|bytes| console_write_vm(id, bytes));
+}
+
+impl Pcpu {
+    fn lock(&self, vm: usize) -> MutexGuard<'static, VmSlot> {
+        // Only this pCPU runs `vm`, so the lock is uncontended except for a
+        // moment at boot.
+        guest::slot(vm).unwrap_or_else(|| panic!("no VM slot {vm}"))
+    }
+
+    /// Saves the loaded vCPU's state (EL1 registers, timer) so that another
+    /// may be loaded, or so that its timer is tracked in software while the
+    /// CPU idles.
+    fn put_loaded(&mut self) {
+        if let Some(r) = self.loaded.take() {
+            let mut slot = self.lock(r.vm);
+            vcpu::put(&mut slot.vm.vcpus[r.vcpu]);
+        }
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.queue.iter().all(|r| !self.lock(r.vm).vm.is_running())
+    }
+
+    /// Picks the next runnable vCPU; on the way, delivers pending input to
+    /// every VM here and computes the earliest timer deadline of the vCPUs
+    /// left waiting.
+    fn pick(&mut self) -> Option<VcpuRef> {
+        let now = vcpu::counter();
+        let loaded = self.loaded;
+        let mut runnable = [[false; crate::platform::MAX_VCPUS]; MAX_VMS];
+        let mut next_wake = u64::MAX;
+        let mut seen = [false; MAX_VMS];
+        for r in self.queue.iter() {
+            let mut slot = self.lock(r.vm);
+            let vm = &mut slot.vm;
+            if !vm.is_running() || r.vcpu >= vm.nr_vcpus {
+                continue;
+            }
+            if !seen[r.vm] {
+                seen[r.vm] = true;
+                deliver_pending(vm);
+            }
+            let cntvoff = vm.cntvoff;
+            let vcpu = &vm.vcpus[r.vcpu];
+            if vcpu.power != PowerState::On {
+                continue;
+            }
+            // A vCPU whose state is not in the hardware: its virtual timer
+            // is checked in software.
+            if loaded != Some(r) {
+                if vcpu.timer.expired_at(now.wrapping_sub(cntvoff)) {
+                    vm.vgic.set_ppi_level(r.vcpu, INTID_VIRT_TIMER, true);
+                } else if let Some(deadline) = vcpu.timer.deadline() {
+                    next_wake = next_wake.min(deadline.wrapping_add(cntvoff));
+                }
+            }
+            let vcpu = &vm.vcpus[r.vcpu];
+            let ready = !vcpu.in_wfi || vm.vgic.has_deliverable(r.vcpu, &vcpu.gic);
+            runnable[r.vm][r.vcpu] = ready;
+        }
+        let choice = self.queue.pick(|r| runnable[r.vm][r.vcpu]);
+        self.next_wake = next_wake;
+        self.others_runnable = match choice {
+            Some(c) => self.queue.others_runnable(c, |r| runnable[r.vm][r.vcpu]),
+            None => 0,
+        };
+        choice
+    }
+
+    fn idle(&mut self) {
+        self.put_loaded();
+        vgic_hw::disable();
+        let deadline = self
+            .next_wake
+            .min(console_flush_deadline().unwrap_or(u64::MAX));
+        if deadline == u64::MAX {
+            timer::disarm();
+        } else {
+            timer::arm(deadline);
+        }
+        // SAFETY: WFI only waits for an interrupt or event; IRQs stay masked
+        // at EL2, a pending one still wakes the CPU and is serviced by the
+        // loop.
+        unsafe { core::arch::asm!("dsb sy", "wfi") };
+    }
+
+    /// Arms the hypervisor timer for this entry: the slice end if others
+    /// wait, the earliest waiting vCPU's timer, and the console flush.
+    fn arm_timer(&self, slice_end: u64) {
+        let mut deadline = self.next_wake;
+        if self.others_runnable > 0 {
+            deadline = deadline.min(slice_end);
+        }
+        if let Some(flush) = console_flush_deadline() {
+            deadline = deadline.min(flush);
+        }
+        if deadline == u64::MAX {
+            timer::disarm();
+        } else {
+            timer::arm(deadline);
+        }
+    }
+
+    /// Runs `r` for one time slice (or until it blocks, yields or stops).
+    fn run(&mut self, r: VcpuRef) {
+        if self.loaded != Some(r) {
+            self.put_loaded();
+        }
+        let mut slot = self.lock(r.vm);
+        if self.loaded != Some(r) {
+            slot.activate();
+            vcpu::load(&slot.vm.vcpus[r.vcpu], slot.vm.cntvoff);
+            self.loaded = Some(r);
+        }
+        let vm = &mut slot.vm;
+        let index = r.vcpu;
+        vm.vcpus[index].in_wfi = false;
+        let slice_end = vcpu::counter().wrapping_add(self.slice);
+        self.tick = false;
+        loop {
+            deliver_pending(vm);
+            self.arm_timer(slice_end);
+            {
+                let vcpu = &mut vm.vcpus[index];
+                vm.vgic.flush(index, &mut vcpu.gic);
+                vgic_hw::restore(&vcpu.gic);
+            }
+            // SAFETY: this VM's stage 2 was activated and this vCPU's EL1
+            // state loaded above (`loaded == Some(r)`); HCR_EL2 was set for
+            // guests at CPU start; IRQs are masked at EL2.
+            let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
+            {
+                let vcpu = &mut vm.vcpus[index];
+                vgic_hw::save(&mut vcpu.gic);
+                // The maintenance interrupt is a level that stays asserted
+                // while its condition holds in ICH_HCR_EL2; with the state
+                // saved, turn the interface off until the next entry.
+                vgic_hw::disable();
+                vm.vgic.sync(index, &mut vcpu.gic);
+            }
+            let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
+                || vm.vgic.is_active(index, INTID_VIRT_TIMER);
+            let level = vm.vcpus[index].timer.line_level(vcpu::timer_ctl(), holds);
+            vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, level);
+
+            let outcome = match kind {
+                ExitKind::Sync => {
+                    let regs = &vm.vcpus[index].regs;
+                    let exit = decode_sync(regs.esr, regs.far, regs.hpfar);
+                    vm.handle_exit(index, exit)
+                }
+                ExitKind::Irq | ExitKind::Fiq => {
+                    vm.stats.irq += 1;
+                    service_interrupts(self, Some((vm, index)));
+                    ExitOutcome::Continue
+                }
+                ExitKind::SError => {
+                    let esr = hal::esr::Esr(vm.vcpus[index].regs.esr);
+                    let pc = vm.vcpus[index].regs.elr;
+                    vm.stop_with(StopReason::Fault(Fault::Unexpected {
+                        vcpu: index,
+                        pc,
+                        esr,
+                    }))
+                }
+            };
+            drain_output(vm);
+            match outcome {
+                ExitOutcome::Continue | ExitOutcome::Wake(_) => {
+                    let slice_over = self.tick && self.others_runnable > 0;
+                    if slice_over {
+                        return;
+                    }
+                    if self.tick {
+                        // The tick was for a timer deadline or a console
+                        // flush: re-pick so waiting vCPUs are re-checked.
+                        return;
+                    }
+                }
+                ExitOutcome::Block | ExitOutcome::Yield => return,
+                ExitOutcome::Stop(reason) => {
+                    report_stop(vm, reason);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn print_stats_if_asked(&mut self) {
+        let generation = STATS_GENERATION.load(Ordering::SeqCst);
+        if generation == self.stats_seen {
+            return;
+        }
+        self.stats_seen = generation;
+        let mut seen = [false; MAX_VMS];
+        for r in self.queue.iter() {
+            if core::mem::replace(&mut seen[r.vm], true) {
+                continue;
+            }
+            let mut slot = self.lock(r.vm);
+            print_vm_stats(&mut slot.vm);
+        }
+    }
+
+    /// Every VM stopped: pCPU 0 ends the run once all pCPUs' VMs stopped;
+    /// the others park.
+    fn finish(&mut self) {
+        if self.cpu != 0 {
+            self.put_loaded();
+            loop {
+                // SAFETY: parking a CPU with nothing left to run.
+                unsafe { core::arch::asm!("wfi") };
+            }
+        }
+        if VMS_RUNNING.load(Ordering::SeqCst) == 0 {
+            let failed = VMS_FAILED.load(Ordering::SeqCst);
+            if let Some(mux) = CONSOLE.lock().as_mut() {
+                mux.flush_all(&mut UartSink);
+            }
+            crate::hv_println!("all VMs stopped ({} unsuccessfully)", failed);
+            semihosting::exit(if failed == 0 {
+                semihosting::EXIT_SUCCESS
+            } else {
+                semihosting::EXIT_FAILURE
+            });
+        }
+    }
+}
+
+fn print_vm_stats(vm: &mut Vm) {
+    let s = vm.stats;
+    crate::hv_println!(
+        "vm{} exits: hvc={} smc={} mmio={} wfi={} wfe={} sysreg={} irq={} faults={}",
+        vm.id,
+        s.hvc,
+        s.smc,
+        s.mmio,
+        s.wfi,
+        s.wfe,
+        s.sysreg,
+        s.irq,
+        s.faults
+    );
+    if let Some(uart) = vm.devices.pl011() {
+        crate::hv_println!("vm{} uart: {}", vm.id, uart.stats());
+    }
+    if let Some(blk) = vm.devices.virtio_blk() {
+        crate::hv_println!("vm{} virtio-blk: {}", vm.id, blk.stats());
+    }
+}
+
+/// Prints why a VM stopped, with the VM id, and accounts for it.
+fn report_stop(vm: &Vm, reason: StopReason) {
+    let id = vm.id;
+    match reason {
+        StopReason::PoweredOff => crate::hv_println!("vm{} powered off", id),
+        StopReason::ResetRequested => {
+            crate::hv_println!(
+                "vm{} requested a reset; reset is not supported, VM stopped",
+                id
+            )
+        }
+        StopReason::Exited(code) => crate::hv_println!("vm{} exited with status {}", id, code),
+        StopReason::Fault(fault) => report_fault(id, fault),
+    }
+    let failed = !matches!(reason, StopReason::PoweredOff | StopReason::Exited(0));
+    if failed {
+        VMS_FAILED.fetch_add(1, Ordering::SeqCst);
+    }
+    VMS_RUNNING.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn report_fault(id: usize, fault: Fault) {
+    match fault {
+        Fault::UnclaimedMmio { vcpu, pc, access } => crate::hv_println!(
+            "vm{} STOPPED: vcpu{} at pc {:#x}: {} of {} bytes at guest-physical {:#x}, which no device claims",
+            id,
+            vcpu,
+            pc,
+            if access.is_write { "write" } else { "read" },
+            access.size.bytes(),
+            access.ipa
+        ),
+        Fault::BadAbort { vcpu, pc, ipa, esr } => crate::hv_println!(
+            "vm{} STOPPED: vcpu{} at pc {:#x}: data abort at guest-physical {:#x} that cannot be emulated ({:?})",
+            id,
+            vcpu,
+            pc,
+            ipa,
+            esr
+        ),
+        Fault::InstructionAbort { vcpu, pc, ipa, esr } => crate::hv_println!(
+            "vm{} STOPPED: vcpu{} at pc {:#x}: instruction fetch from unmapped guest-physical {:#x} ({:?})",
+            id,
+            vcpu,
+            pc,
+            ipa,
+            esr
+        ),
+        Fault::Unexpected { vcpu, pc, esr } => crate::hv_println!(
+            "vm{} STOPPED: vcpu{} at pc {:#x}: unexpected exception {:?}",
+            id,
+            vcpu,
+            pc,
+            esr
+        ),
+    }
+}
