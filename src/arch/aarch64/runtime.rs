@@ -44,6 +44,10 @@ use super::{gic, semihosting, timer, uart, vcpu, vgic_hw};
 /// Length of a time slice in counter ticks is `frequency / SLICES_PER_SECOND`.
 const SLICES_PER_SECOND: u64 = 100;
 
+/// A vCPU that is entered always runs at least `slice / MIN_RUN_DIVISOR`
+/// before the hypervisor's timer can take it out again.
+const MIN_RUN_DIVISOR: u64 = 20;
+
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 /// Console input bytes for each VM (producer: pCPU 0's UART handler;
@@ -59,6 +63,13 @@ static VMS_FAILED: AtomicUsize = AtomicUsize::new(0);
 static STATS_GENERATION: AtomicU32 = AtomicU32::new(0);
 /// Run queue for each pCPU, taken by the pCPU when it starts.
 static QUEUES: Mutex<[Option<RunQueue>; MAX_PCPUS]> = Mutex::new([const { None }; MAX_PCPUS]);
+/// Times each vCPU was picked (diagnostics, printed with the statistics).
+static PICKS: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
+    [const { [const { AtomicUsize::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
+/// Guest entries of each vCPU (diagnostics).
+static ENTRIES: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
+    [const { [const { AtomicUsize::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
+
 /// Set once the run loops may start.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -157,6 +168,12 @@ pub fn pcpu_main(cpu: usize) -> ! {
         flush_console_idle();
         match p.pick() {
             Some(next) => p.run(next),
+            None if p.loaded.is_some() => {
+                // The loaded vCPU's timer is in the hardware and was not
+                // considered by `pick`: save it and decide again, so its
+                // deadline is part of the wake-up time.
+                p.put_loaded();
+            }
             None => {
                 if p.all_stopped() {
                     p.finish();
@@ -341,7 +358,6 @@ impl Pcpu {
     }
 
     fn idle(&mut self) {
-        self.put_loaded();
         vgic_hw::disable();
         let deadline = self
             .next_wake
@@ -370,7 +386,10 @@ impl Pcpu {
         if deadline == u64::MAX {
             timer::disarm();
         } else {
-            timer::arm(deadline);
+            // A deadline already past would fire before the guest executes
+            // a single instruction; always let it make some progress.
+            let earliest = vcpu::counter().wrapping_add(self.slice / MIN_RUN_DIVISOR);
+            timer::arm(deadline.max(earliest));
         }
     }
 
@@ -387,6 +406,7 @@ impl Pcpu {
         }
         let vm = &mut slot.vm;
         let index = r.vcpu;
+        PICKS[r.vm][index].fetch_add(1, Ordering::Relaxed);
         vm.vcpus[index].in_wfi = false;
         let slice_end = vcpu::counter().wrapping_add(self.slice);
         self.tick = false;
@@ -402,6 +422,7 @@ impl Pcpu {
             // state loaded above (`loaded == Some(r)`); HCR_EL2 was set for
             // guests at CPU start; IRQs are masked at EL2.
             let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
+            ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
             {
                 let vcpu = &mut vm.vcpus[index];
                 vgic_hw::save(&mut vcpu.gic);
@@ -439,7 +460,15 @@ impl Pcpu {
             };
             drain_output(vm);
             match outcome {
-                ExitOutcome::Continue | ExitOutcome::Wake(_) => {
+                ExitOutcome::Wake(mask) => {
+                    // Woken vCPUs (SGI targets, CPU_ON) wait on this pCPU:
+                    // from now on this vCPU's slice is bounded.
+                    self.others_runnable += mask.count_ones() as usize;
+                    if self.tick {
+                        return;
+                    }
+                }
+                ExitOutcome::Continue => {
                     let slice_over = self.tick && self.others_runnable > 0;
                     if slice_over {
                         return;
@@ -514,6 +543,24 @@ fn print_vm_stats(vm: &mut Vm) {
         s.irq,
         s.faults
     );
+    for index in 0..vm.nr_vcpus {
+        let vcpu = &vm.vcpus[index];
+        crate::hv_println!(
+            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picks={} entries={} hcr={:#x} lr0={:#x}",
+            vm.id,
+            index,
+            vcpu.power,
+            if vcpu.in_wfi { " in-wfi" } else { "" },
+            vcpu.regs.elr,
+            vm.vgic.pending_count(index),
+            vm.vgic.has_deliverable(index, &vcpu.gic),
+            vcpu.timer.ctl,
+            PICKS[vm.id][index].load(Ordering::Relaxed),
+            ENTRIES[vm.id][index].load(Ordering::Relaxed),
+            vcpu.gic.hcr,
+            vcpu.gic.lrs[0]
+        );
+    }
     if let Some(uart) = vm.devices.pl011() {
         crate::hv_println!("vm{} uart: {}", vm.id, uart.stats());
     }

@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""Run Linux guests under the hypervisor in QEMU: interactively, or as the
+automated system tests behind `make test-linux` and `make test-multi-vm`.
+
+Every run gets a directory under BUILD/run/NAME with the generated boot
+configuration (hv.conf), one device tree per VM and the full console log.
+QEMU is always bounded by a timeout and only the QEMU processes this script
+started are ever killed.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MKDTB = os.path.join(ROOT, "guest", "linux", "mkdtb.sh")
+
+# Host-physical staging addresses (src/platform.rs).
+CONFIG_ADDR = 0x4400_0000
+DTB_BASE = 0x4410_0000
+DTB_STRIDE = 0x10_0000
+KERNEL_ADDR = 0x4800_0000
+INITRD_ADDR = 0x5000_0000
+DISK_ADDR = 0x5800_0000
+# Guest-physical placement (src/platform.rs).
+GUEST_INITRD_GPA = 0x4800_0000
+DEFAULT_MEM = 0x1000_0000
+DEFAULT_BOOTARGS = "console=ttyAMA0 earlycon=pl011,0x09000000 nokaslr"
+ESCAPE = b"\x1c"  # console escape key (Ctrl-\)
+
+
+def log(msg):
+    print(f"hvrun: {msg}", flush=True)
+
+
+class RunConfig:
+    """Everything one QEMU run needs."""
+
+    def __init__(self, args, name, vms=None, vcpus=None, placement=None, append=None,
+                 kernel=None, initrd=None, disk="default", smp=None):
+        self.hv = args.hv
+        self.build = args.build
+        self.name = name
+        self.vms = vms or args.vms
+        self.vcpus = vcpus or args.vcpus
+        self.placement = placement or args.placement
+        self.kernel = kernel or args.kernel
+        self.initrd = initrd if initrd is not None else args.initrd
+        self.disk = args.disk if disk == "default" else disk
+        self.mem = args.mem
+        self.append = args.append if append is None else append
+        self.smp = smp or args.smp
+        self.qemu = args.qemu
+        self.cpu = args.cpu
+        self.dir = os.path.join(self.build, "run", name)
+
+    def bootargs(self):
+        extra = self.append.strip()
+        return DEFAULT_BOOTARGS + (" " + extra if extra else "")
+
+    def prepare(self):
+        """Writes the device trees and the boot configuration; returns the
+        QEMU command line."""
+        os.makedirs(self.dir, exist_ok=True)
+        for path, what in ((self.hv, "hypervisor image"), (self.kernel, "kernel Image")):
+            if not path or not os.path.isfile(path):
+                sys.exit(f"hvrun: {what} not found: {path}")
+        if self.initrd and not os.path.isfile(self.initrd):
+            sys.exit(f"hvrun: initramfs not found: {self.initrd}")
+        if self.disk and not os.path.isfile(self.disk):
+            sys.exit(f"hvrun: disk image not found: {self.disk}")
+        initrd_size = os.path.getsize(self.initrd) if self.initrd else 0
+        dtbs = []
+        for vm in range(self.vms):
+            dtb = os.path.join(self.dir, f"vm{vm}.dtb")
+            initrd_end = "none" if not self.initrd else hex(GUEST_INITRD_GPA + initrd_size)
+            cmd = [MKDTB, dtb, str(vm), str(self.vcpus), hex(GUEST_INITRD_GPA), initrd_end,
+                   self.bootargs(), hex(self.mem)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                sys.exit(f"hvrun: building {dtb} failed:\n{res.stdout}{res.stderr}")
+            dtbs.append(dtb)
+        conf = [
+            "hvconf=1",
+            f"placement={self.placement}",
+            f"vms={self.vms}",
+            f"vcpus={self.vcpus}",
+            f"mem={hex(self.mem)}",
+            f"kernel={hex(KERNEL_ADDR)},{os.path.getsize(self.kernel)}",
+        ]
+        if self.initrd:
+            conf.append(f"initrd={hex(INITRD_ADDR)},{initrd_size}")
+        if self.disk:
+            conf.append(f"disk={hex(DISK_ADDR)},{os.path.getsize(self.disk)}")
+        for vm, dtb in enumerate(dtbs):
+            conf.append(f"dtb{vm}={hex(DTB_BASE + vm * DTB_STRIDE)},{os.path.getsize(dtb)}")
+        conf_path = os.path.join(self.dir, "hv.conf")
+        with open(conf_path, "wb") as f:
+            f.write(("\n".join(conf) + "\n").encode() + b"\0")
+        qemu = [self.qemu, "-M", "virt,virtualization=on,gic-version=3", "-cpu", self.cpu,
+                "-smp", str(self.smp), "-m", "2G", "-nographic", "-semihosting",
+                "-kernel", self.hv]
+
+        def loader(path, addr):
+            return ["-device", f"loader,file={path},addr={hex(addr)},force-raw=on"]
+
+        qemu += loader(conf_path, CONFIG_ADDR)
+        for vm, dtb in enumerate(dtbs):
+            qemu += loader(dtb, DTB_BASE + vm * DTB_STRIDE)
+        qemu += loader(self.kernel, KERNEL_ADDR)
+        if self.initrd:
+            qemu += loader(self.initrd, INITRD_ADDR)
+        if self.disk:
+            qemu += loader(self.disk, DISK_ADDR)
+        return qemu
+
+
+class Console:
+    """A QEMU process whose console is read line by line and logged."""
+
+    def __init__(self, cmd, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.buf = b""
+        self.pos = {}  # per-pattern search start
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def pump(self, timeout):
+        """Reads whatever QEMU printed within `timeout` seconds; returns False
+        at end of output."""
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not r:
+            return True
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        if not data:
+            return False
+        self.buf += data
+        self.log.write(data)
+        self.log.flush()
+        return True
+
+    def text(self):
+        return self.buf.decode("utf-8", "replace")
+
+    def wait_for(self, pattern, timeout, since=0):
+        """Waits until `pattern` (regex) appears in the output after byte
+        offset `since`; returns the match or None on timeout/exit."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        while True:
+            m = rx.search(self.buf, since)
+            if m:
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not self.pump(min(left, 0.5)):
+                m = rx.search(self.buf, since)
+                return m
+
+    def send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def type_line(self, text, delay=0.02):
+        """Types a command like a person would (byte by byte, the guest's
+        UART FIFO is 32 bytes deep)."""
+        for ch in text.encode():
+            self.send(bytes([ch]))
+            time.sleep(delay)
+        self.send(b"\n")
+
+    def focus(self, vm):
+        self.send(ESCAPE + str(vm).encode())
+
+    def exited(self):
+        return self.proc.poll() is not None
+
+    def wait_exit(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pump(0.2) and self.exited():
+                break
+            if self.exited():
+                while self.pump(0.05):
+                    if self.exited() and not select.select([self.proc.stdout], [], [], 0)[0]:
+                        break
+                break
+        return self.proc.poll()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        while self.pump(0):
+            pass
+        self.log.close()
+
+
+class Check:
+    """Collects test results; every check is counted, none is assumed."""
+
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+        self.notes = []
+
+    def ok(self, cond, what):
+        if cond:
+            self.passed += 1
+            log(f"  ok   {what}")
+        else:
+            self.failed += 1
+            log(f"  FAIL {what}")
+        return cond
+
+    def note(self, text):
+        self.notes.append(text)
+        log(f"  note {text}")
+
+
+def expected_disk_md5(disk):
+    md5 = hashlib.md5()
+    with open(disk, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            md5.update(chunk)
+    return md5.hexdigest()
+
+
+def vm_line(vm, body):
+    """Regex for a console line of VM `vm` containing `body` (a regex)."""
+    return rf"\[vm{vm}\] {body}"
+
+
+def boot_single(args, check, vcpus, timeout):
+    """Boots one VM with `vcpus` vCPUs and checks it end to end."""
+    cfg = RunConfig(args, f"linux-{vcpus}cpu", vms=1, vcpus=vcpus, placement="timeslice")
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        m = con.wait_for(vm_line(0, r"GUEST-READY ip=(\S+) nproc=(\d+)"), timeout)
+        if not check.ok(m is not None, f"{vcpus} vCPU: guest reached GUEST-READY within {timeout}s"):
+            log(f"  console log: {con.log_path}")
+            return
+        ready = con.elapsed()
+        check.note(f"{vcpus} vCPU: boot to GUEST-READY in {ready:.1f} s")
+        nproc = int(m.group(2))
+        check.ok(nproc == vcpus, f"{vcpus} vCPU: nproc in the guest is {nproc}")
+        text = con.text()
+        check.ok(re.search(vm_line(0, r"\[\s*[\d.]+\] virtio_blk virtio0"), text) is not None,
+                 f"{vcpus} vCPU: Linux probed virtio_blk virtio0")
+        if cfg.disk:
+            md5 = re.search(vm_line(0, r"BLK-MD5 ([0-9a-f]{32})"), text)
+            want = expected_disk_md5(cfg.disk)
+            check.ok(md5 is not None and md5.group(1) == want,
+                     f"{vcpus} vCPU: /dev/vda checksum {md5.group(1) if md5 else 'missing'} == image {want}")
+            check.ok(vm_line(0, "BLK-RW ok") in text or re.search(vm_line(0, "BLK-RW ok"), text),
+                     f"{vcpus} vCPU: write and read-back of /dev/vda")
+            check.ok(re.search(vm_line(0, "BLK-RESTORE ok"), text) is not None,
+                     f"{vcpus} vCPU: restored block reads back")
+        # Type into the shell: the console input path.
+        con.wait_for(vm_line(0, r"[^\n]*# "), 30)
+        time.sleep(0.5)
+        mark = len(con.buf)
+        con.type_line("uname -a; echo TYPED-$((40+2))")
+        m2 = con.wait_for(vm_line(0, r"TYPED-42"), 30, since=mark)
+        check.ok(m2 is not None, f"{vcpus} vCPU: typed command ran in the guest shell")
+        check.ok(b"soft lockup" not in con.buf and b"rcu_sched detected stalls" not in con.buf
+                 and b"Call trace" not in con.buf,
+                 f"{vcpus} vCPU: no soft lockup, RCU stall or kernel call trace")
+        mark = len(con.buf)
+        con.type_line("grep -E 'arch_timer|uart-pl011' /proc/interrupts")
+        m3 = con.wait_for(vm_line(0, r"\s*\d+:\s+(\d+)(\s+\d+)*\s+GICv3\s+27 Level\s+arch_timer"), 30, since=mark)
+        check.ok(m3 is not None and int(m3.group(1)) > 0, f"{vcpus} vCPU: timer interrupts counting")
+    finally:
+        con.close()
+    if check.failed:
+        log(f"  console log: {con.log_path}")
+
+
+def bad_image_case(args, check, name, mutate, expect):
+    """Boots with a broken kernel image; the hypervisor must say what is
+    wrong and exit with status 2 before any guest runs."""
+    bad_dir = os.path.join(args.build, "run", name)
+    os.makedirs(bad_dir, exist_ok=True)
+    bad = os.path.join(bad_dir, "Image")
+    shutil.copyfile(args.kernel, bad)
+    with open(bad, "r+b") as f:
+        mutate(f)
+    cfg = RunConfig(args, name, vms=1, vcpus=1, placement="timeslice", kernel=bad)
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        status = con.wait_exit(60)
+    finally:
+        con.close()
+    text = con.text()
+    check.ok(status == 2, f"{name}: QEMU exit status {status} == 2")
+    check.ok(re.search(expect, text) is not None, f"{name}: message matches /{expect}/")
+    check.ok("[vm0]" not in text, f"{name}: no guest ran")
+    if check.failed:
+        log(f"  console log: {con.log_path}")
+
+
+def cmd_test_linux(args):
+    check = Check("test-linux")
+    for vcpus in (1, 4):
+        boot_single(args, check, vcpus, args.timeout)
+
+    def wrong_magic(f):
+        f.seek(0x38)
+        f.write(b"XXXX")
+
+    def too_large(f):
+        f.seek(0x10)
+        f.write((0x0800_0000).to_bytes(8, "little"))  # image_size = 128 MiB
+
+    bad_image_case(args, check, "bad-magic", wrong_magic, r"FATAL: .*magic")
+    bad_image_case(args, check, "too-large", too_large, r"FATAL: .*image_size")
+    return finish(check)
+
+
+def cmd_run(args):
+    cfg = RunConfig(args, args.name or f"interactive-{args.vms}vm-{args.vcpus}cpu")
+    cmd = cfg.prepare()
+    log(f"{cfg.vms} VM(s), {cfg.vcpus} vCPU(s) each, placement {cfg.placement}")
+    log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, h help; Ctrl-A X quits QEMU")
+    log(f"boot configuration and device trees: {cfg.dir}")
+    sys.stdout.flush()
+    if args.timeout:
+        cmd = ["timeout", "--foreground", str(args.timeout)] + cmd
+    os.execvp(cmd[0], cmd)
+
+
+def finish(check):
+    log(f"{check.name}: {check.passed} passed, {check.failed} failed")
+    for note in check.notes:
+        log(f"{check.name}: {note}")
+    return 0 if check.failed == 0 and check.passed > 0 else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--hv", required=True, help="hypervisor ELF")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", default="")
+    ap.add_argument("--disk", default="")
+    ap.add_argument("--append", default="", help="extra kernel command line for every VM")
+    ap.add_argument("--vms", type=int, default=1)
+    ap.add_argument("--vcpus", type=int, default=1)
+    ap.add_argument("--placement", default="timeslice", choices=["timeslice", "per-pcpu"])
+    ap.add_argument("--mem", type=lambda s: int(s, 0), default=DEFAULT_MEM)
+    ap.add_argument("--smp", type=int, default=2, help="QEMU (physical) CPUs")
+    ap.add_argument("--qemu", default="qemu-system-aarch64")
+    ap.add_argument("--cpu", default="cortex-a72")
+    ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--name", default="")
+    ap.add_argument("command", choices=["run", "test-linux"])
+    args = ap.parse_args()
+    args.initrd = args.initrd or None
+    args.disk = args.disk or None
+    if args.command == "run":
+        return cmd_run(args)
+    return {"test-linux": cmd_test_linux}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
