@@ -11,6 +11,7 @@ pub mod test_device;
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
 use crate::virtio::VirtioMmioTransport;
 use crate::virtio::blk::VirtioBlk;
+use crate::virtio::net::VirtioNet;
 use pl011::Pl011;
 use test_device::TestDevice;
 
@@ -29,6 +30,8 @@ pub enum Device {
     Pl011(Pl011),
     /// virtio-blk behind a virtio-mmio transport (slot 0).
     VirtioBlk(VirtioMmioTransport<VirtioBlk>),
+    /// virtio-net behind a virtio-mmio transport (slot 1).
+    VirtioNet(VirtioMmioTransport<VirtioNet>),
     /// Scratch registers for MMIO tests.
     Test(TestDevice),
 }
@@ -38,6 +41,7 @@ impl Device {
         match self {
             Device::Pl011(d) => d,
             Device::VirtioBlk(d) => d,
+            Device::VirtioNet(d) => d,
             Device::Test(d) => d,
         }
     }
@@ -46,6 +50,7 @@ impl Device {
         match self {
             Device::Pl011(d) => d.region(),
             Device::VirtioBlk(d) => d.region(),
+            Device::VirtioNet(d) => d.region(),
             Device::Test(d) => d.region(),
         }
     }
@@ -157,6 +162,14 @@ impl DeviceManager {
     pub fn virtio_blk(&mut self) -> Option<&mut VirtioMmioTransport<VirtioBlk>> {
         self.devices.iter_mut().flatten().find_map(|d| match d {
             Device::VirtioBlk(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The virtio-net transport, if attached.
+    pub fn virtio_net(&mut self) -> Option<&mut VirtioMmioTransport<VirtioNet>> {
+        self.devices.iter_mut().flatten().find_map(|d| match d {
+            Device::VirtioNet(n) => Some(n),
             _ => None,
         })
     }
