@@ -192,8 +192,14 @@ pub fn virtio_net_seed() -> TestResult {
     check_eq!(u16::from_le_bytes(half), 1);
 
     // Test 6: mac_for_vm.
-    check_eq!(VirtioNet::mac_for_vm(0), [0x52, 0x54, 0x00, 0x00, 0x00, 0x01]);
-    check_eq!(VirtioNet::mac_for_vm(1), [0x52, 0x54, 0x00, 0x00, 0x00, 0x02]);
+    check_eq!(
+        VirtioNet::mac_for_vm(0),
+        [0x52, 0x54, 0x00, 0x00, 0x00, 0x01]
+    );
+    check_eq!(
+        VirtioNet::mac_for_vm(1),
+        [0x52, 0x54, 0x00, 0x00, 0x00, 0x02]
+    );
     Ok(())
 }
 
