@@ -621,6 +621,12 @@ fn two_vms_exchange_frames_end_to_end() {
         "{text}"
     );
     assert!(text.contains("  52:54:00:00:00:02 port 1 age 0"), "{text}");
+    let dev = hypervisor::net::NetDeviceReport(&vm0.dev).to_string();
+    assert!(
+        dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/64\n"),
+        "{dev}"
+    );
+    assert!(dev.contains("q1: chains=1"), "{dev}");
     assert!(
         text.contains("tx 1 frames 42 bytes | rx 1 frames 42 bytes"),
         "{text}"

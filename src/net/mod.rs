@@ -42,15 +42,20 @@
 //!     }
 //! }
 //!
-//! fn console_stats() {
+//! fn console_stats(devices: &mut DeviceManager) {
+//!     // The switch: every port's counters and the MAC table.
 //!     hypervisor::hv_println!("{}", VSWITCH.snapshot());
+//!     // One VM's device: its port plus the transport's counters.
+//!     if let Some(net) = devices.virtio_net() {
+//!         hypervisor::hv_println!("{}", hypervisor::net::NetDeviceReport(net));
+//!     }
 //! }
 //! ```
 
 pub mod rx_ring;
 pub mod vswitch;
 
-pub use crate::virtio::net::{DrainOutcome, VirtioNet, drain_rx};
+pub use crate::virtio::net::{DrainOutcome, NetDeviceReport, VirtioNet, drain_rx};
 pub use rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH, NetRxRing, StoreError};
 pub use vswitch::{
     BROADCAST, Counter, MAC_TABLE_SIZE, MAX_PORTS, Mac, MacAddr, MacEntry, PortConfig,

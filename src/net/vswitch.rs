@@ -41,7 +41,9 @@
 //! transmitting). It takes the switch's spin lock around learning and
 //! storing, so each port ring keeps exactly one producer at a time. Per-port
 //! counters are atomics: the destination VM's run loop updates its RX
-//! counters without the lock.
+//! counters without the lock. The lock is a spin lock: `forward` must not
+//! be called from an interrupt handler that can preempt a `forward` on the
+//! same CPU (the hypervisor handles exits with interrupts masked).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -186,7 +188,7 @@ pub enum Counter {
 
 const COUNTERS: usize = Counter::RxWriteFailed as usize + 1;
 
-/// Lock-free counters of one port (see [`Counter`]). They saturate.
+/// Lock-free counters of one port (see [`Counter`]).
 pub struct PortCounters {
     values: [AtomicU64; COUNTERS],
 }
@@ -205,14 +207,11 @@ impl PortCounters {
         }
     }
 
-    /// Adds `n` to `counter` (saturating).
+    /// Adds `n` to `counter` (one atomic add; a u64 never wraps in
+    /// practice).
     pub fn add(&self, counter: Counter, n: u64) {
         if let Some(value) = self.values.get(counter as usize) {
-            // fetch_update with a saturating add never fails to converge:
-            // the closure always returns Some.
-            let _ = value.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_add(n))
-            });
+            value.fetch_add(n, Ordering::Relaxed);
         }
     }
 

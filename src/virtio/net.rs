@@ -124,7 +124,7 @@ use super::lifecycle::{Features, LiveQueues};
 use super::{VirtioDevice, VirtioMmioTransport, read_config_bytes, regs};
 use crate::mmio::DeviceContext;
 use crate::net::{
-    Counter, MAX_FRAME_SIZE, MacAddr, NET_RX_DEPTH, NetRxRing, PortMask, PortStats, VSWITCH,
+    Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, PortMask, PortStats, VSWITCH,
     VSwitch,
 };
 
@@ -682,6 +682,28 @@ pub fn drain_rx<const N: usize>(
         dropped,
         remaining: ring.len(),
         live: done.is_some(),
+    }
+}
+
+/// Console text for one VM's virtio-net device: MAC, state, its port's
+/// counters and ring, then the transport's counters (refused registers,
+/// malformed chains per queue, interrupts).
+#[derive(Clone, Copy)]
+pub struct NetDeviceReport<'a>(pub &'a VirtioMmioTransport<VirtioNet>);
+
+impl fmt::Display for NetDeviceReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = self.0.backend();
+        let queued = net.rx_ring().map_or(0, NetRxRing::len);
+        writeln!(
+            f,
+            "virtio-net port {} mac {} {}, ring {queued}/{NET_RX_DEPTH}",
+            net.port,
+            Mac(net.mac),
+            if self.0.is_live() { "live" } else { "down" },
+        )?;
+        writeln!(f, "{}", net.stats())?;
+        write!(f, "  {}", self.0.stats())
     }
 }
 
