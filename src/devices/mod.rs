@@ -12,6 +12,7 @@ pub mod test_device;
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
 use crate::virtio::VirtioMmioTransport;
 use crate::virtio::blk::VirtioBlk;
+use crate::virtio::net::VirtioNet;
 use empty_virtio::EmptyVirtioSlot;
 use pl011::Pl011;
 use test_device::TestDevice;
@@ -33,6 +34,8 @@ pub enum Device {
     VirtioBlk(VirtioMmioTransport<VirtioBlk>),
     /// A virtio-mmio slot with no device (DeviceID 0).
     EmptyVirtio(EmptyVirtioSlot),
+    /// virtio-net behind a virtio-mmio transport (slot 1).
+    VirtioNet(VirtioMmioTransport<VirtioNet>),
     /// Scratch registers for MMIO tests.
     Test(TestDevice),
 }
@@ -43,6 +46,7 @@ impl Device {
             Device::Pl011(d) => d,
             Device::VirtioBlk(d) => d,
             Device::EmptyVirtio(d) => d,
+            Device::VirtioNet(d) => d,
             Device::Test(d) => d,
         }
     }
@@ -52,6 +56,7 @@ impl Device {
             Device::Pl011(d) => d.region(),
             Device::VirtioBlk(d) => d.region(),
             Device::EmptyVirtio(d) => d.region(),
+            Device::VirtioNet(d) => d.region(),
             Device::Test(d) => d.region(),
         }
     }
@@ -163,6 +168,14 @@ impl DeviceManager {
     pub fn virtio_blk(&mut self) -> Option<&mut VirtioMmioTransport<VirtioBlk>> {
         self.devices.iter_mut().flatten().find_map(|d| match d {
             Device::VirtioBlk(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The virtio-net transport, if attached.
+    pub fn virtio_net(&mut self) -> Option<&mut VirtioMmioTransport<VirtioNet>> {
+        self.devices.iter_mut().flatten().find_map(|d| match d {
+            Device::VirtioNet(n) => Some(n),
             _ => None,
         })
     }

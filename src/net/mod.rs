@@ -1,1 +1,118 @@
 //! Inter-VM networking: per-port frame rings and the L2 virtual switch.
+//!
+//! Each VM has one virtio-net device ([`VirtioNet`], virtio-mmio slot 1:
+//! 0x0a00_0200, INTID 49) on switch port `vm`, with MAC
+//! `52:54:00:00:00:(vm+1)` locked to that port. The hypervisor has one
+//! switch, [`VSWITCH`], whose port `n` delivers into [`PORT_RX`]`[n]`.
+//!
+//! # The path of a frame
+//! TX: the guest notifies its TX queue → MMIO exit → transport →
+//! [`VirtioNet`] reads header + frame → [`VSwitch::forward`] learns the
+//! source MAC, picks destinations and copies the frame into each
+//! destination's [`NetRxRing`] → the exit returns; the run loop calls
+//! [`VirtioNet::take_kicked_ports`] and kicks the CPUs running those VMs.
+//!
+//! RX: before entering a VM, its run loop calls [`drain_rx`], which moves
+//! the frames waiting in `PORT_RX[vm]` into the guest's receive buffers and
+//! raises INTID 49 once. Frames wait in the ring while the guest has no
+//! buffers; an RX notify (the guest posting buffers) also drains.
+//!
+//! # What the run loop calls
+//! ```no_run
+//! use hypervisor::devices::DeviceManager;
+//! use hypervisor::mmio::DeviceContext;
+//! use hypervisor::net::{PORT_RX, VSWITCH, attach_virtio_net, drain_rx};
+//!
+//! fn boot(devices: &mut DeviceManager, vm: usize) {
+//!     // Device in slot 1 + switch port `vm` with its MAC lock.
+//!     attach_virtio_net(devices, vm).expect("virtio-net");
+//! }
+//!
+//! fn before_entering(devices: &mut DeviceManager, vm: usize, ctx: &mut DeviceContext<'_>) {
+//!     if let Some(net) = devices.virtio_net() {
+//!         let outcome = drain_rx(net, &PORT_RX[vm], ctx);
+//!         let _ = outcome.remaining; // frames still waiting for buffers
+//!     }
+//! }
+//!
+//! fn after_mmio_exit(devices: &mut DeviceManager, kick: impl Fn(usize)) {
+//!     if let Some(net) = devices.virtio_net() {
+//!         let ports = net.backend_mut().take_kicked_ports();
+//!         (0..32).filter(|p| ports & (1 << p) != 0).for_each(kick);
+//!     }
+//! }
+//!
+//! fn console_stats(devices: &mut DeviceManager) {
+//!     // The switch: every port's counters and the MAC table.
+//!     hypervisor::hv_println!("{}", VSWITCH.snapshot());
+//!     // One VM's device: its port plus the transport's counters.
+//!     if let Some(net) = devices.virtio_net() {
+//!         hypervisor::hv_println!("{}", hypervisor::net::NetDeviceReport(net));
+//!     }
+//! }
+//! ```
+
+pub mod rx_ring;
+pub mod vswitch;
+
+pub use crate::virtio::net::{DrainOutcome, NetDeviceReport, VirtioNet, drain_rx};
+pub use rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH, NetRxRing, StoreError};
+pub use vswitch::{
+    BROADCAST, Counter, MAC_TABLE_SIZE, MAX_PORTS, Mac, MacAddr, MacEntry, PortConfig,
+    PortCounters, PortError, PortMask, PortReport, PortStats, SwitchSnapshot, VSwitch, is_group,
+    port_bit,
+};
+
+use crate::devices::{AttachError, Device, DeviceManager};
+use crate::platform;
+use crate::virtio::VirtioMmioTransport;
+use crate::virtio::net::NetSwitch;
+
+/// The port rings of the hypervisor switch: `PORT_RX[n]` holds the frames
+/// waiting for VM `n` (producer: [`VSWITCH`]; consumer: VM `n`'s run loop
+/// through [`drain_rx`]).
+pub static PORT_RX: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
+
+/// The hypervisor's switch, over [`PORT_RX`]. Ports are added by
+/// [`attach_virtio_net`] (or [`VSwitch::add_port`]).
+pub static VSWITCH: NetSwitch = VSwitch::new(&PORT_RX);
+
+/// Why a virtio-net device could not be attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetAttachError {
+    /// The switch has no port for this VM.
+    Port(PortError),
+    /// The device manager refused the device.
+    Device(AttachError),
+}
+
+/// Attaches VM `vm`'s virtio-net device (slot 1) to `devices` and adds
+/// port `vm` to [`VSWITCH`] with the source-MAC lock set to the device's
+/// MAC. Nothing is changed if either step would fail.
+pub fn attach_virtio_net(devices: &mut DeviceManager, vm: usize) -> Result<(), NetAttachError> {
+    attach_virtio_net_to(devices, vm, &VSWITCH)
+}
+
+/// [`attach_virtio_net`] with another switch (tests).
+pub fn attach_virtio_net_to(
+    devices: &mut DeviceManager,
+    vm: usize,
+    switch: &'static NetSwitch,
+) -> Result<(), NetAttachError> {
+    let ports = switch.port_capacity();
+    if vm >= ports {
+        return Err(NetAttachError::Port(PortError::OutOfRange {
+            port: vm,
+            ports,
+        }));
+    }
+    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
+    let net = VirtioNet::with_switch(vm, switch);
+    let lock = PortConfig::locked_to(net.mac());
+    devices
+        .attach(Device::VirtioNet(VirtioMmioTransport::new(
+            base, intid, net,
+        )))
+        .map_err(NetAttachError::Device)?;
+    switch.add_port(vm, lock).map_err(NetAttachError::Port)
+}

@@ -21,6 +21,7 @@
 //! | [`transport`] | the MMIO register file ([`VirtioMmioTransport`]) |
 //! | [`stats`] | counters for everything refused or repaired |
 //! | [`blk`] | a complete backend: virtio-blk over an in-memory disk |
+//! | [`net`] | virtio-net on the in-hypervisor switch ([`crate::net`]) |
 //!
 //! Register offsets and status/feature bits are in the `hal` crate
 //! ([`regs`]).
@@ -265,6 +266,7 @@
 pub mod blk;
 pub mod chain;
 pub mod lifecycle;
+pub mod net;
 pub mod queue;
 pub mod ring;
 pub mod stats;

@@ -6,10 +6,11 @@ use hypervisor::selftest::Suite;
 
 mod el2_basics;
 mod guests;
+mod net_seed;
 mod vm_basics;
 
 /// Every suite, in the order they run.
-pub static ALL: &[&Suite] = &[&el2_basics::SUITE, &vm_basics::SUITE];
+pub static ALL: &[&Suite] = &[&el2_basics::SUITE, &vm_basics::SUITE, &net_seed::SUITE];
 
 /// Secondary CPUs started by a suite park here unless a suite takes them.
 pub fn secondary_main(_cpu: usize) -> ! {

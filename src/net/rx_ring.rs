@@ -1,0 +1,362 @@
+//! [`NetRxRing`]: a lock-free single-producer single-consumer ring of whole
+//! Ethernet frames, one per switch port.
+//!
+//! The producer is the [`VSwitch`](super::VSwitch) (during some VM's TX
+//! exit, serialized by the switch's lock); the consumer is the destination
+//! VM's run loop, which moves frames into the guest's RX virtqueue.
+//!
+//! # Capacity
+//! Head and tail are free-running counters, so a ring of `N` slots holds
+//! exactly `N` frames (no slot is sacrificed to tell full from empty).
+//!
+//! # Peek, then commit
+//! A frame must stay queued while the guest has posted no receive buffer,
+//! and leave the ring only once it has been injected. [`NetRxRing::peek_with`]
+//! lends the oldest frame to a closure *in place* (no intermediate copy)
+//! and removes it only if the closure says so.
+//!
+//! # Soundness without trusting callers
+//! The single-producer / single-consumer contract is enforced, not merely
+//! documented: each side holds a try-lock flag while it touches a slot. A
+//! second producer (or consumer) that races in finds the flag taken and
+//! backs off (`store` returns false, `take`/`peek_with` return `None`), so
+//! no safe use of the ring can make two contexts access one slot at once.
+//! In the hypervisor neither flag is ever contended: producers are
+//! serialized by the switch lock and each port has one consumer.
+//!
+//! # Memory
+//! Each slot holds a full [`MAX_FRAME_SIZE`] frame plus its length (1516
+//! bytes). The hypervisor's rings ([`PORT_RX`](super::PORT_RX)) are
+//! [`NET_RX_DEPTH`] deep, one per possible VM: about 97 KiB per port in
+//! `.bss`.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Largest Ethernet frame carried (no FCS, no VLAN tag, no jumbo frames).
+pub const MAX_FRAME_SIZE: usize = 1514;
+
+/// Smallest frame the switch accepts: an Ethernet header.
+pub const MIN_FRAME_SIZE: usize = 14;
+
+/// Depth of each hypervisor port ring ([`PORT_RX`](super::PORT_RX)): room
+/// for a burst of 64 frames while the destination VM is not running or has
+/// no receive buffers posted.
+pub const NET_RX_DEPTH: usize = 64;
+
+/// Why [`NetRxRing::try_store`] did not store a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The ring already holds `N` frames.
+    Full,
+    /// The frame is empty or longer than [`MAX_FRAME_SIZE`].
+    BadLength(usize),
+    /// Another producer is storing right now (impossible when producers are
+    /// serialized, as the switch does).
+    Busy,
+}
+
+/// One frame slot.
+struct Slot {
+    len: u16,
+    data: [u8; MAX_FRAME_SIZE],
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        len: 0,
+        data: [0; MAX_FRAME_SIZE],
+    };
+}
+
+/// A ring of up to `N` whole frames (see the [module docs](self)).
+pub struct NetRxRing<const N: usize> {
+    slots: [UnsafeCell<Slot>; N],
+    /// Frames taken so far (advanced only by the consumer).
+    head: AtomicUsize,
+    /// Frames stored so far (advanced only by the producer).
+    tail: AtomicUsize,
+    /// Held by the one producer while it stores.
+    producing: AtomicBool,
+    /// Held by the one consumer while it reads or removes the front frame.
+    consuming: AtomicBool,
+}
+
+// SAFETY: slot `i % N` is written only by the producer and only while
+// `i` is outside `head..tail` (free), and read only by the consumer while
+// inside it. The producer publishes a slot with a Release store of `tail`
+// that the consumer observes with an Acquire load; the consumer frees it
+// with a Release store of `head` that the producer observes with an
+// Acquire load. The `producing`/`consuming` try-locks (Acquire on taking,
+// Release on giving back) guarantee there is at most one producer and one
+// consumer at any moment, whatever safe code calls. So no slot is ever
+// accessed by two contexts at once, and `Slot` is plain data (`Send`).
+unsafe impl<const N: usize> Sync for NetRxRing<N> {}
+
+impl<const N: usize> Default for NetRxRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A held side flag, given back on drop (so no early return can leak it).
+struct SideGuard<'a>(&'a AtomicBool);
+
+impl<'a> SideGuard<'a> {
+    fn try_take(flag: &'a AtomicBool) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SideGuard(flag))
+    }
+}
+
+impl Drop for SideGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl<const N: usize> NetRxRing<N> {
+    /// An empty ring (usable in a `static`).
+    pub const fn new() -> Self {
+        const { assert!(N > 0, "a NetRxRing needs at least one slot") };
+        NetRxRing {
+            slots: [const { UnsafeCell::new(Slot::EMPTY) }; N],
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            producing: AtomicBool::new(false),
+            consuming: AtomicBool::new(false),
+        }
+    }
+
+    /// Number of slots: the most frames the ring holds.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(N)
+    }
+
+    /// True if no frame is waiting (the run loop's fast-path check).
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+    }
+
+    /// True if the ring holds `N` frames.
+    pub fn is_full(&self) -> bool {
+        self.len() >= N
+    }
+
+    /// Producer side: copies `frame` into the ring, or says why not.
+    pub fn try_store(&self, frame: &[u8]) -> Result<(), StoreError> {
+        let len = frame.len();
+        if len == 0 || len > MAX_FRAME_SIZE {
+            return Err(StoreError::BadLength(len));
+        }
+        let _producer = SideGuard::try_take(&self.producing).ok_or(StoreError::Busy)?;
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) >= N {
+            return Err(StoreError::Full);
+        }
+        let Some(cell) = self.slots.get(tail % N) else {
+            return Err(StoreError::Full); // unreachable: tail % N < N
+        };
+        // SAFETY: we are the only producer (we hold `producing`) and slot
+        // `tail % N` is free (`tail - head < N`, with `head` loaded with
+        // Acquire after the consumer's Release), so the consumer does not
+        // read it until `tail` is published below. The reference covers
+        // this one slot only.
+        let slot = unsafe { &mut *cell.get() };
+        if let Some(dst) = slot.data.get_mut(..len) {
+            dst.copy_from_slice(frame);
+        }
+        slot.len = len as u16; // len <= MAX_FRAME_SIZE < u16::MAX
+        self.tail.store(tail.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Producer side: copies `frame` into the ring; false if the ring is
+    /// full, the frame is empty or longer than [`MAX_FRAME_SIZE`] (or
+    /// another producer is busy; see [`NetRxRing::try_store`]).
+    pub fn store(&self, frame: &[u8]) -> bool {
+        self.try_store(frame).is_ok()
+    }
+
+    /// Consumer side: lends the oldest frame to `f` in place; removes it if
+    /// `f` returns true, leaves it at the front otherwise.
+    ///
+    /// Returns `None` (without calling `f`) if the ring is empty or another
+    /// consumer is busy, else `Some(what f returned)`.
+    pub fn peek_with(&self, f: impl FnOnce(&[u8]) -> bool) -> Option<bool> {
+        let _consumer = SideGuard::try_take(&self.consuming)?;
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        if head == tail {
+            return None;
+        }
+        let cell = self.slots.get(head % N)?;
+        // SAFETY: we are the only consumer (we hold `consuming`) and slot
+        // `head % N` is inside `head..tail`: published by the producer's
+        // Release store of `tail` (observed above with Acquire), and the
+        // producer does not write it again until `head` moves past it,
+        // which only we do, after `f` has returned and the borrow ended.
+        let slot = unsafe { &*cell.get() };
+        let frame = slot.data.get(..usize::from(slot.len)).unwrap_or(&[]);
+        let consume = f(frame);
+        if consume {
+            self.head.store(head.wrapping_add(1), Ordering::Release);
+        }
+        Some(consume)
+    }
+
+    /// Consumer side: copies the oldest frame into `buf` and removes it;
+    /// returns its length. `None` if the ring is empty, or if `buf` is
+    /// shorter than the frame (which then stays queued: frames are never
+    /// truncated).
+    pub fn take(&self, buf: &mut [u8]) -> Option<usize> {
+        let mut len = None;
+        self.peek_with(|frame| match buf.get_mut(..frame.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(frame);
+                len = Some(frame.len());
+                true
+            }
+            None => false,
+        })?;
+        len
+    }
+
+    /// Consumer side: removes the oldest frame without reading it; true if
+    /// there was one.
+    pub fn discard_front(&self) -> bool {
+        self.peek_with(|_| true).unwrap_or(false)
+    }
+
+    /// Consumer side: removes every waiting frame (at most `N`: a producer
+    /// storing concurrently cannot keep this looping); returns how many.
+    pub fn clear(&self) -> usize {
+        (0..N).take_while(|_| self.discard_front()).count()
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for NetRxRing<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetRxRing")
+            .field("capacity", &N)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_capacity_and_order() {
+        let ring: NetRxRing<4> = NetRxRing::new();
+        for i in 1..=4u8 {
+            assert!(ring.store(&[i; 20]));
+        }
+        assert!(ring.is_full());
+        assert_eq!(ring.try_store(&[9; 20]), Err(StoreError::Full));
+        let mut buf = [0u8; MAX_FRAME_SIZE];
+        for i in 1..=4u8 {
+            assert_eq!(ring.take(&mut buf), Some(20));
+            assert_eq!(buf[0], i);
+        }
+        assert!(ring.is_empty());
+        assert_eq!(ring.take(&mut buf), None);
+    }
+
+    #[test]
+    fn lengths_are_checked() {
+        let ring: NetRxRing<2> = NetRxRing::new();
+        assert_eq!(ring.try_store(&[]), Err(StoreError::BadLength(0)));
+        assert_eq!(
+            ring.try_store(&[0; MAX_FRAME_SIZE + 1]),
+            Err(StoreError::BadLength(MAX_FRAME_SIZE + 1))
+        );
+        assert!(ring.store(&[7; MAX_FRAME_SIZE]));
+        let mut small = [0u8; 100];
+        assert_eq!(ring.take(&mut small), None, "never truncated");
+        assert_eq!(ring.len(), 1, "the frame stays queued");
+        let mut big = [0u8; MAX_FRAME_SIZE];
+        assert_eq!(ring.take(&mut big), Some(MAX_FRAME_SIZE));
+        assert_eq!(big, [7; MAX_FRAME_SIZE]);
+    }
+
+    #[test]
+    fn peek_keeps_until_committed() {
+        let ring: NetRxRing<2> = NetRxRing::new();
+        assert_eq!(ring.peek_with(|_| true), None);
+        assert!(ring.store(b"first frame."));
+        assert!(ring.store(b"second frame"));
+        assert_eq!(ring.peek_with(|f| f != b"first frame."), Some(false));
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.peek_with(|f| f == b"first frame."), Some(true));
+        assert_eq!(ring.peek_with(|f| f == b"second frame"), Some(true));
+        assert!(ring.is_empty());
+    }
+
+    #[test]
+    fn a_second_side_backs_off() {
+        let ring: NetRxRing<2> = NetRxRing::new();
+        assert!(ring.store(b"x"));
+        let nested = ring.peek_with(|_| {
+            // A second consumer while the first holds the front frame.
+            assert_eq!(ring.peek_with(|_| true), None);
+            assert!(!ring.discard_front());
+            // The producer side is independent.
+            assert!(ring.store(b"y"));
+            false
+        });
+        assert_eq!(nested, Some(false));
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.clear(), 2);
+    }
+
+    #[test]
+    fn wraps_many_times() {
+        let ring: NetRxRing<3> = NetRxRing::new();
+        let mut buf = [0u8; 64];
+        for i in 0..1000u32 {
+            assert!(ring.store(&i.to_le_bytes()));
+            assert_eq!(ring.take(&mut buf), Some(4));
+            assert_eq!(u32::from_le_bytes(buf[..4].try_into().unwrap()), i);
+        }
+    }
+
+    #[test]
+    fn two_threads_move_every_frame_intact() {
+        let ring: &'static NetRxRing<8> = Box::leak(Box::new(NetRxRing::new()));
+        const FRAMES: u32 = 20_000;
+        let producer = std::thread::spawn(move || {
+            for i in 0..FRAMES {
+                let len = 14 + (i as usize * 7) % (MAX_FRAME_SIZE - 14);
+                let mut frame = vec![(i % 251) as u8; len];
+                frame[..4].copy_from_slice(&i.to_le_bytes());
+                while !ring.store(&frame) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut buf = [0u8; MAX_FRAME_SIZE];
+        let mut next = 0u32;
+        while next < FRAMES {
+            if let Some(n) = ring.take(&mut buf) {
+                assert_eq!(u32::from_le_bytes(buf[..4].try_into().unwrap()), next);
+                assert_eq!(n, 14 + (next as usize * 7) % (MAX_FRAME_SIZE - 14));
+                assert!(buf[4..n].iter().all(|&b| b == (next % 251) as u8));
+                next += 1;
+            }
+        }
+        producer.join().unwrap();
+        assert!(ring.is_empty());
+    }
+}

@@ -1,0 +1,818 @@
+//! The L2 learning switch that connects the VMs' virtio-net devices.
+//!
+//! # Forwarding
+//! [`VSwitch::forward`] takes a frame transmitted by the VM on `src_port`:
+//!
+//! 1. frames shorter than [`MIN_FRAME_SIZE`] (an Ethernet header) or longer
+//!    than [`MAX_FRAME_SIZE`] are dropped and counted;
+//! 2. if the port has a source-MAC lock ([`PortConfig::mac_lock`]), a frame
+//!    whose source MAC is not the port's own is dropped and counted, so a
+//!    guest cannot take over another VM's MAC table entry;
+//! 3. the source MAC is learned on `src_port` (unless it is a group
+//!    address, which no station owns); a MAC seen on another port moves;
+//! 4. a group destination (I/G bit, `dst[0] & 1`: broadcast and multicast)
+//!    and an unknown unicast destination are flooded to every port but the
+//!    source; a known unicast destination goes to its port only;
+//! 5. a frame is never delivered back to its source port (a known unicast
+//!    destination on the source port is filtered and counted);
+//! 6. each destination gets its own copy in its [`NetRxRing`]; a full ring
+//!    drops that copy and counts it on the destination port.
+//!
+//! `forward` returns the [`PortMask`] of ports that received the frame, so
+//! the caller can kick the physical CPUs running those VMs.
+//!
+//! # Ports
+//! Ports are the VMs: port `n` is VM `n` and its ring is `rings[n]`. Ports
+//! are added at run time ([`VSwitch::add_port`]); a frame from a port that
+//! was never added is dropped and counted, and flooding only reaches added
+//! ports. The number of usable ports is the number of rings, at most
+//! [`MAX_PORTS`].
+//!
+//! # MAC table
+//! [`MAC_TABLE_SIZE`] entries. Each entry carries the switch clock (frames
+//! forwarded so far) of when it was last learned or refreshed; its *age*
+//! is the clock now minus that stamp. When the table is full, learning a
+//! new MAC **evicts the oldest entry** (least recently learned or
+//! refreshed), counted in [`SwitchSnapshot::evictions`]. An evicted station
+//! is simply unknown again: frames to it are flooded until it transmits.
+//!
+//! # Concurrency
+//! `forward` may run on several physical CPUs at once (several VMs
+//! transmitting). It takes the switch's spin lock around learning and
+//! storing, so each port ring keeps exactly one producer at a time. Per-port
+//! counters are atomics: the destination VM's run loop updates its RX
+//! counters without the lock. The lock is a spin lock: `forward` must not
+//! be called from an interrupt handler that can preempt a `forward` on the
+//! same CPU (the hypervisor handles exits with interrupts masked).
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing};
+use crate::platform::MAX_VMS;
+
+/// Most ports a switch has: one per VM.
+pub const MAX_PORTS: usize = MAX_VMS;
+
+/// Entries in the MAC table.
+pub const MAC_TABLE_SIZE: usize = 32;
+
+/// A set of ports, bit `n` = port `n`.
+pub type PortMask = u32;
+
+const _: () = assert!(MAX_PORTS <= PortMask::BITS as usize);
+
+/// An Ethernet MAC address.
+pub type MacAddr = [u8; 6];
+
+/// The broadcast address.
+pub const BROADCAST: MacAddr = [0xff; 6];
+
+/// True for a group (broadcast or multicast) address: the I/G bit.
+pub const fn is_group(mac: &MacAddr) -> bool {
+    mac[0] & 1 != 0
+}
+
+/// `aa:bb:cc:dd:ee:ff` formatting for a [`MacAddr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mac(pub MacAddr);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// Bit of `port` in a [`PortMask`] (0 for a port beyond the mask).
+pub const fn port_bit(port: usize) -> PortMask {
+    if port < PortMask::BITS as usize {
+        1 << port
+    } else {
+        0
+    }
+}
+
+/// How a port is configured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Source-MAC lock: if set, frames from this port whose source MAC is
+    /// not this address are dropped (and counted). On for VM ports.
+    pub mac_lock: Option<MacAddr>,
+}
+
+impl PortConfig {
+    /// No source-MAC lock: any source MAC is accepted (test ports).
+    pub const OPEN: PortConfig = PortConfig { mac_lock: None };
+
+    /// A VM port: only frames from `mac` are accepted.
+    pub const fn locked_to(mac: MacAddr) -> Self {
+        PortConfig {
+            mac_lock: Some(mac),
+        }
+    }
+}
+
+/// Why a port could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortError {
+    /// The switch has no ring for this port.
+    OutOfRange {
+        /// The refused port.
+        port: usize,
+        /// Ports the switch has.
+        ports: usize,
+    },
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PortError::OutOfRange { port, ports } => {
+                write!(f, "port {port} out of range (switch has {ports} ports)")
+            }
+        }
+    }
+}
+
+/// One learned MAC address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacEntry {
+    /// The station's address.
+    pub mac: MacAddr,
+    /// The port it was last seen on.
+    pub port: usize,
+    /// Switch clock when it was last learned or refreshed.
+    pub stamp: u64,
+}
+
+/// The per-port counters, by index into [`PortCounters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// Frames the VM transmitted that entered the switch.
+    TxFrames,
+    /// Bytes of those frames.
+    TxBytes,
+    /// TX frames shorter than an Ethernet header (dropped).
+    TxTooShort,
+    /// TX frames longer than [`MAX_FRAME_SIZE`] (dropped, never truncated).
+    TxTooLong,
+    /// TX chains that are not a virtio-net packet: header missing or cut
+    /// short, or device-writable buffers in a TX chain (dropped).
+    TxMalformed,
+    /// TX frames whose source MAC is not the port's (source-MAC lock).
+    TxMacLock,
+    /// Accepted TX frames no port could receive: no other port, or a known
+    /// destination on the source port itself.
+    TxNoDestination,
+    /// Frames the switch queued in this port's ring.
+    RxQueuedFrames,
+    /// Bytes of those frames.
+    RxQueuedBytes,
+    /// Frames for this port dropped because its ring was full.
+    RxRingFull,
+    /// Frames injected into the guest's RX queue.
+    RxFrames,
+    /// Bytes of those frames (without the virtio-net header).
+    RxBytes,
+    /// Frames dropped because the guest's RX buffer was too small for
+    /// header + frame (the buffer is returned with length 0).
+    RxNoRoom,
+    /// Frames dropped because writing guest memory failed (impossible for
+    /// a validated chain; counted rather than assumed).
+    RxWriteFailed,
+}
+
+const COUNTERS: usize = Counter::RxWriteFailed as usize + 1;
+
+/// Lock-free counters of one port (see [`Counter`]).
+pub struct PortCounters {
+    values: [AtomicU64; COUNTERS],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PortCounters {
+    /// All zero.
+    pub const fn new() -> Self {
+        PortCounters {
+            values: [const { AtomicU64::new(0) }; COUNTERS],
+        }
+    }
+
+    /// Adds `n` to `counter` (one atomic add; a u64 never wraps in
+    /// practice).
+    pub fn add(&self, counter: Counter, n: u64) {
+        if let Some(value) = self.values.get(counter as usize) {
+            value.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds one to `counter`.
+    pub fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Counts one frame of `len` bytes on a frames/bytes counter pair.
+    pub fn frame(&self, frames: Counter, bytes: Counter, len: usize) {
+        self.bump(frames);
+        self.add(bytes, len as u64);
+    }
+
+    /// The current value of `counter`.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values
+            .get(counter as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
+    /// Sets every counter to 0.
+    pub fn clear(&self) {
+        for value in &self.values {
+            value.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> PortStats {
+        use Counter as C;
+        PortStats {
+            tx_frames: self.get(C::TxFrames),
+            tx_bytes: self.get(C::TxBytes),
+            tx_too_short: self.get(C::TxTooShort),
+            tx_too_long: self.get(C::TxTooLong),
+            tx_malformed: self.get(C::TxMalformed),
+            tx_mac_lock: self.get(C::TxMacLock),
+            tx_no_destination: self.get(C::TxNoDestination),
+            rx_queued_frames: self.get(C::RxQueuedFrames),
+            rx_queued_bytes: self.get(C::RxQueuedBytes),
+            rx_ring_full: self.get(C::RxRingFull),
+            rx_frames: self.get(C::RxFrames),
+            rx_bytes: self.get(C::RxBytes),
+            rx_no_room: self.get(C::RxNoRoom),
+            rx_write_failed: self.get(C::RxWriteFailed),
+        }
+    }
+}
+
+impl fmt::Debug for PortCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.snapshot(), f)
+    }
+}
+
+/// A copy of one port's counters (field meanings: [`Counter`]). "tx" is
+/// what the VM sent, "rx" what it is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct PortStats {
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_too_short: u64,
+    pub tx_too_long: u64,
+    pub tx_malformed: u64,
+    pub tx_mac_lock: u64,
+    pub tx_no_destination: u64,
+    pub rx_queued_frames: u64,
+    pub rx_queued_bytes: u64,
+    pub rx_ring_full: u64,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_no_room: u64,
+    pub rx_write_failed: u64,
+}
+
+impl PortStats {
+    /// Every frame dropped on this port, whatever the reason.
+    pub fn drops(&self) -> u64 {
+        [
+            self.tx_too_short,
+            self.tx_too_long,
+            self.tx_malformed,
+            self.tx_mac_lock,
+            self.tx_no_destination,
+            self.rx_ring_full,
+            self.rx_no_room,
+            self.rx_write_failed,
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.saturating_add(*n))
+    }
+}
+
+impl fmt::Display for PortStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  tx {} frames {} bytes | rx {} frames {} bytes (queued {} frames {} bytes)",
+            self.tx_frames,
+            self.tx_bytes,
+            self.rx_frames,
+            self.rx_bytes,
+            self.rx_queued_frames,
+            self.rx_queued_bytes
+        )?;
+        write!(
+            f,
+            "  drops: too-short {} too-long {} malformed {} mac-lock {} no-destination {} \
+             ring-full {} no-room {} write-failed {}",
+            self.tx_too_short,
+            self.tx_too_long,
+            self.tx_malformed,
+            self.tx_mac_lock,
+            self.tx_no_destination,
+            self.rx_ring_full,
+            self.rx_no_room,
+            self.rx_write_failed
+        )
+    }
+}
+
+/// Everything behind the switch lock.
+#[derive(Debug)]
+struct State {
+    ports: [Option<PortConfig>; MAX_PORTS],
+    table: [Option<MacEntry>; MAC_TABLE_SIZE],
+    /// Frames offered to `forward` so far (the MAC table's clock).
+    clock: u64,
+    unknown_source: u64,
+    learned: u64,
+    moves: u64,
+    evictions: u64,
+}
+
+impl State {
+    const fn new() -> Self {
+        State {
+            ports: [None; MAX_PORTS],
+            table: [None; MAC_TABLE_SIZE],
+            clock: 0,
+            unknown_source: 0,
+            learned: 0,
+            moves: 0,
+            evictions: 0,
+        }
+    }
+
+    fn active_mask(&self) -> PortMask {
+        (0..MAX_PORTS)
+            .filter(|&p| self.ports.get(p).is_some_and(Option::is_some))
+            .fold(0, |mask, p| mask | port_bit(p))
+    }
+
+    fn lookup(&self, mac: &MacAddr) -> Option<usize> {
+        self.table
+            .iter()
+            .flatten()
+            .find(|e| e.mac == *mac)
+            .map(|e| e.port)
+    }
+
+    /// Learns (or refreshes, or moves) `mac` on `port`; evicts the oldest
+    /// entry if the table is full.
+    fn learn(&mut self, mac: MacAddr, port: usize) {
+        let now = self.clock;
+        if let Some(entry) = self.table.iter_mut().flatten().find(|e| e.mac == mac) {
+            if entry.port != port {
+                entry.port = port;
+                self.moves = self.moves.saturating_add(1);
+            }
+            entry.stamp = now;
+            return;
+        }
+        let new = MacEntry {
+            mac,
+            port,
+            stamp: now,
+        };
+        self.learned = self.learned.saturating_add(1);
+        if let Some(free) = self.table.iter_mut().find(|slot| slot.is_none()) {
+            *free = Some(new);
+            return;
+        }
+        // Full: replace the least recently learned or refreshed entry.
+        let oldest = self
+            .table
+            .iter_mut()
+            .min_by_key(|slot| slot.map_or(0, |e| e.stamp));
+        if let Some(slot) = oldest {
+            *slot = Some(new);
+            self.evictions = self.evictions.saturating_add(1);
+        }
+    }
+
+    fn forget_port(&mut self, port: usize) {
+        for slot in &mut self.table {
+            if slot.is_some_and(|e| e.port == port) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// An L2 learning switch over the port rings `rings` (see the
+/// [module docs](self)). The hypervisor's instance is
+/// [`VSWITCH`](super::VSWITCH); tests build their own.
+pub struct VSwitch<'r, const N: usize> {
+    rings: &'r [NetRxRing<N>],
+    state: Mutex<State>,
+    counters: [PortCounters; MAX_PORTS],
+}
+
+impl<'r, const N: usize> VSwitch<'r, N> {
+    /// A switch with no ports added yet; port `n` will deliver into
+    /// `rings[n]` (rings beyond [`MAX_PORTS`] are not used).
+    pub const fn new(rings: &'r [NetRxRing<N>]) -> Self {
+        VSwitch {
+            rings,
+            state: Mutex::new(State::new()),
+            counters: [const { PortCounters::new() }; MAX_PORTS],
+        }
+    }
+
+    /// Number of ports this switch can have (its rings, at most
+    /// [`MAX_PORTS`]).
+    pub fn port_capacity(&self) -> usize {
+        self.rings.len().min(MAX_PORTS)
+    }
+
+    /// Adds port `port` (or reconfigures it if it exists).
+    pub fn add_port(&self, port: usize, config: PortConfig) -> Result<(), PortError> {
+        let ports = self.port_capacity();
+        if port >= ports {
+            return Err(PortError::OutOfRange { port, ports });
+        }
+        let mut state = self.state.lock();
+        if let Some(slot) = state.ports.get_mut(port) {
+            *slot = Some(config);
+        }
+        Ok(())
+    }
+
+    /// Removes port `port`: forgets its MAC entries and discards the frames
+    /// waiting in its ring (as its consumer; see [`NetRxRing::clear`]).
+    /// Its counters are kept.
+    pub fn remove_port(&self, port: usize) {
+        let mut state = self.state.lock();
+        if let Some(slot) = state.ports.get_mut(port) {
+            *slot = None;
+        }
+        state.forget_port(port);
+        drop(state);
+        if let Some(ring) = self.ring(port) {
+            ring.clear();
+        }
+    }
+
+    /// The configuration of `port`, if it was added.
+    pub fn port_config(&self, port: usize) -> Option<PortConfig> {
+        self.state.lock().ports.get(port).copied().flatten()
+    }
+
+    /// The ports added so far.
+    pub fn ports(&self) -> PortMask {
+        self.state.lock().active_mask()
+    }
+
+    /// Back to the state after construction: no ports, an empty MAC table,
+    /// counters zero, and every ring emptied (as its consumer).
+    pub fn reset(&self) {
+        *self.state.lock() = State::new();
+        for counters in &self.counters {
+            counters.clear();
+        }
+        for ring in self.rings {
+            ring.clear();
+        }
+    }
+
+    /// The ring of `port` (its consumer is that VM's run loop).
+    pub fn ring(&self, port: usize) -> Option<&NetRxRing<N>> {
+        self.rings.get(..self.port_capacity())?.get(port)
+    }
+
+    /// The counters of `port`.
+    pub fn counters(&self, port: usize) -> Option<&PortCounters> {
+        self.counters.get(port)
+    }
+
+    /// A copy of the counters of `port` (zero for a port that does not
+    /// exist).
+    pub fn port_stats(&self, port: usize) -> PortStats {
+        self.counters
+            .get(port)
+            .map(PortCounters::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// The port `mac` was learned on.
+    pub fn lookup(&self, mac: &MacAddr) -> Option<usize> {
+        self.state.lock().lookup(mac)
+    }
+
+    /// Switches one frame transmitted on `src_port` (see the
+    /// [module docs](self)); returns the ports whose ring received it.
+    pub fn forward(&self, src_port: usize, frame: &[u8]) -> PortMask {
+        let mut state = self.state.lock();
+        state.clock = state.clock.wrapping_add(1);
+        let (Some(Some(config)), Some(counters)) = (
+            state.ports.get(src_port).copied(),
+            self.counters.get(src_port),
+        ) else {
+            state.unknown_source = state.unknown_source.saturating_add(1);
+            return 0;
+        };
+        let len = frame.len();
+        if len < MIN_FRAME_SIZE {
+            counters.bump(Counter::TxTooShort);
+            return 0;
+        }
+        if len > MAX_FRAME_SIZE {
+            counters.bump(Counter::TxTooLong);
+            return 0;
+        }
+        let mut dst: MacAddr = [0; 6];
+        let mut src: MacAddr = [0; 6];
+        dst.copy_from_slice(frame.get(0..6).unwrap_or(&[0; 6]));
+        src.copy_from_slice(frame.get(6..12).unwrap_or(&[0; 6]));
+        if config.mac_lock.is_some_and(|own| own != src) {
+            counters.bump(Counter::TxMacLock);
+            return 0;
+        }
+        counters.frame(Counter::TxFrames, Counter::TxBytes, len);
+        if !is_group(&src) {
+            state.learn(src, src_port);
+        }
+        let active = state.active_mask();
+        let targets = if is_group(&dst) {
+            active
+        } else {
+            match state.lookup(&dst) {
+                Some(port) => port_bit(port),
+                None => active,
+            }
+        } & active
+            & !port_bit(src_port);
+        if targets == 0 {
+            counters.bump(Counter::TxNoDestination);
+            return 0;
+        }
+        let mut delivered = 0;
+        for (port, ring) in self.rings.iter().enumerate().take(self.port_capacity()) {
+            if targets & port_bit(port) == 0 {
+                continue;
+            }
+            let Some(dest) = self.counters.get(port) else {
+                continue;
+            };
+            // Serialized by `state`'s lock: this is the ring's only producer.
+            match ring.try_store(frame) {
+                Ok(()) => {
+                    dest.frame(Counter::RxQueuedFrames, Counter::RxQueuedBytes, len);
+                    delivered |= port_bit(port);
+                }
+                Err(_) => dest.bump(Counter::RxRingFull),
+            }
+        }
+        delivered
+    }
+
+    /// A consistent copy of the switch state and counters, for printing
+    /// (take it, then print without holding the lock).
+    pub fn snapshot(&self) -> SwitchSnapshot {
+        let state = self.state.lock();
+        let mut ports = [None; MAX_PORTS];
+        for (port, slot) in ports.iter_mut().enumerate() {
+            if let Some(Some(config)) = state.ports.get(port) {
+                *slot = Some(PortReport {
+                    config: *config,
+                    stats: self.port_stats(port),
+                    queued: self.ring(port).map_or(0, NetRxRing::len),
+                });
+            }
+        }
+        SwitchSnapshot {
+            ports,
+            table: state.table,
+            clock: state.clock,
+            ring_depth: N,
+            unknown_source: state.unknown_source,
+            learned: state.learned,
+            moves: state.moves,
+            evictions: state.evictions,
+        }
+    }
+}
+
+impl<const N: usize> fmt::Debug for VSwitch<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VSwitch")
+            .field("ports", &self.port_capacity())
+            .field("ring_depth", &N)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One port in a [`SwitchSnapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortReport {
+    /// Its configuration.
+    pub config: PortConfig,
+    /// Its counters.
+    pub stats: PortStats,
+    /// Frames waiting in its ring.
+    pub queued: usize,
+}
+
+/// A copy of a switch's state for the console ([`VSwitch::snapshot`]);
+/// its `Display` is the `net` stats text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchSnapshot {
+    /// Ports that exist, by index.
+    pub ports: [Option<PortReport>; MAX_PORTS],
+    /// The MAC table.
+    pub table: [Option<MacEntry>; MAC_TABLE_SIZE],
+    /// The switch clock (frames offered to `forward`).
+    pub clock: u64,
+    /// Slots per port ring.
+    pub ring_depth: usize,
+    /// Frames from ports that were never added (dropped).
+    pub unknown_source: u64,
+    /// New MAC addresses learned.
+    pub learned: u64,
+    /// Learned addresses seen again on another port.
+    pub moves: u64,
+    /// Entries evicted because the table was full.
+    pub evictions: u64,
+}
+
+impl SwitchSnapshot {
+    /// The learned entries, in table order.
+    pub fn entries(&self) -> impl Iterator<Item = &MacEntry> {
+        self.table.iter().flatten()
+    }
+
+    /// Age of `entry` in switch clock ticks (frames).
+    pub fn age(&self, entry: &MacEntry) -> u64 {
+        self.clock.wrapping_sub(entry.stamp)
+    }
+}
+
+impl fmt::Display for SwitchSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports = self.ports.iter().flatten().count();
+        let entries = self.entries().count();
+        writeln!(
+            f,
+            "vswitch: {ports} ports, {entries}/{MAC_TABLE_SIZE} MAC entries, {} frames seen, \
+             {} from unknown ports",
+            self.clock, self.unknown_source
+        )?;
+        for (port, report) in self.ports.iter().enumerate() {
+            let Some(report) = report else { continue };
+            write!(f, "port {port}: ")?;
+            match report.config.mac_lock {
+                Some(mac) => write!(f, "mac-lock {}", Mac(mac))?,
+                None => write!(f, "open")?,
+            }
+            writeln!(f, ", ring {}/{}", report.queued, self.ring_depth)?;
+            writeln!(f, "{}", report.stats)?;
+        }
+        writeln!(
+            f,
+            "mac table: learned {} moved {} evicted {}",
+            self.learned, self.moves, self.evictions
+        )?;
+        for entry in self.entries() {
+            writeln!(
+                f,
+                "  {} port {} age {}",
+                Mac(entry.mac),
+                entry.port,
+                self.age(entry)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[0..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&src);
+        f
+    }
+
+    fn mac(n: u8) -> MacAddr {
+        [0x02, 0, 0, 0, 0, n]
+    }
+
+    #[test]
+    fn learning_flooding_and_filtering() {
+        let rings: [NetRxRing<4>; 3] = [const { NetRxRing::new() }; 3];
+        let sw = VSwitch::new(&rings);
+        for p in 0..3 {
+            sw.add_port(p, PortConfig::OPEN).unwrap();
+        }
+        // Unknown unicast floods to everyone but the source.
+        assert_eq!(sw.forward(0, &frame(mac(9), mac(0), 60)), 0b110);
+        assert_eq!(sw.lookup(&mac(0)), Some(0));
+        // Known unicast goes to its port only.
+        assert_eq!(sw.forward(2, &frame(mac(0), mac(2), 60)), 0b001);
+        // A station moves.
+        assert_eq!(sw.forward(1, &frame(BROADCAST, mac(0), 60)), 0b101);
+        assert_eq!(sw.lookup(&mac(0)), Some(1));
+        // Known destination on the source port: filtered, counted.
+        assert_eq!(sw.forward(1, &frame(mac(0), mac(7), 60)), 0);
+        assert_eq!(sw.port_stats(1).tx_no_destination, 1);
+        // Group source addresses are not learned.
+        sw.forward(2, &frame(BROADCAST, [0x03, 0, 0, 0, 0, 1], 60));
+        assert_eq!(sw.lookup(&[0x03, 0, 0, 0, 0, 1]), None);
+        let snap = sw.snapshot();
+        assert_eq!(snap.moves, 1);
+        assert_eq!(snap.clock, 5);
+    }
+
+    #[test]
+    fn lengths_unknown_ports_and_range() {
+        let rings: [NetRxRing<4>; 2] = [const { NetRxRing::new() }; 2];
+        let sw = VSwitch::new(&rings);
+        assert_eq!(
+            sw.add_port(2, PortConfig::OPEN),
+            Err(PortError::OutOfRange { port: 2, ports: 2 })
+        );
+        sw.add_port(0, PortConfig::OPEN).unwrap();
+        assert_eq!(sw.forward(1, &frame(BROADCAST, mac(1), 60)), 0);
+        assert_eq!(sw.snapshot().unknown_source, 1);
+        assert_eq!(sw.forward(0, &[0u8; 13]), 0);
+        assert_eq!(sw.forward(0, &vec![0u8; MAX_FRAME_SIZE + 1]), 0);
+        let s = sw.port_stats(0);
+        assert_eq!((s.tx_too_short, s.tx_too_long, s.tx_frames), (1, 1, 0));
+        // A single port: a flood reaches nobody, counted.
+        assert_eq!(sw.forward(0, &frame(BROADCAST, mac(0), 14)), 0);
+        assert_eq!(sw.port_stats(0).tx_no_destination, 1);
+        assert_eq!(sw.port_stats(0).tx_frames, 1);
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_refreshed() {
+        let rings: [NetRxRing<1>; 2] = [const { NetRxRing::new() }; 2];
+        let sw = VSwitch::new(&rings);
+        sw.add_port(0, PortConfig::OPEN).unwrap();
+        sw.add_port(1, PortConfig::OPEN).unwrap();
+        for i in 0..MAC_TABLE_SIZE as u8 {
+            sw.forward(0, &frame(BROADCAST, mac(i), 60));
+        }
+        // Refresh the first one: the second becomes the oldest.
+        sw.forward(0, &frame(BROADCAST, mac(0), 60));
+        sw.forward(1, &frame(BROADCAST, mac(200), 60));
+        assert_eq!(sw.lookup(&mac(0)), Some(0));
+        assert_eq!(sw.lookup(&mac(1)), None, "evicted");
+        assert_eq!(sw.lookup(&mac(200)), Some(1));
+        let snap = sw.snapshot();
+        assert_eq!(snap.evictions, 1);
+        assert_eq!(snap.entries().count(), MAC_TABLE_SIZE);
+    }
+
+    #[test]
+    fn remove_port_forgets_its_stations() {
+        let rings: [NetRxRing<2>; 2] = [const { NetRxRing::new() }; 2];
+        let sw = VSwitch::new(&rings);
+        sw.add_port(0, PortConfig::OPEN).unwrap();
+        sw.add_port(1, PortConfig::OPEN).unwrap();
+        sw.forward(0, &frame(BROADCAST, mac(0), 60));
+        sw.forward(1, &frame(BROADCAST, mac(1), 60));
+        sw.remove_port(1);
+        assert_eq!(sw.lookup(&mac(1)), None);
+        assert!(rings[1].is_empty());
+        assert_eq!(sw.ports(), 0b01);
+        assert_eq!(sw.forward(0, &frame(mac(1), mac(0), 60)), 0);
+    }
+
+    #[test]
+    fn display_mentions_everything() {
+        let rings: [NetRxRing<2>; 2] = [const { NetRxRing::new() }; 2];
+        let sw = VSwitch::new(&rings);
+        sw.add_port(0, PortConfig::locked_to(mac(1))).unwrap();
+        sw.add_port(1, PortConfig::OPEN).unwrap();
+        sw.forward(0, &frame(BROADCAST, mac(1), 60));
+        sw.forward(0, &frame(BROADCAST, mac(2), 60));
+        let text = sw.snapshot().to_string();
+        assert!(text.contains("vswitch: 2 ports, 1/32 MAC entries, 2 frames seen"));
+        assert!(text.contains("port 0: mac-lock 02:00:00:00:00:01, ring 0/2"));
+        assert!(text.contains("port 1: open, ring 1/2"));
+        assert!(text.contains("mac-lock 1"));
+        assert!(text.contains("  02:00:00:00:00:01 port 0 age 1"));
+    }
+}

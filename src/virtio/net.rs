@@ -1,0 +1,779 @@
+//! virtio-net (device ID 1, virtio 1.2 section 5.1) connected to the
+//! in-hypervisor [`VSwitch`].
+//!
+//! # What the device offers
+//! - Features: `VERSION_1 | MAC | STATUS` and nothing else: no checksum
+//!   offload, no GSO, no mergeable RX buffers, no control queue, one queue
+//!   pair. Every frame is a plain Ethernet frame of at most
+//!   [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
+//!   (`virtio_net_hdr_v1`, the header size whenever `VERSION_1` is
+//!   negotiated).
+//! - Queues: [`RX_QUEUE`] (0) and [`TX_QUEUE`] (1), each at most
+//!   [`QUEUE_SIZE_MAX`] entries.
+//! - Configuration space ([`NetConfig`], 8 bytes): `mac` (6 bytes,
+//!   `52:54:00:00:00:(vm+1)`, see [`VirtioNet::mac_for_vm`]) then `status`
+//!   (little-endian u16, [`LINK_UP`]). Linux reads `mac` byte by byte
+//!   (`virtio_cread_bytes`) and `status` as one u16; any naturally aligned
+//!   1-, 2- or 4-byte read inside the 8 bytes works. Reads past the end (or
+//!   straddling it) are refused by the transport, read 0 and are counted in
+//!   [`RegisterStats::unknown_offset`](super::RegisterStats::unknown_offset);
+//!   unaligned accesses are refused and counted as `bad_width`; writes are
+//!   refused (the configuration is read-only) and counted.
+//!
+//! # TX (guest → switch), on a TX notify
+//! Each available chain goes through the [`TxChain`] typestate: the header
+//! is read first, then the frame, both from the device-readable part only
+//! (header and frame may share a descriptor or be split anywhere; the
+//! [`Reader`](super::Reader) copies across descriptors in slices). The
+//! frame is copied into a bounded [`MAX_FRAME_SIZE`] buffer and given to
+//! [`VSwitch::forward`]; the chain is completed with used length 0 and the
+//! transport interrupts the guest once per batch unless it suppressed
+//! interrupts. Refused, completed and counted on the port
+//! ([`Counter`]):
+//! - a chain with device-writable buffers, or whose readable part is
+//!   shorter than the header: `TxMalformed`;
+//! - a frame longer than [`MAX_FRAME_SIZE`]: `TxTooLong` (never truncated).
+//!
+//! The ports that received frames accumulate until the run loop calls
+//! [`VirtioNet::take_kicked_ports`] to kick the CPUs running them.
+//!
+//! # RX (port ring → guest)
+//! Frames wait in the port's [`NetRxRing`] until the guest has a receive
+//! buffer. [`drain_rx`] (the run loop, before entering the VM) and an RX
+//! notify (the guest just posted buffers) move as many frames as there are
+//! buffers, oldest first, each through the [`RxChain`] typestate: header
+//! ([`NetHdr::rx`]: `num_buffers = 1`, everything else 0), then the frame,
+//! into the device-writable part only, then completion with used length
+//! 12 + frame length. A frame leaves its ring only once it is injected
+//! (peek, then commit), so a burst that fits the ring is never lost. One
+//! interrupt per batch, not per frame.
+//!
+//! # Decisions
+//! - **Undersized RX buffer** (writable part smaller than 12 + frame): the
+//!   buffer is returned at once with used length 0 (nothing is written:
+//!   never half-filled), the frame is **dropped** and counted as
+//!   `RxNoRoom` on the port. Linux without `MRG_RXBUF` posts
+//!   12 + 1518-byte buffers, so only a buggy or hostile driver gets here; it
+//!   sees a zero-length completion and counts an `rx_length_error`, as with
+//!   QEMU, which also drops a packet that does not fit. Dropping (rather
+//!   than keeping the frame for the next buffer) guarantees progress: a
+//!   guest posting only small buffers cannot wedge its ring.
+//! - **Reset with frames queued**: frames **stay queued** in the port ring
+//!   (up to its depth; later ones are dropped as `RxRingFull`) and are
+//!   delivered, in order, as soon as the driver has re-initialised the
+//!   device and posted receive buffers. Reset forgets the negotiated
+//!   features only; the ring belongs to the switch port, not to the device
+//!   generation.
+//! - **Header contents on TX** are not interpreted: no offload was
+//!   negotiated, so the frame is forwarded as is.
+//! - **Readable buffers in an RX chain** are ignored (never read); the
+//!   frame goes into the writable part.
+//!
+//! # The typestate
+//! Virtio ordering (header before frame; completion only after the whole
+//! packet is written) is enforced by the types: each step consumes the
+//! chain and returns it in the next state, and only the final state (or an
+//! explicit `discard`) can complete it.
+//!
+//! ```
+//! use hypervisor::virtio::net::{Empty, NetHdr, RxChain, RxError};
+//!
+//! fn deliver(rx: RxChain<'_, Empty>, frame: &[u8]) -> Result<u32, RxError> {
+//!     Ok(rx.write_header(&NetHdr::rx(), frame)?.write_frame()?.complete())
+//! }
+//! ```
+//!
+//! Writing the frame before the header does not compile:
+//!
+//! ```compile_fail,E0599
+//! use hypervisor::virtio::net::{Empty, RxChain};
+//!
+//! fn frame_first(rx: RxChain<'_, Empty>) {
+//!     let _ = rx.write_frame(); // no `write_frame` before the header
+//! }
+//! ```
+//!
+//! Nor does completing a chain whose frame has not been written:
+//!
+//! ```compile_fail,E0599
+//! use hypervisor::virtio::net::{HeaderWritten, RxChain};
+//!
+//! fn complete_early(rx: RxChain<'_, HeaderWritten<'_>>) {
+//!     rx.complete(); // only `FrameWritten` completes
+//! }
+//! ```
+//!
+//! Nor reading a TX frame before its header:
+//!
+//! ```compile_fail,E0599
+//! use hypervisor::virtio::net::{HeaderPending, TxChain};
+//!
+//! fn frame_first(tx: TxChain<'_, HeaderPending>, buf: &mut [u8]) {
+//!     let _ = tx.read_frame(buf); // no `read_frame` before the header
+//! }
+//! ```
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use zerocopy::little_endian::U16;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::chain::{BufferError, Chain};
+use super::lifecycle::{Features, LiveQueues};
+use super::{VirtioDevice, VirtioMmioTransport, read_config_bytes, regs};
+use crate::mmio::DeviceContext;
+use crate::net::{
+    Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, PortMask, PortStats, VSWITCH,
+    VSwitch,
+};
+
+/// The receive queue.
+pub const RX_QUEUE: u16 = 0;
+/// The transmit queue.
+pub const TX_QUEUE: u16 = 1;
+/// `QueueNumMax` of both queues.
+pub const QUEUE_SIZE_MAX: u16 = 256;
+
+/// virtio-net feature bits (spec 5.1.3), as 64-bit masks.
+pub mod feature {
+    /// Device handles packets with partial checksum (not offered).
+    pub const CSUM: u64 = 1 << 0;
+    /// Driver handles packets with partial checksum (not offered).
+    pub const GUEST_CSUM: u64 = 1 << 1;
+    /// Device reports its maximum MTU (not offered).
+    pub const MTU: u64 = 1 << 3;
+    /// Device has a MAC address in its configuration.
+    pub const MAC: u64 = 1 << 5;
+    /// Driver can merge receive buffers (not offered).
+    pub const MRG_RXBUF: u64 = 1 << 15;
+    /// `status` in the configuration is valid.
+    pub const STATUS: u64 = 1 << 16;
+    /// Control virtqueue (not offered).
+    pub const CTRL_VQ: u64 = 1 << 17;
+    /// Multiqueue (not offered).
+    pub const MQ: u64 = 1 << 22;
+}
+
+/// Everything the device offers: `VERSION_1 | MAC | STATUS`.
+pub const OFFERED_FEATURES: u64 = regs::feature::VERSION_1 | feature::MAC | feature::STATUS;
+
+/// `status` bit: the link is up.
+pub const LINK_UP: u16 = 1;
+
+/// Switch type the hypervisor's devices are connected to.
+pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH>;
+
+/// `struct virtio_net_hdr_v1`: 12 bytes in front of every frame.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct NetHdr {
+    /// `VIRTIO_NET_HDR_F_*` (0: no offload negotiated).
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*` (0: none).
+    pub gso_type: u8,
+    /// Length of the headers to copy for GSO.
+    pub hdr_len: U16,
+    /// GSO segment size.
+    pub gso_size: U16,
+    /// Where checksumming starts.
+    pub csum_start: U16,
+    /// Where to store the checksum, from `csum_start`.
+    pub csum_offset: U16,
+    /// Number of merged RX buffers (1 without `MRG_RXBUF`).
+    pub num_buffers: U16,
+}
+
+/// Size of [`NetHdr`].
+pub const NET_HDR_LEN: usize = size_of::<NetHdr>();
+
+const _: () = assert!(NET_HDR_LEN == 12);
+const _: () = assert!(core::mem::offset_of!(NetHdr, num_buffers) == 10);
+
+impl NetHdr {
+    /// The header of every received frame: `num_buffers = 1`, no offload.
+    pub fn rx() -> Self {
+        NetHdr {
+            num_buffers: U16::new(1),
+            ..NetHdr::default()
+        }
+    }
+}
+
+/// `struct virtio_net_config` up to `status` (the fields of the offered
+/// features).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct NetConfig {
+    /// The MAC address.
+    pub mac: MacAddr,
+    /// [`LINK_UP`].
+    pub status: U16,
+}
+
+const _: () = assert!(size_of::<NetConfig>() == 8);
+
+// ── TX typestate ──────────────────────────────────────────────────────
+
+/// TX state: nothing read yet.
+#[derive(Debug)]
+pub struct HeaderPending;
+/// TX state: the header was read; the frame follows.
+#[derive(Debug)]
+pub struct FrameReady;
+/// TX state: the frame was read; only completion remains.
+#[derive(Debug)]
+pub struct FrameRead;
+
+/// Why a TX chain was refused. The chain has been completed (used length
+/// 0) by the time this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// The chain has device-writable buffers: not a TX packet.
+    WritableBuffers {
+        /// Bytes of writable buffers.
+        writable: u32,
+    },
+    /// The readable part is shorter than the header.
+    ShortHeader {
+        /// Bytes of the readable part.
+        readable: u32,
+    },
+    /// The frame is longer than the buffer it must fit in.
+    TooLong {
+        /// Frame length (readable part minus the header).
+        len: u32,
+    },
+    /// Guest memory refused a copy (impossible for a validated chain).
+    Memory(BufferError),
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TxError::WritableBuffers { writable } => {
+                write!(f, "TX chain has {writable} device-writable bytes")
+            }
+            TxError::ShortHeader { readable } => {
+                write!(f, "TX chain of {readable} bytes has no whole header")
+            }
+            TxError::TooLong { len } => write!(f, "TX frame of {len} bytes is too long"),
+            TxError::Memory(e) => write!(f, "TX copy failed: {e}"),
+        }
+    }
+}
+
+/// A TX chain in state `S`: [`HeaderPending`] → [`FrameReady`] →
+/// [`FrameRead`] → completed. A refusal at any step completes the chain.
+#[must_use = "a TX chain must be read to the end and completed, or discarded"]
+#[derive(Debug)]
+pub struct TxChain<'c, S> {
+    chain: Chain<'c>,
+    state: PhantomData<S>,
+}
+
+impl<'c, S> TxChain<'c, S> {
+    fn into_state<T>(self) -> TxChain<'c, T> {
+        TxChain {
+            chain: self.chain,
+            state: PhantomData,
+        }
+    }
+
+    /// Returns the chain to the driver now (used length 0: a TX chain is
+    /// never written).
+    pub fn discard(self) -> u32 {
+        self.chain.complete()
+    }
+
+    fn refuse(self, error: TxError) -> TxError {
+        self.discard();
+        error
+    }
+}
+
+impl<'c> TxChain<'c, HeaderPending> {
+    /// Starts reading a TX packet; refuses a chain with device-writable
+    /// buffers.
+    pub fn new(chain: Chain<'c>) -> Result<Self, TxError> {
+        let tx = TxChain {
+            chain,
+            state: PhantomData,
+        };
+        match tx.chain.writable_len() {
+            0 => Ok(tx),
+            writable => Err(tx.refuse(TxError::WritableBuffers { writable })),
+        }
+    }
+
+    /// Reads the header (whole, or nothing).
+    pub fn read_header(mut self) -> Result<(NetHdr, TxChain<'c, FrameReady>), TxError> {
+        match self.chain.reader().read_obj::<NetHdr>() {
+            Ok(hdr) => Ok((hdr, self.into_state())),
+            Err(BufferError::TooShort { remaining, .. }) => {
+                Err(self.refuse(TxError::ShortHeader {
+                    readable: remaining,
+                }))
+            }
+            Err(e) => Err(self.refuse(TxError::Memory(e))),
+        }
+    }
+}
+
+impl<'c> TxChain<'c, FrameReady> {
+    /// Length of the frame: the readable bytes after the header.
+    pub fn frame_len(&mut self) -> u32 {
+        self.chain.reader().remaining()
+    }
+
+    /// Copies the whole frame into the front of `buf`; returns its length.
+    /// A frame longer than `buf` is refused, not truncated.
+    pub fn read_frame(
+        mut self,
+        buf: &mut [u8],
+    ) -> Result<(usize, TxChain<'c, FrameRead>), TxError> {
+        let len = self.frame_len();
+        let Some(dst) = buf.get_mut(..len as usize) else {
+            return Err(self.refuse(TxError::TooLong { len }));
+        };
+        match self.chain.reader().read_exact(dst) {
+            Ok(()) => Ok((len as usize, self.into_state())),
+            Err(e) => Err(self.refuse(TxError::Memory(e))),
+        }
+    }
+}
+
+impl TxChain<'_, FrameRead> {
+    /// Returns the chain to the driver (used length 0).
+    pub fn complete(self) -> u32 {
+        self.chain.complete()
+    }
+}
+
+// ── RX typestate ──────────────────────────────────────────────────────
+
+/// RX state: nothing written.
+#[derive(Debug)]
+pub struct Empty;
+/// RX state: the header was written; `frame` (checked to fit) follows.
+#[derive(Debug)]
+pub struct HeaderWritten<'f> {
+    frame: &'f [u8],
+}
+/// RX state: header and frame written; ready to complete.
+#[derive(Debug)]
+pub struct FrameWritten;
+
+/// Why a frame was not written into an RX chain. The chain has been
+/// completed by the time this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxError {
+    /// The writable part is smaller than header + frame: nothing was
+    /// written (used length 0).
+    NoRoom {
+        /// Bytes needed (12 + frame length).
+        needed: usize,
+        /// Bytes of the writable part.
+        capacity: u32,
+    },
+    /// Guest memory refused a copy (impossible for a validated chain); the
+    /// used length reports what was written.
+    Memory(BufferError),
+}
+
+impl fmt::Display for RxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RxError::NoRoom { needed, capacity } => {
+                write!(f, "RX buffer of {capacity} bytes, {needed} needed")
+            }
+            RxError::Memory(e) => write!(f, "RX copy failed: {e}"),
+        }
+    }
+}
+
+/// An RX chain in state `S`: [`Empty`] → [`HeaderWritten`] →
+/// [`FrameWritten`] → completed. A refusal at any step completes it.
+#[must_use = "an RX chain must be filled and completed, or discarded"]
+#[derive(Debug)]
+pub struct RxChain<'c, S> {
+    chain: Chain<'c>,
+    state: S,
+}
+
+impl<'c> RxChain<'c, Empty> {
+    /// An RX buffer, nothing written yet.
+    pub fn new(chain: Chain<'c>) -> Self {
+        RxChain {
+            chain,
+            state: Empty,
+        }
+    }
+
+    /// Bytes of the writable part.
+    pub fn capacity(&self) -> u32 {
+        self.chain.writable_len()
+    }
+
+    /// Returns the buffer unused (used length 0).
+    pub fn discard(self) -> u32 {
+        self.chain.complete()
+    }
+
+    /// Writes `hdr`, reserving room for `frame` right after it: if header
+    /// and frame do not both fit, nothing is written and the buffer is
+    /// returned with used length 0.
+    pub fn write_header<'f>(
+        mut self,
+        hdr: &NetHdr,
+        frame: &'f [u8],
+    ) -> Result<RxChain<'c, HeaderWritten<'f>>, RxError> {
+        let needed = NET_HDR_LEN.saturating_add(frame.len());
+        let capacity = self.capacity();
+        if needed > capacity as usize {
+            self.discard();
+            return Err(RxError::NoRoom { needed, capacity });
+        }
+        match self.chain.writer().write_obj(hdr) {
+            Ok(()) => Ok(RxChain {
+                chain: self.chain,
+                state: HeaderWritten { frame },
+            }),
+            Err(e) => {
+                self.chain.complete();
+                Err(RxError::Memory(e))
+            }
+        }
+    }
+}
+
+impl<'c> RxChain<'c, HeaderWritten<'_>> {
+    /// Writes the frame reserved by [`RxChain::write_header`].
+    pub fn write_frame(mut self) -> Result<RxChain<'c, FrameWritten>, RxError> {
+        match self.chain.writer().write_all(self.state.frame) {
+            Ok(()) => Ok(RxChain {
+                chain: self.chain,
+                state: FrameWritten,
+            }),
+            Err(e) => {
+                self.chain.complete();
+                Err(RxError::Memory(e))
+            }
+        }
+    }
+}
+
+impl RxChain<'_, FrameWritten> {
+    /// Returns the buffer to the driver; the used length is header + frame.
+    pub fn complete(self) -> u32 {
+        self.chain.complete()
+    }
+}
+
+// ── The device ────────────────────────────────────────────────────────
+
+/// The virtio-net backend of one VM: switch port `port`.
+#[derive(Debug)]
+pub struct VirtioNet {
+    port: usize,
+    mac: MacAddr,
+    switch: &'static NetSwitch,
+    kicked: PortMask,
+    features: Option<Features>,
+}
+
+/// What one [`drain_rx`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// Frames injected into the guest.
+    pub delivered: u32,
+    /// Frames dropped because the guest's buffer was too small (or a copy
+    /// failed); counted on the port.
+    pub dropped: u32,
+    /// Frames still waiting in the ring (no more RX buffers, device not
+    /// Live, or frames that arrived during the drain).
+    pub remaining: usize,
+    /// False if the device is not Live (frames then wait in the ring).
+    pub live: bool,
+}
+
+impl VirtioNet {
+    /// The device of VM `vm`, on port `vm` of the hypervisor switch
+    /// [`VSWITCH`], with MAC [`VirtioNet::mac_for_vm`]`(vm)`.
+    pub fn new(vm: usize) -> Self {
+        Self::with_switch(vm, &VSWITCH)
+    }
+
+    /// The device of VM `vm` on port `vm` of `switch`.
+    pub fn with_switch(vm: usize, switch: &'static NetSwitch) -> Self {
+        VirtioNet {
+            port: vm,
+            mac: Self::mac_for_vm(vm),
+            switch,
+            kicked: 0,
+            features: None,
+        }
+    }
+
+    /// The MAC address of VM `vm`: `52:54:00:00:00:(vm+1)` (the last byte
+    /// wraps for VM 255 and up, far beyond `MAX_VMS`).
+    pub const fn mac_for_vm(vm: usize) -> MacAddr {
+        [0x52, 0x54, 0x00, 0x00, 0x00, (vm as u8).wrapping_add(1)]
+    }
+
+    /// This device's MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// This device's switch port (= VM index).
+    pub fn port(&self) -> usize {
+        self.port
+    }
+
+    /// The switch this device is connected to.
+    pub fn switch(&self) -> &'static NetSwitch {
+        self.switch
+    }
+
+    /// This device's port ring (frames waiting for the guest).
+    pub fn rx_ring(&self) -> Option<&'static NetRxRing<NET_RX_DEPTH>> {
+        self.switch.ring(self.port)
+    }
+
+    /// The configuration space contents.
+    pub fn config(&self) -> NetConfig {
+        NetConfig {
+            mac: self.mac,
+            status: U16::new(LINK_UP),
+        }
+    }
+
+    /// The features negotiated at DRIVER_OK (None before and after reset).
+    pub fn features(&self) -> Option<Features> {
+        self.features
+    }
+
+    /// Ports that received frames from this VM since the last call (to be
+    /// kicked by the run loop); clears the set.
+    pub fn take_kicked_ports(&mut self) -> PortMask {
+        core::mem::take(&mut self.kicked)
+    }
+
+    /// This port's counters.
+    pub fn stats(&self) -> PortStats {
+        self.switch.port_stats(self.port)
+    }
+
+    fn count(&self, counter: Counter) {
+        if let Some(counters) = self.switch.counters(self.port) {
+            counters.bump(counter);
+        }
+    }
+
+    /// Reads one TX packet into `frame`; returns the frame length.
+    fn receive_tx(chain: Chain<'_>, frame: &mut [u8; MAX_FRAME_SIZE]) -> Result<usize, TxError> {
+        let (_hdr, ready) = TxChain::new(chain)?.read_header()?;
+        let (len, done) = ready.read_frame(frame)?;
+        done.complete();
+        Ok(len)
+    }
+
+    /// TX notify: forwards every available packet.
+    fn transmit(&mut self, queues: &mut LiveQueues<'_>) {
+        let Some(mut tx) = queues.queue(TX_QUEUE) else {
+            return;
+        };
+        let mut frame = [0u8; MAX_FRAME_SIZE];
+        while let Some(chain) = tx.pop() {
+            match Self::receive_tx(chain, &mut frame) {
+                Ok(len) => {
+                    let sent = frame.get(..len).unwrap_or(&[]);
+                    self.kicked |= self.switch.forward(self.port, sent);
+                }
+                Err(TxError::TooLong { .. }) => self.count(Counter::TxTooLong),
+                Err(_) => self.count(Counter::TxMalformed),
+            }
+        }
+    }
+
+    /// Moves frames from `ring` into RX buffers while both last; returns
+    /// (delivered, dropped).
+    fn inject<const N: usize>(
+        &mut self,
+        ring: &NetRxRing<N>,
+        queues: &mut LiveQueues<'_>,
+    ) -> (u32, u32) {
+        let Some(mut rx) = queues.queue(RX_QUEUE) else {
+            return (0, 0);
+        };
+        let counters = self.switch.counters(self.port);
+        let (mut delivered, mut dropped) = (0u32, 0u32);
+        // At most one ring's worth: producers refilling the ring meanwhile
+        // cannot keep this loop going.
+        for _ in 0..N {
+            let consumed = ring.peek_with(|frame| {
+                // No buffer: the frame stays at the front of the ring.
+                let Some(chain) = rx.pop() else {
+                    return false;
+                };
+                let result = RxChain::new(chain)
+                    .write_header(&NetHdr::rx(), frame)
+                    .and_then(RxChain::write_frame);
+                let counter = match result {
+                    Ok(done) => {
+                        done.complete();
+                        delivered += 1;
+                        if let Some(c) = counters {
+                            c.add(Counter::RxBytes, frame.len() as u64);
+                        }
+                        Counter::RxFrames
+                    }
+                    Err(RxError::NoRoom { .. }) => {
+                        dropped += 1;
+                        Counter::RxNoRoom
+                    }
+                    Err(RxError::Memory(_)) => {
+                        dropped += 1;
+                        Counter::RxWriteFailed
+                    }
+                };
+                if let Some(c) = counters {
+                    c.bump(counter);
+                }
+                true
+            });
+            if consumed != Some(true) {
+                break;
+            }
+        }
+        (delivered, dropped)
+    }
+}
+
+/// Injects frames waiting in `ring` (this device's port ring,
+/// [`VirtioNet::rx_ring`] / `PORT_RX[vm]`) into the guest's RX queue: as
+/// many as the guest has posted buffers for, oldest first, with one
+/// interrupt for the whole batch (unless the guest suppressed it). Frames
+/// without a buffer stay queued. Cheap when the ring is empty (no queue
+/// access at all); does nothing but report while the device is not Live.
+///
+/// Call it from the run loop before entering the VM, and after the VM's
+/// CPU was kicked because [`VSwitch::forward`] delivered to its port.
+pub fn drain_rx<const N: usize>(
+    transport: &mut VirtioMmioTransport<VirtioNet>,
+    ring: &NetRxRing<N>,
+    ctx: &mut DeviceContext<'_>,
+) -> DrainOutcome {
+    if ring.is_empty() {
+        return DrainOutcome {
+            live: transport.is_live(),
+            ..DrainOutcome::default()
+        };
+    }
+    let done = transport.with_live(ctx, |net, queues| net.inject(ring, queues));
+    let (delivered, dropped) = done.unwrap_or_default();
+    DrainOutcome {
+        delivered,
+        dropped,
+        remaining: ring.len(),
+        live: done.is_some(),
+    }
+}
+
+/// Console text for one VM's virtio-net device: MAC, state, its port's
+/// counters and ring, then the transport's counters (refused registers,
+/// malformed chains per queue, interrupts).
+#[derive(Clone, Copy)]
+pub struct NetDeviceReport<'a>(pub &'a VirtioMmioTransport<VirtioNet>);
+
+impl fmt::Display for NetDeviceReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = self.0.backend();
+        let queued = net.rx_ring().map_or(0, NetRxRing::len);
+        writeln!(
+            f,
+            "virtio-net port {} mac {} {}, ring {queued}/{NET_RX_DEPTH}",
+            net.port,
+            Mac(net.mac),
+            if self.0.is_live() { "live" } else { "down" },
+        )?;
+        writeln!(f, "{}", net.stats())?;
+        write!(f, "  {}", self.0.stats())
+    }
+}
+
+impl VirtioDevice for VirtioNet {
+    const DEVICE_ID: u32 = regs::device_id::NET;
+    const QUEUE_COUNT: u16 = 2;
+
+    fn device_features(&self) -> u64 {
+        OFFERED_FEATURES
+    }
+
+    fn queue_max_size(&self, _queue: u16) -> u16 {
+        QUEUE_SIZE_MAX
+    }
+
+    fn read_config(&self, offset: u32, data: &mut [u8]) -> bool {
+        read_config_bytes(self.config().as_bytes(), offset, data)
+    }
+
+    fn activate(&mut self, features: Features) {
+        self.features = Some(features);
+    }
+
+    fn queue_notify(&mut self, queue: u16, queues: &mut LiveQueues<'_>) {
+        match queue {
+            TX_QUEUE => self.transmit(queues),
+            // New receive buffers: deliver what has been waiting for them.
+            RX_QUEUE => {
+                if let Some(ring) = self.rx_ring() {
+                    self.inject(ring, queues);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets the negotiated features. Frames queued for this port stay
+    /// queued (see the module docs), and kicks not yet taken are kept.
+    fn reset(&mut self) {
+        self.features = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_bytes() {
+        let net = VirtioNet::new(2);
+        let mut b = [0u8; 8];
+        assert!(net.read_config(0, &mut b));
+        assert_eq!(b, [0x52, 0x54, 0, 0, 0, 3, 1, 0]);
+        let mut w = [0u8; 4];
+        assert!(net.read_config(4, &mut w));
+        assert_eq!(w, [0, 3, 1, 0]);
+        assert!(!net.read_config(6, &mut w), "straddles the end");
+        assert!(!net.read_config(8, &mut [0u8; 1]));
+    }
+
+    #[test]
+    fn header_layout() {
+        let hdr = NetHdr::rx();
+        assert_eq!(hdr.as_bytes(), &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(VirtioNet::mac_for_vm(0), [0x52, 0x54, 0, 0, 0, 1]);
+        assert_eq!(VirtioNet::mac_for_vm(3), [0x52, 0x54, 0, 0, 0, 4]);
+        assert_eq!(VirtioNet::mac_for_vm(255), [0x52, 0x54, 0, 0, 0, 0]);
+    }
+}
