@@ -340,7 +340,10 @@ def cmd_test_linux(args):
 
 def cmd_run(args):
     cfg = RunConfig(args, args.name or f"interactive-{args.vms}vm-{args.vcpus}cpu")
-    cmd = cfg.prepare()
+    cmd = cfg.prepare() + args.qemu_extra.split()
+    if args.print_cmd:
+        print(" ".join(cmd))
+        return 0
     log(f"{cfg.vms} VM(s), {cfg.vcpus} vCPU(s) each, placement {cfg.placement}")
     log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, h help; Ctrl-A X quits QEMU")
     log(f"boot configuration and device trees: {cfg.dir}")
@@ -374,6 +377,8 @@ def main():
     ap.add_argument("--cpu", default="cortex-a72")
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--name", default="")
+    ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
+    ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
     ap.add_argument("command", choices=["run", "test-linux"])
     args = ap.parse_args()
     args.initrd = args.initrd or None

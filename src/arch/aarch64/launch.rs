@@ -168,12 +168,17 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
     if let Err(e) = devices.attach(blk) {
         fatal(format_args!("VM {id}: cannot attach virtio-blk: {e:?}"));
     }
-    // virtio-net arrives with the VSwitch; until then its slot is empty.
-    let (net_base, _) = virtio_slot(VIRTIO_NET_SLOT);
-    if let Err(e) = devices.attach(Device::EmptyVirtio(EmptyVirtioSlot::new(net_base))) {
-        fatal(format_args!(
-            "VM {id}: cannot attach the virtio-net slot: {e:?}"
-        ));
+    if config.net {
+        if let Err(e) = crate::net::attach_virtio_net(devices, id) {
+            fatal(format_args!("VM {id}: cannot attach virtio-net: {e:?}"));
+        }
+    } else {
+        let (net_base, _) = virtio_slot(VIRTIO_NET_SLOT);
+        if let Err(e) = devices.attach(Device::EmptyVirtio(EmptyVirtioSlot::new(net_base))) {
+            fatal(format_args!(
+                "VM {id}: cannot attach the virtio-net slot: {e:?}"
+            ));
+        }
     }
     slot.vm.start(plan.entry(), plan.x0());
     crate::hv_println!(

@@ -27,6 +27,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use spin::{Mutex, MutexGuard};
 
 use crate::console::{ConsoleMux, ConsoleSink, InputAction};
+use crate::mmio::DeviceContext;
+use crate::net::{NetDeviceReport, PORT_RX, VSWITCH, drain_rx};
 use crate::platform::{
     INTID_HYP_TIMER, INTID_VGIC_MAINTENANCE, INTID_VIRT_TIMER, MAX_PCPUS, MAX_VMS, SGI_KICK,
     UART_INTID,
@@ -266,6 +268,16 @@ fn console_input(me: usize) {
 /// devices (which raise their interrupts through the vGIC).
 fn deliver_pending(vm: &mut Vm) {
     let id = vm.id;
+    if !PORT_RX[id].is_empty()
+        && let Some(net) = vm.devices.virtio_net()
+    {
+        let mut ctx = DeviceContext {
+            mem: &vm.mem,
+            irq: &mut vm.vgic,
+            vcpu: 0,
+        };
+        drain_rx(net, &PORT_RX[id], &mut ctx);
+    }
     if let Some(uart) = vm.devices.pl011() {
         while uart.rx_space() > 0 {
             match INPUT[id].pop() {
@@ -274,6 +286,20 @@ fn deliver_pending(vm: &mut Vm) {
                 }
                 None => break,
             }
+        }
+    }
+}
+
+/// Kicks the pCPUs of the VMs whose switch ports received frames from
+/// `vm` (a VM on this pCPU picks them up before its next entry).
+fn kick_receivers(vm: &mut Vm, me: usize) {
+    let Some(net) = vm.devices.virtio_net() else {
+        return;
+    };
+    let ports = net.backend_mut().take_kicked_ports();
+    for port in 0..MAX_VMS {
+        if ports & (1 << port) != 0 {
+            kick_pcpu_of(port, me);
         }
     }
 }
@@ -459,6 +485,7 @@ impl Pcpu {
                 }
             };
             drain_output(vm);
+            kick_receivers(vm, self.cpu);
             match outcome {
                 ExitOutcome::Wake(mask) => {
                     // Woken vCPUs (SGI targets, CPU_ON) wait on this pCPU:
@@ -494,6 +521,9 @@ impl Pcpu {
             return;
         }
         self.stats_seen = generation;
+        if self.cpu == 0 {
+            crate::hv_println!("vswitch: {}", VSWITCH.snapshot());
+        }
         let mut seen = [false; MAX_VMS];
         for r in self.queue.iter() {
             if core::mem::replace(&mut seen[r.vm], true) {
@@ -566,6 +596,9 @@ fn print_vm_stats(vm: &mut Vm) {
     }
     if let Some(blk) = vm.devices.virtio_blk() {
         crate::hv_println!("vm{} virtio-blk: {}", vm.id, blk.stats());
+    }
+    if let Some(net) = vm.devices.virtio_net() {
+        crate::hv_println!("vm{} virtio-net: {}", vm.id, NetDeviceReport(net));
     }
 }
 
