@@ -18,15 +18,36 @@ QEMU_BASE   := $(QEMU) -M virt,virtualization=on,gic-version=3 -cpu $(QEMU_CPU) 
                -smp $(QEMU_SMP) -m 2G -nographic -semihosting
 RUN_TIMEOUT ?= 300
 
+# Guest images: built from Debian's arm64 packages unless you bring your own
+# (GUEST_KERNEL=path/Image GUEST_INITRD=path/initramfs.cpio.gz; GUEST_DISK=none
+# for no virtio-blk disk). GUEST_APPEND adds to every VM's kernel command line.
+GUEST_DIR    := $(BUILD)/guest
+GUEST_KERNEL ?= $(GUEST_DIR)/Image
+GUEST_INITRD ?= $(GUEST_DIR)/initramfs.cpio.gz
+GUEST_DISK   ?= $(GUEST_DIR)/disk.img
+GUEST_APPEND ?=
+SYSTEST_TIMEOUT ?= 240
+
+HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) \
+        --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
+        --disk "$(if $(filter none,$(GUEST_DISK)),,$(GUEST_DISK))" --append "$(GUEST_APPEND)"
+
 # Tools `make setup` provides; any missing one triggers it.
 REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3
 
-.PHONY: help setup need-tools build elf run test test-host lint doc clean
+.PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
+        run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm
 
 help:
 	@echo "Targets:"
 	@echo "  make setup         install QEMU, dtc, cpio and the Rust target (idempotent)"
+	@echo "  make run-multi-vm  two Linux VMs time-sliced on one pCPU, eth0 10.0.0.1/.2, ping each other"
+	@echo "  make run-multi-vm-smp  the same with one VM per physical CPU"
+	@echo "  make run-linux     one Linux VM (1 vCPU) with a BusyBox shell"
+	@echo "  make run-linux-smp one Linux VM with 4 vCPUs"
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
+	@echo "  make test-linux    automated Linux boots (1 and 4 vCPUs, virtio-blk, broken images)"
+	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
 	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites"
 	@echo "  make test-host     host cargo tests only"
 	@echo "  make lint          rustfmt check + clippy (host and aarch64-unknown-none)"
@@ -76,6 +97,32 @@ run: elf
 	elif [ $$status -ne 0 ]; then echo "run: FAILED with status $$status (log: $(LOG_DIR)/run.log)"; fi; \
 	exit $$status
 
+# ── guests ────────────────────────────────────────────────────────────
+# The default images are built (and cached) only if one of them is used.
+guest-images: need-tools
+	@if [ "$(GUEST_KERNEL)" = "$(GUEST_DIR)/Image" ] || \
+	    [ "$(GUEST_INITRD)" = "$(GUEST_DIR)/initramfs.cpio.gz" ] || \
+	    [ "$(GUEST_DISK)" = "$(GUEST_DIR)/disk.img" ]; then \
+	  guest/linux/build-images.sh $(GUEST_DIR); fi
+
+run-linux: elf guest-images
+	$(HVRUN) --vms 1 --vcpus 1 --timeout 0 run
+
+run-linux-smp: elf guest-images
+	$(HVRUN) --vms 1 --vcpus 4 --timeout 0 run
+
+run-multi-vm: elf guest-images
+	$(HVRUN) --vms 2 --vcpus 1 --placement timeslice --timeout 0 run
+
+run-multi-vm-smp: elf guest-images
+	$(HVRUN) --vms 2 --vcpus 1 --placement per-pcpu --timeout 0 run
+
+test-linux: elf guest-images
+	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-linux
+
+test-multi-vm: elf guest-images
+	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-multi-vm
+
 # ── host checks ───────────────────────────────────────────────────────
 test-host: need-tools
 	cargo test --workspace
@@ -94,6 +141,8 @@ test: need-tools
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory doc
 	$(MAKE) --no-print-directory run
+	$(MAKE) --no-print-directory test-linux
+	$(MAKE) --no-print-directory test-multi-vm
 	@echo "make test: all checks passed"
 
 clean:

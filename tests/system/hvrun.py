@@ -257,7 +257,7 @@ def boot_single(args, check, vcpus, timeout):
     cfg = RunConfig(args, f"linux-{vcpus}cpu", vms=1, vcpus=vcpus, placement="timeslice")
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
-        m = con.wait_for(vm_line(0, r"GUEST-READY ip=(\S+) nproc=(\d+)"), timeout)
+        m = con.wait_for(vm_line(0, r"GUEST-READY ip=(\S+) nproc=(\d+) "), timeout)
         if not check.ok(m is not None, f"{vcpus} vCPU: guest reached GUEST-READY within {timeout}s"):
             log(f"  console log: {con.log_path}")
             return
@@ -268,8 +268,11 @@ def boot_single(args, check, vcpus, timeout):
         text = con.text()
         check.ok(re.search(vm_line(0, r"\[\s*[\d.]+\] virtio_blk virtio0"), text) is not None,
                  f"{vcpus} vCPU: Linux probed virtio_blk virtio0")
+        check.ok(re.search(vm_line(0, r"VIRTIO-DEV virtio1 device=0x0001 .*driver=virtio_net"), text)
+                 is not None, f"{vcpus} vCPU: Linux probed virtio_net virtio1")
+        check.ok(m.group(1) == b"10.0.0.1", f"{vcpus} vCPU: eth0 up as {m.group(1).decode()}")
         if cfg.disk:
-            md5 = re.search(vm_line(0, r"BLK-MD5 ([0-9a-f]{32})"), text)
+            md5 = re.search(vm_line(0, r"BLK-MD5 ([0-9a-f]{32})\r?\n"), text)
             want = expected_disk_md5(cfg.disk)
             check.ok(md5 is not None and md5.group(1) == want,
                      f"{vcpus} vCPU: /dev/vda checksum {md5.group(1) if md5 else 'missing'} == image {want}")
@@ -338,6 +341,136 @@ def cmd_test_linux(args):
     return finish(check)
 
 
+def wait_all(con, check, vms, pattern, timeout, what):
+    """Waits for `pattern` on every VM's console; returns the matches."""
+    found = {}
+    deadline = time.monotonic() + timeout
+    for vm in range(vms):
+        left = max(1, deadline - time.monotonic())
+        m = con.wait_for(vm_line(vm, pattern), left)
+        check.ok(m is not None, f"vm{vm}: {what}")
+        found[vm] = m
+    return found
+
+
+def typed(con, vm, command, expect, timeout=60):
+    """Focuses `vm`, types `command` and waits for `expect` on its console."""
+    mark = len(con.buf)
+    con.focus(vm)
+    focus = con.wait_for(rf"\[hv\] console focus: vm{vm}", 10, since=mark)
+    mark = len(con.buf)
+    time.sleep(0.3)
+    con.type_line(command)
+    return focus, con.wait_for(vm_line(vm, expect), timeout, since=mark)
+
+
+def net_pair_scenario(args, check, placement):
+    """Two VMs run the guest's `hvtest=net` script: pings both ways, a full
+    1514-byte frame each way, and a 16 MiB TCP transfer whose md5 must match
+    on both sides; then the console is switched between them."""
+    label = f"2 VMs {placement}"
+    cfg = RunConfig(args, f"multi-vm-{placement}", vms=2, vcpus=1, placement=placement,
+                    append=("hvtest=net " + args.append).strip())
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) nproc=(\d+) ", args.timeout,
+                         f"{label}: GUEST-READY")
+        if not all(ready.values()):
+            return
+        check.note(f"{label}: both VMs at GUEST-READY after {con.elapsed():.1f} s")
+        for vm in (0, 1):
+            check.ok(ready[vm].group(1) == f"10.0.0.{vm + 1}".encode(),
+                     f"{label}: vm{vm} eth0 is 10.0.0.{vm + 1} (got {ready[vm].group(1).decode()})")
+            check.ok(re.search(vm_line(vm, r"VIRTIO-DEV virtio1 device=0x0001 .*driver=virtio_net"),
+                               con.text()) is not None, f"{label}: vm{vm} probed virtio_net virtio1")
+        ping = con.wait_for(vm_line(0, r"PING-RESULT (\d+)/5 rtt=(\S+)\r?\n"), 120)
+        check.ok(ping is not None and ping.group(1) == b"5", f"{label}: vm0 ping -c 5 10.0.0.2 got 5/5")
+        if ping:
+            check.note(f"{label}: ping RTT min/avg/max {ping.group(2).decode()} ms")
+        big = con.wait_for(vm_line(0, r"PING-BIG (\d+)/3\r?\n"), 60)
+        check.ok(big is not None and big.group(1) == b"3", f"{label}: 1514-byte frames vm0 -> vm1 (ping -s 1472) 3/3")
+        big1 = con.wait_for(vm_line(1, r"PING-BIG-FROM-SERVER (\d+)/3\r?\n"), 60)
+        check.ok(big1 is not None and big1.group(1) == b"3", f"{label}: 1514-byte frames vm1 -> vm0 3/3")
+        sent = con.wait_for(vm_line(0, r"NC-SENT bytes=(\d+) md5=([0-9a-f]+) seconds=([\d.]+)\r?\n"), 300)
+        recv = con.wait_for(vm_line(1, r"NC-RECV bytes=(\d+) md5=([0-9a-f]+)\r?\n"), 120)
+        ok = (sent is not None and recv is not None and int(sent.group(1)) >= 16 << 20
+              and sent.group(1) == recv.group(1) and sent.group(2) == recv.group(2))
+        check.ok(ok, f"{label}: 16 MiB TCP transfer arrived complete with the same md5 "
+                     f"({sent.group(1).decode() if sent else '?'} / {recv.group(1).decode() if recv else '?'} bytes)")
+        if sent:
+            secs = float(sent.group(3))
+            check.note(f"{label}: TCP transfer {int(sent.group(1)) / (1 << 20):.0f} MiB in {secs:.1f} s "
+                       f"= {int(sent.group(1)) / (1 << 20) / max(secs, 0.001):.2f} MiB/s")
+        for vm in (0, 1):
+            done = con.wait_for(vm_line(vm, r"HVTEST-DONE role=\S+ result=(\w+)\r?\n"), 60)
+            check.ok(done is not None and done.group(1) == b"ok", f"{label}: vm{vm} HVTEST-DONE result=ok")
+        # The console: switch focus and type into each VM.
+        con.wait_for(vm_line(1, r"[^\n]*# "), 30)
+        for vm in (1, 0):
+            focus, echo = typed(con, vm, f"echo FOCUS-$((40+{vm}))", rf"FOCUS-{40 + vm}")
+            check.ok(focus is not None, f"{label}: Ctrl-\\ {vm} printed the focus change to vm{vm}")
+            check.ok(echo is not None, f"{label}: typed command ran in vm{vm}")
+        # The statistics command shows the switch's counters.
+        mark = len(con.buf)
+        con.send(ESCAPE + b"s")
+        stats = con.wait_for(rb"\[hv\] port 1: .*\n\[hv\]\s+tx (\d+) frames \d+ bytes \| rx (\d+) frames", 20,
+                             since=mark)
+        check.ok(stats is not None and int(stats.group(1)) > 0 and int(stats.group(2)) > 10000,
+                 f"{label}: Ctrl-\\ s prints switch counters (port 1 rx frames "
+                 f"{stats.group(2).decode() if stats else '?'})")
+        check.ok(b"soft lockup" not in con.buf and b"Call trace" not in con.buf,
+                 f"{label}: no soft lockup or kernel call trace")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+
+
+def three_vm_scenario(args, check):
+    """Three VMs on two pCPUs (VM 0 and 2 time-slice on pCPU 0, VM 1 has
+    pCPU 1): every pair can reach each other through the switch; then VM 2
+    makes an access no device claims, is stopped, and the others go on."""
+    label = "3 VMs per-pcpu"
+    cfg = RunConfig(args, "three-vms", vms=3, vcpus=1, placement="per-pcpu")
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        ready = wait_all(con, check, 3, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
+        if not all(ready.values()):
+            return
+        check.note(f"{label}: all VMs at GUEST-READY after {con.elapsed():.1f} s")
+        for vm in range(3):
+            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+        for src, dst in ((0, 3), (2, 2), (1, 3)):
+            _, m = typed(con, src, f"ping -c 3 -W 2 10.0.0.{dst} | grep -o '[0-9] packets received'",
+                         r"(\d) packets received\r?\n", 60)
+            check.ok(m is not None and m.group(1) == b"3", f"{label}: vm{src} ping 10.0.0.{dst} 3/3")
+        # VM 2 reads a guest-physical address no device claims.
+        mark = len(con.buf)
+        con.focus(2)
+        time.sleep(0.3)
+        con.type_line("devmem 0x0c000000 32")
+        stop = con.wait_for(r"\[hv\] vm2 STOPPED: .*guest-physical 0xc000000, which no device claims", 30,
+                            since=mark)
+        check.ok(stop is not None, f"{label}: vm2's bad access is reported and vm2 stopped")
+        _, alive = typed(con, 0, "ping -c 2 -W 2 10.0.0.2 | grep -o '[0-9] packets received'; echo STILL-$((6*7))",
+                         r"STILL-42", 60)
+        check.ok(alive is not None, f"{label}: vm0 keeps running after vm2 stopped")
+        check.ok(re.search(vm_line(0, r"2 packets received"), con.text()[-4000:]) is not None,
+                 f"{label}: vm0 still reaches vm1")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+
+
+def cmd_test_multi_vm(args):
+    check = Check("test-multi-vm")
+    for placement in ("timeslice", "per-pcpu"):
+        net_pair_scenario(args, check, placement)
+    three_vm_scenario(args, check)
+    return finish(check)
+
+
 def cmd_run(args):
     cfg = RunConfig(args, args.name or f"interactive-{args.vms}vm-{args.vcpus}cpu")
     cmd = cfg.prepare() + args.qemu_extra.split()
@@ -379,13 +512,13 @@ def main():
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
-    ap.add_argument("command", choices=["run", "test-linux"])
+    ap.add_argument("command", choices=["run", "test-linux", "test-multi-vm"])
     args = ap.parse_args()
     args.initrd = args.initrd or None
     args.disk = args.disk or None
     if args.command == "run":
         return cmd_run(args)
-    return {"test-linux": cmd_test_linux}[args.command](args)
+    return {"test-linux": cmd_test_linux, "test-multi-vm": cmd_test_multi_vm}[args.command](args)
 
 
 if __name__ == "__main__":

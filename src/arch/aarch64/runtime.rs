@@ -220,15 +220,19 @@ fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
                 p.tick = true;
             }
             INTID_VIRT_TIMER => match running.as_mut() {
-                Some((vm, index)) => {
-                    let vcpu = &mut vm.vcpus[*index];
-                    let masked = vcpu.timer.on_fired(vcpu::timer_ctl());
-                    vcpu::set_timer_ctl(masked);
-                    vm.vgic.set_ppi_level(*index, INTID_VIRT_TIMER, true);
-                }
-                // No guest is loaded: a stale expiry; mask it (the owner's
-                // state was saved when it was put and is tracked in software).
-                None => vcpu::set_timer_ctl(vcpu::timer_ctl() | crate::vcpu::CNTV_CTL_IMASK),
+                Some((vm, index)) => virtual_timer_fired(vm, *index),
+                None => match p.loaded {
+                    // The loaded vCPU's timer fired while the hypervisor
+                    // was between its runs: the same as during a run.
+                    Some(r) => {
+                        let mut slot = p.lock(r.vm);
+                        virtual_timer_fired(&mut slot.vm, r.vcpu);
+                    }
+                    // Nothing is loaded (`put` disabled the timer): a
+                    // leftover of the last owner, whose timer is tracked
+                    // in software; nothing to do.
+                    None => {}
+                },
             },
             INTID_VGIC_MAINTENANCE | SGI_KICK => {}
             UART_INTID => console_input(p.cpu),
@@ -236,6 +240,15 @@ fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
         }
         gic::end_of_interrupt(intid);
     }
+}
+
+/// The loaded vCPU's virtual timer fired: mask it in the hardware (so the
+/// level drops) and raise the vCPU's virtual PPI 27 instead; see
+/// [`crate::vcpu::VirtualTimer`].
+fn virtual_timer_fired(vm: &mut Vm, index: usize) {
+    let masked = vm.vcpus[index].timer.on_fired(vcpu::timer_ctl());
+    vcpu::set_timer_ctl(masked);
+    vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, true);
 }
 
 /// Reads the physical UART and routes each byte (pCPU 0 only).
@@ -522,7 +535,7 @@ impl Pcpu {
         }
         self.stats_seen = generation;
         if self.cpu == 0 {
-            crate::hv_println!("vswitch: {}", VSWITCH.snapshot());
+            crate::hv_print!("{}", VSWITCH.snapshot());
         }
         let mut seen = [false; MAX_VMS];
         for r in self.queue.iter() {
