@@ -221,18 +221,16 @@ fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
             }
             INTID_VIRT_TIMER => match running.as_mut() {
                 Some((vm, index)) => virtual_timer_fired(vm, *index),
-                None => match p.loaded {
-                    // The loaded vCPU's timer fired while the hypervisor
-                    // was between its runs: the same as during a run.
-                    Some(r) => {
+                // The loaded vCPU's timer fired while the hypervisor was
+                // between its runs: the same as during a run. With nothing
+                // loaded (`put` disabled the timer) it is a leftover of the
+                // last owner, whose timer is tracked in software.
+                None => {
+                    if let Some(r) = p.loaded {
                         let mut slot = p.lock(r.vm);
                         virtual_timer_fired(&mut slot.vm, r.vcpu);
                     }
-                    // Nothing is loaded (`put` disabled the timer): a
-                    // leftover of the last owner, whose timer is tracked
-                    // in software; nothing to do.
-                    None => {}
-                },
+                }
             },
             INTID_VGIC_MAINTENANCE | SGI_KICK => {}
             UART_INTID => console_input(p.cpu),
