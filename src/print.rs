@@ -23,9 +23,9 @@ fn writer() -> Option<WriterFn> {
     if raw.is_null() {
         None
     } else {
-        // SAFETY: the only non-null value ever stored is a `WriterFn` cast to
-        // a data pointer in `set_writer`; function and data pointers have the
-        // same size on every target this crate supports.
+        // Function and data pointers have the same size on every target.
+        // SAFETY: the only non-null value ever stored is a `WriterFn` cast
+        // to a data pointer in `set_writer`.
         Some(unsafe { core::mem::transmute::<*mut (), WriterFn>(raw) })
     }
 }

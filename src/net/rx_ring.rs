@@ -166,11 +166,10 @@ impl<const N: usize> NetRxRing<N> {
         let Some(cell) = self.slots.get(tail % N) else {
             return Err(StoreError::Full); // unreachable: tail % N < N
         };
-        // SAFETY: we are the only producer (we hold `producing`) and slot
-        // `tail % N` is free (`tail - head < N`, with `head` loaded with
-        // Acquire after the consumer's Release), so the consumer does not
-        // read it until `tail` is published below. The reference covers
-        // this one slot only.
+        // Slot `tail % N` is free (`tail - head < N`, `head` loaded with
+        // Acquire after the consumer's Release): the consumer does not read
+        // it until `tail` is published below; the reference covers it only.
+        // SAFETY: we are the only producer (we hold `producing`).
         let slot = unsafe { &mut *cell.get() };
         if let Some(dst) = slot.data.get_mut(..len) {
             dst.copy_from_slice(frame);
@@ -200,11 +199,11 @@ impl<const N: usize> NetRxRing<N> {
             return None;
         }
         let cell = self.slots.get(head % N)?;
-        // SAFETY: we are the only consumer (we hold `consuming`) and slot
-        // `head % N` is inside `head..tail`: published by the producer's
-        // Release store of `tail` (observed above with Acquire), and the
-        // producer does not write it again until `head` moves past it,
-        // which only we do, after `f` has returned and the borrow ended.
+        // Slot `head % N` is inside `head..tail`: published by the producer's
+        // Release store of `tail` (observed above with Acquire); the producer
+        // does not write it again until `head` moves past it, which only we
+        // do, after `f` has returned and the borrow ended.
+        // SAFETY: we are the only consumer (we hold `consuming`).
         let slot = unsafe { &*cell.get() };
         let frame = slot.data.get(..usize::from(slot.len)).unwrap_or(&[]);
         let consume = f(frame);

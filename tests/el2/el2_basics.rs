@@ -145,9 +145,8 @@ fn data_abort_syndrome_decoded() -> TestResult {
     // translation fault; the armed trap records it and we skip the load.
     exceptions::expect_trap(ExceptionClass::DataAbortSame);
     let value: u64;
-    // SAFETY: 0xc000_0000 is unmapped at EL2 (checked by
-    // translation_attributes); the resulting abort is consumed by the armed
-    // trap, which advances past the load.
+    // 0xc000_0000 is unmapped at EL2 (checked by translation_attributes).
+    // SAFETY: the abort is consumed by the armed trap, which skips the load.
     unsafe {
         asm!("mov {v}, #7", "ldr {v}, [{a}]", a = in(reg) 0xc000_0000u64, v = out(reg) value);
     }

@@ -33,10 +33,9 @@ fn fatal(args: core::fmt::Arguments<'_>) -> ! {
 /// Bytes QEMU staged at `staged` (validated by the configuration parser to
 /// lie in their staging window of host RAM).
 fn staged_bytes(staged: Staged) -> &'static [u8] {
-    // SAFETY: the configuration parser checked that `[addr, addr + size)`
-    // lies inside one of the platform's staging windows, which are host RAM
-    // reserved for QEMU's `-device loader` images, identity-mapped at EL2,
-    // and never written by the hypervisor.
+    // The configuration parser checked that `[addr, addr + size)` lies in
+    // a staging window: host RAM reserved for QEMU's loader, identity-mapped.
+    // SAFETY: valid for reads for 'static and never written by the hypervisor.
     unsafe { core::slice::from_raw_parts(staged.addr as usize as *const u8, staged.size as usize) }
 }
 
@@ -218,11 +217,12 @@ fn private_disk_copy(id: usize, disk: Staged) -> &'static mut [u8] {
         ));
     }
     let area = carve_out(id) + GUEST_RAM_SIZE;
-    // SAFETY: `[area, area + HOST_DISK_MAX)` is the disk part of VM `id`'s
-    // carve-out (platform memory plan: RAM first, then the disk), used by
-    // nothing but this VM's virtio-blk device, which is created once per
-    // VM creation; the VM slot lock is held by the caller. The size was
-    // checked against the area just above.
+    // `[area, area + HOST_DISK_MAX)` is the disk part of VM `id`'s carve-out
+    // (platform memory plan: RAM first, then the disk); the size was checked
+    // against it above.
+    // It is valid for 'static and used by nothing but this VM's virtio-blk
+    // device, created once per VM creation under the VM slot's lock.
+    // SAFETY: exclusive 'static memory (see above).
     let bytes =
         unsafe { core::slice::from_raw_parts_mut(area as usize as *mut u8, disk.size as usize) };
     bytes.copy_from_slice(staged_bytes(disk));

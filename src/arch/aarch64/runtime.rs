@@ -404,9 +404,9 @@ impl Pcpu {
         } else {
             timer::arm(deadline);
         }
-        // SAFETY: WFI only waits for an interrupt or event; IRQs stay masked
-        // at EL2, a pending one still wakes the CPU and is serviced by the
-        // loop.
+        // IRQs stay masked at EL2; a pending one still wakes the CPU and is
+        // serviced by the loop.
+        // SAFETY: WFI only waits for an interrupt or event.
         unsafe { core::arch::asm!("dsb sy", "wfi") };
     }
 
@@ -455,9 +455,9 @@ impl Pcpu {
                 vm.vgic.flush(index, &mut vcpu.gic);
                 vgic_hw::restore(&vcpu.gic);
             }
-            // SAFETY: this VM's stage 2 was activated and this vCPU's EL1
-            // state loaded above (`loaded == Some(r)`); HCR_EL2 was set for
-            // guests at CPU start; IRQs are masked at EL2.
+            // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
+            // SAFETY: this VM's stage 2 and this vCPU's EL1 state are loaded
+            // (`loaded == Some(r)`), so the guest is confined to its memory.
             let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
             ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
             {

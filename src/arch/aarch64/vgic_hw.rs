@@ -92,9 +92,9 @@ pub fn save(state: &mut VcpuIfState) {
 pub fn restore(state: &VcpuIfState) {
     let n = state.lr_count();
     let aprs = apr_count();
-    // SAFETY: ICH_* registers only affect the virtual CPU interface seen by
-    // EL1 when HCR_EL2.IMO/FMO are set, i.e. the guest about to be entered;
-    // only implemented LRs/APRs (from ICH_VTR_EL2) are written.
+    // ICH_* registers only affect the virtual CPU interface EL1 sees with
+    // HCR_EL2.IMO/FMO set, i.e. the guest about to be entered.
+    // SAFETY: only implemented LRs/APRs (from ICH_VTR_EL2) are written.
     unsafe {
         for (i, &lr) in state.lrs.iter().enumerate().take(n) {
             lr_access!(i, write, lr);

@@ -39,9 +39,9 @@ unsafe extern "C" {
 /// stage-2 translation (VTTBR_EL2) and HCR_EL2, so that the guest runs
 /// confined to its own memory; interrupts must be masked at EL2.
 pub unsafe fn enter_guest(regs: &mut GuestRegs) -> ExitKind {
-    // SAFETY: `regs` is a valid, exclusively borrowed GuestRegs for the
-    // duration of the call; the assembly only reads/writes inside it and on
-    // the current stack, and preserves all callee-saved registers.
+    // The assembly only reads/writes inside `regs` and on the current stack,
+    // and preserves all callee-saved registers.
+    // SAFETY: `regs` is valid and exclusively borrowed for the whole call.
     let kind = unsafe { __guest_enter(regs) };
     match kind {
         0 => ExitKind::Sync,
