@@ -37,6 +37,9 @@ pub struct GuestRegs {
     pub fpsr: u64,
     /// FPCR.
     pub fpcr: u64,
+    /// SP_EL0: switched by the assembly because the hypervisor itself runs
+    /// on SP_EL0 at EL2.
+    pub sp_el0: u64,
 }
 
 impl GuestRegs {
@@ -54,6 +57,7 @@ impl GuestRegs {
             q: [0; 32],
             fpsr: 0,
             fpcr: 0,
+            sp_el0: 0,
         }
     }
 }
@@ -76,6 +80,7 @@ const _: () = {
     assert!(offset_of!(GuestRegs, q) == 304);
     assert!(offset_of!(GuestRegs, fpsr) == 816);
     assert!(offset_of!(GuestRegs, fpcr) == 824);
+    assert!(offset_of!(GuestRegs, sp_el0) == 832);
 };
 
 /// EL1 system registers a Linux guest owns, switched when a different vCPU
@@ -102,7 +107,6 @@ pub struct El1Regs {
     pub par: u64,
     pub cntkctl: u64,
     pub mdscr: u64,
-    pub sp_el0: u64,
     pub sp_el1: u64,
     pub elr_el1: u64,
     pub spsr_el1: u64,
@@ -135,7 +139,6 @@ impl El1Regs {
             par: 0,
             cntkctl: 0,
             mdscr: 0,
-            sp_el0: 0,
             sp_el1: 0,
             elr_el1: 0,
             spsr_el1: 0,
@@ -263,6 +266,7 @@ impl Vcpu {
         self.regs.q = [0; 32];
         self.regs.fpsr = 0;
         self.regs.fpcr = 0;
+        self.regs.sp_el0 = 0;
         self.el1 = El1Regs::reset();
         self.timer = VirtualTimer {
             ctl: 0,

@@ -27,6 +27,10 @@ pub static SUITE: Suite = Suite {
             run: translation_attributes,
         },
         Test {
+            name: "stack_guard_pages_unmapped",
+            run: stack_guard_pages_unmapped,
+        },
+        Test {
             name: "vectors_installed",
             run: vectors_installed,
         },
@@ -95,8 +99,43 @@ fn translation_attributes() -> TestResult {
     check_eq!(check_ok!(translate(0x0800_0000)).1, 0x00);
     // Nothing above the 3 GiB the hypervisor maps.
     check!(translate(0xc000_0000).is_none());
-    // The table the MMU uses is the one in the image.
-    check_eq!(mmu::EL2_L1_TABLE.0[1] & 3, 1);
+    // The RAM gigabyte goes through a level-2 table (for the stack pages).
+    // SAFETY: reading the image's read-only level-1 table.
+    let l1_ram = unsafe { mmu::EL2_L1_TABLE[1] };
+    check_eq!(l1_ram & 3, 3);
+    Ok(())
+}
+
+fn stack_guard_pages_unmapped() -> TestResult {
+    for cpu in 0..4u64 {
+        let region = mmu::STACKS_BASE + cpu * mmu::CPU_STACKS_STRIDE;
+        for guard in mmu::GUARD_PAGES {
+            check!(translate(region + guard).is_none());
+            check_eq!(
+                mmu::guard_page_of(region + guard + 8).map(|g| g.0),
+                Some(cpu as usize)
+            );
+        }
+        // The stacks themselves are mapped, Normal memory.
+        check_eq!(check_ok!(translate(region + 0x1000)).1, 0xff);
+        check_eq!(
+            check_ok!(translate(region + mmu::NORMAL_STACK_TOP - 0x1000)).1,
+            0xff
+        );
+    }
+    // This code runs on SP_EL0, inside CPU 0's normal stack.
+    let sp: u64;
+    // SAFETY: reading the stack pointer has no side effects.
+    unsafe { asm!("mov {0}, sp", out(reg) sp) };
+    check!(sp > mmu::STACKS_BASE + 0x6000 && sp <= mmu::STACKS_BASE + mmu::NORMAL_STACK_TOP);
+    // A load from the guard page faults (it is what an overflow would hit);
+    // the armed trap records it and the report would name the overflow.
+    exceptions::expect_trap(ExceptionClass::DataAbortSame);
+    let guard = mmu::STACKS_BASE + 0x5000 + 0x10;
+    // SAFETY: the guard page is unmapped; the armed trap skips the load.
+    unsafe { asm!("ldr {v}, [{a}]", a = in(reg) guard, v = out(reg) _) };
+    let (esr, _elr) = check_ok!(exceptions::take_trap());
+    check_eq!(Esr(esr).data_abort().dfsc_name(), "translation fault");
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //!
 //! CPU 0 enters at `_start`; secondary CPUs enter at `secondary_entry` when
 //! the hypervisor starts them with PSCI CPU_ON (context id = CPU index).
-//! Both paths set up a per-CPU stack, check that they really run at EL2,
+//! Both paths set up per-CPU stacks (see [`super::mmu`] for the layout with
+//! guard pages: normal code runs on SP_EL0, exceptions taken at EL2 switch
+//! to a separate small SP_EL2 stack, so even a stack overflow is reported),
+//! check that they really run at EL2,
 //! enable FP/SIMD for EL2 (Rust code may use the vector registers), install
 //! the EL2 vectors, turn on the EL2 MMU and caches (see [`super::mmu`]),
 //! and call into Rust: `hv_primary_main(cpu)` on CPU 0 after clearing BSS,
@@ -14,8 +17,7 @@
 
 use core::arch::global_asm;
 
-/// Bytes of stack per physical CPU (must match `link.ld`).
-pub const STACK_SIZE: usize = 0x4_0000;
+pub use super::mmu::{CPU_STACKS_STRIDE, EXCEPTION_STACK_TOP, NORMAL_STACK_TOP};
 
 global_asm!(
     r#"
@@ -30,13 +32,21 @@ _start:
 secondary_entry:
     mov     x19, x0
 
-1:  /* per-CPU stack: __stacks_start + (cpu + 1) * STACK_SIZE */
+1:  /* per-CPU stacks: region = __stacks_start + cpu * 0x48000; the
+       exception stack (SP_EL2) tops at +0x5000, the normal stack (SP_EL0)
+       at +0x48000; guard pages at +0 and +0x5000 are unmapped. */
     adrp    x1, __stacks_start
     add     x1, x1, :lo12:__stacks_start
-    add     x2, x19, #1
-    lsl     x2, x2, #18
-    add     x1, x1, x2
-    mov     sp, x1
+    movz    x2, #0x8000
+    movk    x2, #0x4, lsl #16
+    madd    x1, x19, x2, x1
+    add     x2, x1, #0x5000
+    mov     sp, x2              /* SPSel = 1 at reset: this is SP_EL2 */
+    movz    x2, #0x8000
+    movk    x2, #0x4, lsl #16
+    add     x2, x1, x2
+    msr     spsel, #0
+    mov     sp, x2              /* SP_EL0 from now on */
 
     mrs     x2, CurrentEL
     lsr     x2, x2, #2

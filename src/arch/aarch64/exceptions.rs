@@ -108,6 +108,17 @@ pub fn report(kind: &str, frame: &TrapFrame) {
     crate::hv_println!("  ELR   : {:#018x}", frame.elr);
     crate::hv_println!("  FAR   : {:#018x}", frame.far);
     crate::hv_println!("  SPSR  : {:#018x}", frame.spsr);
+    if let Some((cpu, exception_stack)) = super::mmu::guard_page_of(frame.far) {
+        crate::hv_println!(
+            "  STACK OVERFLOW: FAR is in the guard page below CPU {}'s {} stack",
+            cpu,
+            if exception_stack {
+                "exception"
+            } else {
+                "normal"
+            }
+        );
+    }
     if matches!(
         class,
         ExceptionClass::DataAbortSame | ExceptionClass::DataAbortLower
@@ -162,12 +173,12 @@ extern "C" fn hv_el2_exception(kind: u64, frame: &mut TrapFrame) {
     semihosting::exit(semihosting::EXIT_FAILURE);
 }
 
-/// Rust entry for vectors that must never be taken (AArch32 guests,
-/// SP_EL0 at EL2).
+/// Rust entry for vectors that must never be taken (AArch32 guests, a
+/// nested exception at EL2).
 #[unsafe(no_mangle)]
 extern "C" fn hv_bad_vector(vector: u64, frame: &mut TrapFrame) {
     let name = match vector {
-        0..=3 => "exception with SP_EL0 at EL2",
+        0..=3 => "exception while handling an exception at EL2",
         _ => "exception from AArch32 lower EL",
     };
     report(name, frame);
@@ -247,16 +258,8 @@ global_asm!(
     .balign 0x800
     .global el2_vectors
 el2_vectors:
-    /* Current EL with SP_EL0 */
-    .balign 0x80
-    BAD_ENTRY 0
-    .balign 0x80
-    BAD_ENTRY 1
-    .balign 0x80
-    BAD_ENTRY 2
-    .balign 0x80
-    BAD_ENTRY 3
-    /* Current EL with SP_ELx */
+    /* Current EL with SP_EL0: the hypervisor's normal code (which runs on
+       SP_EL0); the handler runs on this CPU's SP_EL2 exception stack. */
     .balign 0x80
     b       el2_cur_sync
     .balign 0x80
@@ -265,6 +268,16 @@ el2_vectors:
     b       el2_cur_fiq
     .balign 0x80
     b       el2_cur_serror
+    /* Current EL with SP_ELx: an exception while already handling one
+       (on the exception stack, or in the guest-exit path). */
+    .balign 0x80
+    BAD_ENTRY 0
+    .balign 0x80
+    BAD_ENTRY 1
+    .balign 0x80
+    BAD_ENTRY 2
+    .balign 0x80
+    BAD_ENTRY 3
     /* Lower EL, AArch64: the guest (see world_switch) */
     .balign 0x80
     b       guest_exit_sync

@@ -72,7 +72,6 @@ pub fn load(vcpu: &Vcpu, cntvoff: u64) {
         write_sysreg!("par_el1", r.par);
         write_sysreg!("cntkctl_el1", r.cntkctl);
         write_sysreg!("mdscr_el1", r.mdscr);
-        write_sysreg!("sp_el0", r.sp_el0);
         write_sysreg!("sp_el1", r.sp_el1);
         write_sysreg!("elr_el1", r.elr_el1);
         write_sysreg!("spsr_el1", r.spsr_el1);
@@ -108,7 +107,6 @@ pub fn put(vcpu: &mut Vcpu) {
     r.par = read_sysreg!("par_el1");
     r.cntkctl = read_sysreg!("cntkctl_el1");
     r.mdscr = read_sysreg!("mdscr_el1");
-    r.sp_el0 = read_sysreg!("sp_el0");
     r.sp_el1 = read_sysreg!("sp_el1");
     r.elr_el1 = read_sysreg!("elr_el1");
     r.spsr_el1 = read_sysreg!("spsr_el1");

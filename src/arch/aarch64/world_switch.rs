@@ -70,6 +70,11 @@ __guest_enter:
     mov     x1, sp
     str     x1, [x0, #288]
     msr     tpidr_el2, x0
+    /* The hypervisor runs on SP_EL0; switch to SP_EL2 (nothing is pushed
+       on it before the eret) so SP_EL0 can hold the guest's value. */
+    msr     spsel, #1
+    ldr     x2, [x0, #832]
+    msr     sp_el0, x2
 
     /* guest FP/SIMD */
     add     x1, x0, #304
@@ -187,7 +192,12 @@ guest_exit_common:
     add     x2, x0, #816
     stp     x3, x4, [x2]
 
+    mrs     x3, sp_el0
+    str     x3, [x0, #832]
+    /* Back to the hypervisor's normal stack (SP_EL0): the exit vector ran
+       on the exception stack (SP_EL2). */
     ldr     x2, [x0, #288]
+    msr     spsel, #0
     mov     sp, x2
     mov     x0, x1
     ldp     d8, d9, [sp], #16
