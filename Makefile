@@ -27,6 +27,10 @@ GUEST_INITRD ?= $(GUEST_DIR)/initramfs.cpio.gz
 GUEST_DISK   ?= $(GUEST_DIR)/disk.img
 GUEST_APPEND ?=
 SYSTEST_TIMEOUT ?= 240
+# make bench: repetitions of every setup, MiB per TCP transfer, limit per QEMU run (s).
+BENCH_RUNS    ?= 5
+BENCH_MB      ?= 32
+BENCH_TIMEOUT ?= 420
 
 HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) \
         --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
@@ -36,7 +40,7 @@ HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) \
 REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3
 
 .PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
-        run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm
+        run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench
 
 help:
 	@echo "Targets:"
@@ -48,6 +52,7 @@ help:
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
 	@echo "  make test-linux    automated Linux boots (1 and 4 vCPUs, virtio-blk, broken images)"
 	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
+	@echo "  make bench         boot time, inter-VM latency/throughput, cost per frame vs plain QEMU"
 	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites"
 	@echo "  make test-host     host cargo tests only"
 	@echo "  make lint          rustfmt check + clippy (host and aarch64-unknown-none)"
@@ -122,6 +127,12 @@ test-linux: elf guest-images
 
 test-multi-vm: elf guest-images
 	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-multi-vm
+
+# Not part of `make test`: about 2-3 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
+bench: elf guest-images
+	python3 tests/system/bench.py --hv $(HV_ELF) --build $(BUILD) \
+	  --kernel "$(GUEST_KERNEL)" --initrd "$(GUEST_INITRD)" --append "$(GUEST_APPEND)" \
+	  --runs $(BENCH_RUNS) --mb $(BENCH_MB) --timeout $(BENCH_TIMEOUT)
 
 # ── host checks ───────────────────────────────────────────────────────
 test-host: need-tools
