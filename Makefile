@@ -105,6 +105,7 @@ run: elf
 # ── guests ────────────────────────────────────────────────────────────
 # The default images are built (and cached) only if one of them is used.
 guest-images: need-tools
+	@dpkg --print-foreign-architectures | grep -qx arm64 || $(MAKE) --no-print-directory setup
 	@if [ "$(GUEST_KERNEL)" = "$(GUEST_DIR)/Image" ] || \
 	    [ "$(GUEST_INITRD)" = "$(GUEST_DIR)/initramfs.cpio.gz" ] || \
 	    [ "$(GUEST_DISK)" = "$(GUEST_DIR)/disk.img" ]; then \
