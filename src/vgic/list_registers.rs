@@ -253,6 +253,7 @@ impl Vgic {
                     irq.active_vcpu = vcpu as u8;
                 }
             }
+            let acknowledged = irq.lr_pending && !lr_state.is_pending();
             if irq.lr_pending && !irq.lr_pending_cleared {
                 if lr_state.is_pending() {
                     // Not yet acknowledged: still pending.
@@ -268,6 +269,13 @@ impl Vgic {
             irq.lr_pending_cleared = false;
             irq.lr_active_written = false;
 
+            if acknowledged {
+                match intid {
+                    0..=15 => self.counters.delivered_sgi += 1,
+                    16..=31 => self.counters.delivered_ppi += 1,
+                    _ => self.counters.delivered_spi += 1,
+                }
+            }
             out.folded += 1;
             if lr_state == LrState::Invalid {
                 out.completed += 1;

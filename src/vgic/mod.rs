@@ -238,6 +238,38 @@ pub struct VgicCounters {
     pub eoi_count_fixups: u64,
     /// Flushes that had more candidates than list registers.
     pub lr_overflows: u64,
+    /// Interrupts the guest acknowledged (took from a list register), by
+    /// kind: SGIs (INTID 0..=15).
+    pub delivered_sgi: u64,
+    /// Interrupts the guest acknowledged: PPIs (16..=31, e.g. its timer).
+    pub delivered_ppi: u64,
+    /// Interrupts the guest acknowledged: SPIs (32.., devices).
+    pub delivered_spi: u64,
+}
+
+impl core::fmt::Display for VgicCounters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "delivered sgi={} ppi={} spi={}; lr-overflows={} eoi-fixups={}; refused: \
+             unknown-offset={} bad-width={} read-only-write={} unimplemented-intid={} \
+             bad-intid={} bad-vcpu={} unroutable-spi={} sgi-dropped={} lr-mismatch={}",
+            self.delivered_sgi,
+            self.delivered_ppi,
+            self.delivered_spi,
+            self.lr_overflows,
+            self.eoi_count_fixups,
+            self.unknown_offset,
+            self.bad_width,
+            self.read_only_write,
+            self.unimplemented_intid,
+            self.bad_intid,
+            self.bad_vcpu,
+            self.unroutable_spi,
+            self.sgi_dropped,
+            self.lr_mismatch
+        )
+    }
 }
 
 /// The state of one INTID (banked per vCPU for SGIs and PPIs).
@@ -382,6 +414,9 @@ impl Vgic {
                 lr_mismatch: 0,
                 eoi_count_fixups: 0,
                 lr_overflows: 0,
+                delivered_sgi: 0,
+                delivered_ppi: 0,
+                delivered_spi: 0,
             },
         }
     }

@@ -602,6 +602,7 @@ fn print_vm_stats(vm: &mut Vm) {
             vcpu.gic.lrs[0]
         );
     }
+    crate::hv_println!("vm{} vgic: {}", vm.id, vm.vgic.counters());
     if let Some(uart) = vm.devices.pl011() {
         crate::hv_println!("vm{} uart: {}", vm.id, uart.stats());
     }
