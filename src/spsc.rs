@@ -119,15 +119,18 @@ mod tests {
         let producer = std::thread::spawn(move || {
             for i in 0..100_000u32 {
                 while !ring.push(i) {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             }
         });
         let mut expected = 0u32;
         while expected < 100_000 {
-            if let Some(v) = ring.pop() {
-                assert_eq!(v, expected);
-                expected += 1;
+            match ring.pop() {
+                Some(v) => {
+                    assert_eq!(v, expected);
+                    expected += 1;
+                }
+                None => std::thread::yield_now(),
             }
         }
         producer.join().unwrap();

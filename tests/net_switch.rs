@@ -99,7 +99,7 @@ fn stress(unicast: bool) {
                         received += 1;
                     }
                     None if finished => break,
-                    None => std::hint::spin_loop(),
+                    None => std::thread::yield_now(),
                 }
             }
             received

@@ -341,18 +341,21 @@ mod tests {
                 let mut frame = vec![(i % 251) as u8; len];
                 frame[..4].copy_from_slice(&i.to_le_bytes());
                 while !ring.store(&frame) {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             }
         });
         let mut buf = [0u8; MAX_FRAME_SIZE];
         let mut next = 0u32;
         while next < FRAMES {
-            if let Some(n) = ring.take(&mut buf) {
-                assert_eq!(u32::from_le_bytes(buf[..4].try_into().unwrap()), next);
-                assert_eq!(n, 14 + (next as usize * 7) % (MAX_FRAME_SIZE - 14));
-                assert!(buf[4..n].iter().all(|&b| b == (next % 251) as u8));
-                next += 1;
+            match ring.take(&mut buf) {
+                Some(n) => {
+                    assert_eq!(u32::from_le_bytes(buf[..4].try_into().unwrap()), next);
+                    assert_eq!(n, 14 + (next as usize * 7) % (MAX_FRAME_SIZE - 14));
+                    assert!(buf[4..n].iter().all(|&b| b == (next % 251) as u8));
+                    next += 1;
+                }
+                None => std::thread::yield_now(),
             }
         }
         producer.join().unwrap();
