@@ -185,8 +185,10 @@ HV_LINES = [
     ("macentry", rf"  {MAC} port \d+ age \d+"),
     ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),
     ("vcpu", r"vm(?P<vm>\d+) vcpu(?P<vcpu>\d+): \w+(?: in-wfi)? pc=0x[0-9a-f]+ pending-irqs=\d+ "
-             r"deliverable=(?:true|false) timer-ctl=0x[0-9a-f]+ picks=(?P<picks>\d+) "
-             r"entries=(?P<entries>\d+) hcr=0x[0-9a-f]+ lr0=0x[0-9a-f]+"),
+             r"deliverable=(?:true|false) timer-ctl=0x[0-9a-f]+ picked=(?P<picks>\d+) "
+             r"entries=(?P<entries>\d+)"),
+    ("vgic", r"vm(?P<vm>\d+) vgic: delivered sgi=(?P<sgi>\d+) ppi=(?P<ppi>\d+) spi=(?P<spi>\d+); .*"),
+    ("input", r"vm(?P<vm>\d+) console input: \d+ waiting, \d+ dropped \(the guest was not reading\)"),
     ("uart", r"vm(?P<vm>\d+) uart: tx (?P<tx>\d+) \(dropped \d+\), rx (?P<rx>\d+) \(overflow \d+, "
              r"empty reads \d+\), bad accesses \d+"),
     ("net", rf"vm(?P<vm>\d+) virtio-net: virtio-net port (?P<port>\d+) mac {MAC} (?:live|down), ring \d+/\d+"),
@@ -254,7 +256,7 @@ def parse_stats(text, vms):
                 return None, f"vm{v} reported twice"
             vm[v] = {"exits": d, "queues": {}}
             ctx = ("vm", v)
-        elif kind in ("vcpu", "uart", "net"):
+        elif kind in ("vcpu", "vgic", "input", "uart", "net"):
             v = d.pop("vm")
             if ctx is None or ctx[0] not in ("vm", "net") or ctx[1] != v:
                 return None, f"vm{v} {kind} line out of place"
@@ -328,6 +330,9 @@ def stats_delta(before, after, vms):
                for p in range(vms))
     entries = sum(after["vms"][v].get("vcpu", {}).get("entries", 0) - before["vms"][v].get("vcpu", {}).get("entries", 0)
                   for v in range(vms))
+    injected = {k: sum(after["vms"][v].get("vgic", {}).get(k, 0) - before["vms"][v].get("vgic", {}).get(k, 0)
+                       for v in range(vms))
+                for k in ("sgi", "ppi", "spi")}
     return {
         "exits": exits,
         "exits_total": sum(exits.values()),
@@ -336,6 +341,8 @@ def stats_delta(before, after, vms):
         "frames_forwarded": delivered,
         "frames_sent_to_switch": sent,
         "guest_entries": entries,
+        "irqs_delivered": injected,
+        "irqs_delivered_total": sum(injected.values()),
     }
 
 
@@ -622,6 +629,11 @@ def figures(runs, reps):
             c["virtio_irqs_per_frame"] = summary(
                 per_rep(runs, p, lambda x: per(x, lambda h: h["virtio_net_irqs"]), reps))
             c["entries_per_frame"] = summary(per_rep(runs, p, lambda x: per(x, lambda h: h["guest_entries"]), reps))
+            c["delivered_per_frame"] = summary(
+                per_rep(runs, p, lambda x: per(x, lambda h: h["irqs_delivered_total"]), reps))
+            c["delivered_per_frame_by_kind"] = {
+                k: summary(per_rep(runs, p, lambda x, k=k: per(x, lambda h: h["irqs_delivered"][k]), reps))
+                for k in ("sgi", "ppi", "spi")}
         c["guest_frames"] = summary(per_rep(runs, p, lambda x: x["guest"]["frames_sent"], reps))
         c["guest_irqs_per_frame"] = summary(per_rep(
             runs, p, lambda x: x["guest"]["irqs"] / x["guest"]["frames_sent"] if x["guest"]["frames_sent"] else None,
@@ -716,6 +728,9 @@ def table(f, meta):
         if any(c[p]["exits_per_frame_by_reason"][r]["median"] for p in PAIRS[:2]):
             row(f"  {r}", lambda x, r=r: x["exits_per_frame_by_reason"][r], 3, plain=False)
     row("virtio-net irqs injected / frame", lambda x: x["virtio_irqs_per_frame"], 3, plain=False)
+    row("virtual irqs delivered / frame", lambda x: x["delivered_per_frame"], 3, plain=False)
+    for k, label in (("spi", "devices (SPI)"), ("ppi", "timer (PPI)"), ("sgi", "IPIs (SGI)")):
+        row(f"  {label}", lambda x, k=k: x["delivered_per_frame_by_kind"][k], 3, plain=False)
     row("virtio irqs seen by guests / frame", lambda x: x["guest_irqs_per_frame"], 3)
     w(f"   {'ratio of irqs seen by guests':<36}{rcell(c['pair-timeslice']['guest_irqs_ratio']):<26}"
       f"{rcell(c['pair-per-pcpu']['guest_irqs_ratio']):<26}(baseline)")

@@ -258,9 +258,8 @@ fn console_input(me: usize) {
         };
         match action {
             InputAction::Deliver { vm, byte } if vm < MAX_VMS => {
-                if !INPUT[vm].push(byte) {
-                    // Counted by the ring; the guest is not reading input.
-                }
+                // A full ring counts the drop; the statistics show it.
+                INPUT[vm].push(byte);
                 kick_pcpu_of(vm, me);
             }
             InputAction::ShowStats => {
@@ -587,7 +586,7 @@ fn print_vm_stats(vm: &mut Vm) {
     for index in 0..vm.nr_vcpus {
         let vcpu = &vm.vcpus[index];
         crate::hv_println!(
-            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picks={} entries={} hcr={:#x} lr0={:#x}",
+            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picked={} entries={}",
             vm.id,
             index,
             vcpu.power,
@@ -597,11 +596,15 @@ fn print_vm_stats(vm: &mut Vm) {
             vm.vgic.has_deliverable(index, &vcpu.gic),
             vcpu.timer.ctl,
             PICKS[vm.id][index].load(Ordering::Relaxed),
-            ENTRIES[vm.id][index].load(Ordering::Relaxed),
-            vcpu.gic.hcr,
-            vcpu.gic.lrs[0]
+            ENTRIES[vm.id][index].load(Ordering::Relaxed)
         );
     }
+    crate::hv_println!(
+        "vm{} console input: {} waiting, {} dropped (the guest was not reading)",
+        vm.id,
+        INPUT[vm.id].len(),
+        INPUT[vm.id].dropped()
+    );
     crate::hv_println!("vm{} vgic: {}", vm.id, vm.vgic.counters());
     if let Some(uart) = vm.devices.pl011() {
         crate::hv_println!("vm{} uart: {}", vm.id, uart.stats());
