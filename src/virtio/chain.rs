@@ -451,12 +451,17 @@ impl Reader<'_> {
     }
 
     fn ensure(&self, wanted: usize) -> Result<(), BufferError> {
-        let remaining = self.remaining();
-        if wanted > remaining as usize {
-            return Err(BufferError::TooShort { wanted, remaining });
-        }
-        Ok(())
+        ensure_room(wanted, self.remaining())
     }
+}
+
+/// `Ok` if `wanted` bytes fit in the `remaining` ones, else
+/// [`BufferError::TooShort`] (nothing is copied then).
+fn ensure_room(wanted: usize, remaining: u32) -> Result<(), BufferError> {
+    if wanted > remaining as usize {
+        return Err(BufferError::TooShort { wanted, remaining });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Reader<'_> {
@@ -531,11 +536,7 @@ impl Writer<'_> {
     }
 
     fn ensure(&self, wanted: usize) -> Result<(), BufferError> {
-        let remaining = self.remaining();
-        if wanted > remaining as usize {
-            return Err(BufferError::TooShort { wanted, remaining });
-        }
-        Ok(())
+        ensure_room(wanted, self.remaining())
     }
 }
 

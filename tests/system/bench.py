@@ -348,37 +348,34 @@ def stats_delta(before, after, vms):
 
 # ───────────────────────────── the runs ─────────────────────────────
 
-def boot_hv(a, name):
-    cfg = hv_config(a, name, 1, "timeslice", a.append)
-    con = start_console(cfg.prepare(), os.path.join(cfg.dir, "console.log"), a.timeout)
+def time_boot(a, cmd, log_path, prefixed):
+    """Boots one VM with `cmd` and times QEMU start -> GUEST-BOOT and
+    -> GUEST-READY. `prefixed`: the console carries `[vm0] ` prefixes (under
+    the hypervisor) or not (plain QEMU)."""
+    con = start_console(cmd, log_path, a.timeout)
     try:
-        g = Guest(con, 0, True, time.monotonic() + a.timeout)
+        g = Guest(con, 0, prefixed, time.monotonic() + a.timeout)
         g.wait(r"GUEST-BOOT", a.timeout, "GUEST-BOOT")
         t_boot = con.elapsed()
         m = g.wait(r"GUEST-READY ip=\S+ nproc=\d+ kernel=(\S+)", a.timeout, "GUEST-READY")
         t_ready = con.elapsed()
-        up = re.search(rb"(?m)^\[vm0\] init: uptime=([\d.]+)s at GUEST-READY", con.buf)
+        prefix = rb"\[vm0\] " if prefixed else rb""
+        up = re.search(rb"(?m)^" + prefix + rb"init: uptime=([\d.]+)s at GUEST-READY", con.buf)
         return {"ready_s": t_ready, "init_s": t_boot, "guest_uptime_s": float(up.group(1)) if up else None,
                 "guest_kernel": m.group(1).decode(), "log": con.log_path}
     finally:
         con.close()
+
+
+def boot_hv(a, name):
+    cfg = hv_config(a, name, 1, "timeslice", a.append)
+    return time_boot(a, cfg.prepare(), os.path.join(cfg.dir, "console.log"), True)
 
 
 def boot_plain(a, name):
     d = os.path.join(a.out, "runs", name)
     cmd = plain_cmd(a, 0, "user,id=net0,restrict=on", a.append)
-    con = start_console(cmd, os.path.join(d, "vm0.log"), a.timeout)
-    try:
-        g = Guest(con, 0, False, time.monotonic() + a.timeout)
-        g.wait(r"GUEST-BOOT", a.timeout, "GUEST-BOOT")
-        t_boot = con.elapsed()
-        m = g.wait(r"GUEST-READY ip=\S+ nproc=\d+ kernel=(\S+)", a.timeout, "GUEST-READY")
-        t_ready = con.elapsed()
-        up = re.search(rb"(?m)^init: uptime=([\d.]+)s at GUEST-READY", con.buf)
-        return {"ready_s": t_ready, "init_s": t_boot, "guest_uptime_s": float(up.group(1)) if up else None,
-                "guest_kernel": m.group(1).decode(), "log": con.log_path}
-    finally:
-        con.close()
+    return time_boot(a, cmd, os.path.join(d, "vm0.log"), False)
 
 
 def netstat(guest, phase, timeout):
