@@ -19,13 +19,16 @@ pub enum Exit {
         /// The HVC immediate.
         imm: u16,
     },
-    /// SMC trapped by HCR_EL2.TSC. ELR points at the SMC: add 4.
+    /// SMC trapped by HCR_EL2.TSC. ELR points at the SMC: add `len`.
     Smc {
         /// The SMC immediate.
         imm: u16,
+        /// Length of the SMC instruction in bytes (ESR_EL2.IL).
+        len: u8,
     },
     /// A load or store to an unmapped guest-physical address with a valid
-    /// syndrome: emulate it, then add 4 to the PC.
+    /// syndrome: emulate it, then advance the PC by its
+    /// [`MmioAccess::instr_len`].
     Mmio(MmioAccess),
     /// A stage-2 data abort that cannot be emulated: no valid syndrome
     /// (ISV = 0, e.g. a load pair or a post-indexed store), a fault on a
@@ -44,12 +47,23 @@ pub enum Exit {
         /// The raw syndrome.
         esr: Esr,
     },
-    /// WFI.
-    Wfi,
+    /// WFI (a 16-bit T32 WFI from an AArch32 task has `len` 2).
+    Wfi {
+        /// Length of the instruction in bytes (ESR_EL2.IL).
+        len: u8,
+    },
     /// WFE.
-    Wfe,
+    Wfe {
+        /// Length of the instruction in bytes (ESR_EL2.IL).
+        len: u8,
+    },
     /// A trapped MSR/MRS (e.g. a write to ICC_SGI1R_EL1).
-    SysReg(SysRegIss),
+    SysReg {
+        /// The register and direction.
+        iss: SysRegIss,
+        /// Length of the instruction in bytes (ESR_EL2.IL).
+        len: u8,
+    },
     /// Any other synchronous exception from the guest.
     Other(Esr),
 }
@@ -69,6 +83,9 @@ pub struct MmioAccess {
     pub sign_extend: bool,
     /// The transfer register is 64-bit (X) rather than 32-bit (W).
     pub sixty_four: bool,
+    /// Length of the load/store instruction in bytes (ESR_EL2.IL): 2 for a
+    /// 16-bit T32 instruction from an AArch32 task, 4 otherwise.
+    pub instr_len: u8,
 }
 
 impl MmioAccess {
@@ -119,15 +136,22 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64) -> Exit {
     let esr = Esr(esr);
     match esr.class() {
         ExceptionClass::Hvc64 => Exit::Hvc { imm: esr.imm16() },
-        ExceptionClass::Smc64 => Exit::Smc { imm: esr.imm16() },
+        ExceptionClass::Smc64 => Exit::Smc {
+            imm: esr.imm16(),
+            len: esr.instr_len(),
+        },
         ExceptionClass::WfiWfe => {
+            let len = esr.instr_len();
             if esr.is_wfe() {
-                Exit::Wfe
+                Exit::Wfe { len }
             } else {
-                Exit::Wfi
+                Exit::Wfi { len }
             }
         }
-        ExceptionClass::SysReg64 => Exit::SysReg(esr.sysreg()),
+        ExceptionClass::SysReg64 => Exit::SysReg {
+            iss: esr.sysreg(),
+            len: esr.instr_len(),
+        },
         ExceptionClass::InstrAbortLower => Exit::InstructionAbort {
             ipa: fault_ipa(far, hpfar),
             esr,
@@ -146,6 +170,7 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64) -> Exit {
                     reg: da.srt(),
                     sign_extend: da.sign_extend(),
                     sixty_four: da.sixty_four(),
+                    instr_len: esr.instr_len(),
                 }),
                 None => Exit::BadAbort { ipa, esr },
             }
@@ -266,10 +291,15 @@ mod tests {
     #[test]
     fn hvc_smc_wfx_sysreg() {
         assert_eq!(decode_sync((0x16 << 26) | 7, 0, 0), Exit::Hvc { imm: 7 });
-        assert_eq!(decode_sync(0x17 << 26, 0, 0), Exit::Smc { imm: 0 });
-        assert_eq!(decode_sync(0x01 << 26, 0, 0), Exit::Wfi);
-        assert_eq!(decode_sync((0x01 << 26) | 1, 0, 0), Exit::Wfe);
-        let sgi = decode_sync((0x18 << 26) | hal::esr::ICC_SGI1R_EL1 as u64, 0, 0);
-        assert!(matches!(sgi, Exit::SysReg(iss) if iss.id() == hal::esr::ICC_SGI1R_EL1));
+        const IL: u64 = 1 << 25;
+        assert_eq!(
+            decode_sync((0x17 << 26) | IL, 0, 0),
+            Exit::Smc { imm: 0, len: 4 }
+        );
+        assert_eq!(decode_sync((0x01 << 26) | IL, 0, 0), Exit::Wfi { len: 4 });
+        assert_eq!(decode_sync(0x01 << 26, 0, 0), Exit::Wfi { len: 2 });
+        assert_eq!(decode_sync((0x01 << 26) | 1, 0, 0), Exit::Wfe { len: 2 });
+        let sgi = decode_sync((0x18 << 26) | IL | hal::esr::ICC_SGI1R_EL1 as u64, 0, 0);
+        assert!(matches!(sgi, Exit::SysReg { iss, len: 4 } if iss.id() == hal::esr::ICC_SGI1R_EL1));
     }
 }

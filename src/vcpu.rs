@@ -288,9 +288,10 @@ impl Vcpu {
         self.power = PowerState::On;
     }
 
-    /// Advances the PC past the trapping (32-bit) instruction.
-    pub fn skip_instruction(&mut self) {
-        self.regs.elr = self.regs.elr.wrapping_add(4);
+    /// Advances the PC past the trapping instruction, `len` bytes long (2
+    /// or 4, from ESR_EL2.IL).
+    pub fn skip_instruction(&mut self, len: u8) {
+        self.regs.elr = self.regs.elr.wrapping_add(u64::from(len));
     }
 
     /// The VMPIDR_EL2 value for this vCPU (RES1 bit 31, Aff0 = index).

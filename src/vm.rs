@@ -285,32 +285,32 @@ impl Vm {
                 self.stats.hvc += 1;
                 self.handle_call(index)
             }
-            Exit::Smc { .. } => {
+            Exit::Smc { len, .. } => {
                 self.stats.smc += 1;
-                self.vcpus[index].skip_instruction();
+                self.vcpus[index].skip_instruction(len);
                 self.handle_call(index)
             }
             Exit::Mmio(access) => {
                 self.stats.mmio += 1;
                 self.handle_mmio(index, access)
             }
-            Exit::Wfi => {
+            Exit::Wfi { len } => {
                 self.stats.wfi += 1;
                 let vcpu = &mut self.vcpus[index];
-                vcpu.skip_instruction();
+                vcpu.skip_instruction(len);
                 vcpu.in_wfi = true;
                 ExitOutcome::Block
             }
-            Exit::Wfe => {
+            Exit::Wfe { len } => {
                 self.stats.wfe += 1;
-                self.vcpus[index].skip_instruction();
+                self.vcpus[index].skip_instruction(len);
                 ExitOutcome::Yield
             }
-            Exit::SysReg(iss) => {
+            Exit::SysReg { iss, len } => {
                 self.stats.sysreg += 1;
                 let rt = iss.rt() as usize;
                 let value = self.vcpus[index].regs.x.get(rt).copied().unwrap_or(0);
-                self.vcpus[index].skip_instruction();
+                self.vcpus[index].skip_instruction(len);
                 let sgi_targets = match iss.id() {
                     esr::ICC_SGI1R_EL1 if !iss.is_read() => Some(self.vgic.send_sgi(index, value)),
                     ICC_SGI0R_EL1 | ICC_ASGI1R_EL1 if !iss.is_read() => {
@@ -404,7 +404,7 @@ impl Vm {
                 {
                     vcpu.regs.x[reg as usize] = value;
                 }
-                vcpu.skip_instruction();
+                vcpu.skip_instruction(access.instr_len);
                 let kicks = self.vgic.take_kicks();
                 self.wake_outcome(index, kicks.0)
             }
@@ -555,7 +555,7 @@ mod tests {
         );
         vm.vcpus[0].regs.x[0] = hal::psci::PSCI_VERSION as u64;
         assert_eq!(
-            vm.handle_exit(0, Exit::Smc { imm: 0 }),
+            vm.handle_exit(0, Exit::Smc { imm: 0, len: 4 }),
             ExitOutcome::Continue
         );
         assert_eq!(vm.vcpus[0].regs.x[0], 0x10001);
@@ -610,13 +610,61 @@ mod tests {
         );
     }
 
+    /// ESR_EL2.IL: the trapped instruction was 32 bits long.
+    const IL: u64 = 1 << 25;
+
     #[test]
-    fn wfi_blocks_and_skips() {
+    fn wfi_blocks_and_skips_by_instruction_length() {
         let mut vm = vm(1);
-        assert_eq!(vm.handle_exit(0, Exit::Wfi), ExitOutcome::Block);
+        // A 32-bit WFI (A64 or T32 wide).
+        assert_eq!(
+            vm.handle_exit(0, decode_sync((0x01 << 26) | IL, 0, 0)),
+            ExitOutcome::Block
+        );
         assert!(vm.vcpus[0].in_wfi);
         assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004);
-        assert_eq!(vm.handle_exit(0, Exit::Wfe), ExitOutcome::Yield);
+        // A 16-bit T32 WFI (IL = 0) from an AArch32 task.
+        assert_eq!(
+            vm.handle_exit(0, decode_sync(0x01 << 26, 0, 0)),
+            ExitOutcome::Block
+        );
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0006);
+        // WFE, 16-bit then 32-bit.
+        assert_eq!(
+            vm.handle_exit(0, decode_sync((0x01 << 26) | 1, 0, 0)),
+            ExitOutcome::Yield
+        );
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0008);
+        assert_eq!(
+            vm.handle_exit(0, decode_sync((0x01 << 26) | IL | 1, 0, 0)),
+            ExitOutcome::Yield
+        );
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_000c);
+        assert_eq!((vm.stats.wfi, vm.stats.wfe), (2, 2));
+    }
+
+    #[test]
+    fn mmio_skips_by_instruction_length() {
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[1] = 0x5a;
+        // A 16-bit T32 STRB (IL = 0): the PC moves by 2.
+        let narrow = dabt(0, false, 1, false, true) & !IL;
+        assert_eq!(
+            vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, narrow)),
+            ExitOutcome::Continue
+        );
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0002);
+        // A 16-bit LDRB reads the value back, PC again by 2.
+        let narrow_load = dabt(0, false, 2, false, false) & !IL;
+        vm.handle_exit(0, mmio_exit(TEST_DEVICE_BASE, narrow_load));
+        assert_eq!(vm.vcpus[0].regs.x[2], 0x5a);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0004);
+        // A 32-bit access: by 4.
+        vm.handle_exit(
+            0,
+            mmio_exit(TEST_DEVICE_BASE, dabt(0, false, 1, false, true)),
+        );
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0008);
     }
 
     #[test]
@@ -636,7 +684,7 @@ mod tests {
         // MRS x5, CNTP_CTL_EL0 (op0=3 op1=3 CRn=14 CRm=2 op2=1), read.
         let iss = hal::esr::sysreg_id(3, 3, 14, 2, 1) | (5 << 5) | 1;
         assert_eq!(
-            vm.handle_exit(0, decode_sync((0x18 << 26) | iss as u64, 0, 0)),
+            vm.handle_exit(0, decode_sync((0x18 << 26) | IL | iss as u64, 0, 0)),
             ExitOutcome::Continue
         );
         assert_eq!(vm.vcpus[0].regs.x[5], 0);

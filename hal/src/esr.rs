@@ -167,6 +167,12 @@ impl Esr {
         (self.0 >> 25) & 1 == 1
     }
 
+    /// Length in bytes of the trapped instruction: 2 when IL is 0 (a 16-bit
+    /// T32 instruction from an AArch32 task), 4 otherwise.
+    pub const fn instr_len(self) -> u8 {
+        if self.il() { 4 } else { 2 }
+    }
+
     /// Instruction-specific syndrome, ISS `[24:0]`.
     pub const fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32
@@ -388,6 +394,13 @@ mod tests {
         assert_eq!(sr.rt(), 3);
         assert!(!sr.is_read());
         assert_eq!(sr.id(), ICC_SGI1R_EL1);
+    }
+
+    #[test]
+    fn instruction_length_follows_il() {
+        assert_eq!(Esr((0x01 << 26) | (1 << 25)).instr_len(), 4);
+        assert_eq!(Esr(0x01 << 26).instr_len(), 2);
+        assert!(!Esr(0x24 << 26).il());
     }
 
     #[test]
