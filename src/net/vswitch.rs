@@ -10,9 +10,13 @@
 //!    guest cannot take over another VM's MAC table entry;
 //! 3. the source MAC is learned on `src_port` (unless it is a group
 //!    address, which no station owns); a MAC seen on another port moves;
-//! 4. a group destination (I/G bit, `dst[0] & 1`: broadcast and multicast)
-//!    and an unknown unicast destination are flooded to every port but the
-//!    source; a known unicast destination goes to its port only;
+//! 4. a unicast destination that is some port's source-MAC lock goes to
+//!    that port only, learned or not (the lock says who owns the address,
+//!    so traffic to a VM that has not transmitted yet never reaches a third
+//!    VM); otherwise a group destination (I/G bit, `dst[0] & 1`: broadcast
+//!    and multicast) and an unknown unicast destination are flooded to every
+//!    port but the source, and a learned unicast destination goes to its
+//!    port only;
 //! 5. a frame is never delivered back to its source port (a known unicast
 //!    destination on the source port is filtered and counted);
 //! 6. each destination gets its own copy in its [`NetRxRing`]; a full ring
@@ -34,7 +38,8 @@
 //! is the clock now minus that stamp. When the table is full, learning a
 //! new MAC **evicts the oldest entry** (least recently learned or
 //! refreshed), counted in [`SwitchSnapshot::evictions`]. An evicted station
-//! is simply unknown again: frames to it are flooded until it transmits.
+//! is simply unknown again: frames to it are flooded until it transmits
+//! (unless its address is a port's lock: then they still go to that port).
 //!
 //! # Concurrency
 //! `forward` may run on several physical CPUs at once (several VMs
@@ -367,6 +372,13 @@ impl State {
             .fold(0, |mask, p| mask | port_bit(p))
     }
 
+    /// The port whose source-MAC lock is `mac`, if any.
+    fn lock_owner(&self, mac: &MacAddr) -> Option<usize> {
+        self.ports
+            .iter()
+            .position(|p| p.is_some_and(|c| c.mac_lock == Some(*mac)))
+    }
+
     fn lookup(&self, mac: &MacAddr) -> Option<usize> {
         self.table
             .iter()
@@ -554,7 +566,7 @@ impl<'r, const N: usize> VSwitch<'r, N> {
         let targets = if is_group(&dst) {
             active
         } else {
-            match state.lookup(&dst) {
+            match state.lock_owner(&dst).or_else(|| state.lookup(&dst)) {
                 Some(port) => port_bit(port),
                 None => active,
             }
@@ -742,6 +754,32 @@ mod tests {
         let snap = sw.snapshot();
         assert_eq!(snap.moves, 1);
         assert_eq!(snap.clock, 5);
+    }
+
+    #[test]
+    fn locked_but_unlearned_destination_is_not_flooded() {
+        let rings: [NetRxRing<4>; 3] = [const { NetRxRing::new() }; 3];
+        let sw = VSwitch::new(&rings);
+        for p in 0..3 {
+            sw.add_port(p, PortConfig::locked_to(mac(p as u8))).unwrap();
+        }
+        // vm0 -> vm1 before vm1 ever transmitted: vm1 only, vm2 sees nothing.
+        assert_eq!(sw.lookup(&mac(1)), None);
+        assert_eq!(sw.forward(0, &frame(mac(1), mac(0), 60)), 0b010);
+        assert!(rings[2].is_empty());
+        assert_eq!(rings[1].len(), 1);
+        assert_eq!(sw.port_stats(2).rx_queued_frames, 0);
+        // A station nobody owns is still flooded; a lock on the source port
+        // itself is filtered like a learned one.
+        assert_eq!(sw.forward(0, &frame(mac(9), mac(0), 60)), 0b110);
+        assert_eq!(sw.forward(0, &frame(mac(0), mac(0), 60)), 0);
+        assert_eq!(sw.port_stats(0).tx_no_destination, 1);
+        // The lock wins over a table entry an open port created by
+        // sending with the locked address.
+        sw.add_port(2, PortConfig::OPEN).unwrap();
+        sw.forward(2, &frame(BROADCAST, mac(1), 60));
+        assert_eq!(sw.lookup(&mac(1)), Some(2));
+        assert_eq!(sw.forward(0, &frame(mac(1), mac(0), 60)), 0b010);
     }
 
     #[test]
