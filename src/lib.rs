@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod console;
+pub mod debug_regs;
 pub mod devices;
 pub mod guest_memory;
 pub mod hypercall;

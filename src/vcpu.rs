@@ -6,6 +6,7 @@
 
 use core::mem::offset_of;
 
+use crate::debug_regs::DebugRegs;
 use crate::psci::PowerState;
 use crate::vgic::VcpuIfState;
 
@@ -106,7 +107,6 @@ pub struct El1Regs {
     pub afsr1: u64,
     pub par: u64,
     pub cntkctl: u64,
-    pub mdscr: u64,
     pub sp_el1: u64,
     pub elr_el1: u64,
     pub spsr_el1: u64,
@@ -138,7 +138,6 @@ impl El1Regs {
             afsr1: 0,
             par: 0,
             cntkctl: 0,
-            mdscr: 0,
             sp_el1: 0,
             elr_el1: 0,
             spsr_el1: 0,
@@ -236,6 +235,9 @@ pub struct Vcpu {
     pub in_wfi: bool,
     /// The virtual CPU interface (list registers, ICH_HCR/VMCR, APRs).
     pub gic: VcpuIfState,
+    /// The trapped debug registers as this vCPU wrote them (never loaded
+    /// into the hardware).
+    pub debug: DebugRegs,
 }
 
 impl Vcpu {
@@ -253,6 +255,7 @@ impl Vcpu {
             power: PowerState::Off,
             in_wfi: false,
             gic: VcpuIfState::new(DEFAULT_LIST_REGS),
+            debug: DebugRegs::reset(),
         }
     }
 
@@ -276,6 +279,7 @@ impl Vcpu {
         self.power = PowerState::Off;
         self.in_wfi = false;
         self.gic = VcpuIfState::new(self.gic.num_lrs);
+        self.debug = DebugRegs::reset();
     }
 
     /// Resets the vCPU to start at `entry` in EL1h with the MMU off and

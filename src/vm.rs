@@ -7,6 +7,7 @@
 //! the host with synthetic exits; the run loop in the arch layer only moves
 //! registers and calls it.
 
+use crate::debug_regs::{self, Owner};
 use crate::devices::DeviceManager;
 use crate::guest_memory::GuestMemory;
 use crate::hypercall::{self, Hypercall};
@@ -113,6 +114,10 @@ pub struct ExitStats {
     pub faults: u64,
     /// Trapped system-register accesses emulated as RAZ/WI.
     pub sysreg_raz_wi: u64,
+    /// Trapped PMU register accesses (the guest sees no PMU).
+    pub sysreg_pmu: u64,
+    /// Trapped debug register accesses (stored per vCPU, never applied).
+    pub sysreg_debug: u64,
 }
 
 impl ExitStats {
@@ -128,6 +133,8 @@ impl ExitStats {
             irq: 0,
             faults: 0,
             sysreg_raz_wi: 0,
+            sysreg_pmu: 0,
+            sysreg_debug: 0,
         }
     }
 }
@@ -320,18 +327,7 @@ impl Vm {
                 };
                 match sgi_targets {
                     Some(targets) => self.wake_outcome(index, targets.0),
-                    None => {
-                        // Trapped registers without an emulation (the EL1
-                        // physical timer, which guests do not use) read as
-                        // zero and ignore writes; counted so it is visible.
-                        self.stats.sysreg_raz_wi += 1;
-                        if iss.is_read()
-                            && let Some(reg) = self.vcpus[index].regs.x.get_mut(rt)
-                        {
-                            *reg = 0;
-                        }
-                        ExitOutcome::Continue
-                    }
+                    None => self.emulate_sysreg(index, iss, value),
                 }
             }
             Exit::BadAbort { ipa, esr } => {
@@ -361,6 +357,38 @@ impl Vm {
                 }))
             }
         }
+    }
+
+    /// A trapped MSR/MRS that is not an SGI: the PMU and debug models (see
+    /// [`debug_regs`]), or read-as-zero/write-ignored for the rest (the EL1
+    /// physical timer, which guests do not use). Counted by kind.
+    fn emulate_sysreg(&mut self, index: usize, iss: esr::SysRegIss, value: u64) -> ExitOutcome {
+        let vcpu = &mut self.vcpus[index];
+        let read = match debug_regs::classify(iss) {
+            Some(Owner::Pmu) => {
+                self.stats.sysreg_pmu += 1;
+                0
+            }
+            Some(Owner::Debug) => {
+                self.stats.sysreg_debug += 1;
+                if iss.is_read() {
+                    vcpu.debug.read(iss)
+                } else {
+                    vcpu.debug.write(iss, value);
+                    0
+                }
+            }
+            None => {
+                self.stats.sysreg_raz_wi += 1;
+                0
+            }
+        };
+        if iss.is_read()
+            && let Some(reg) = vcpu.regs.x.get_mut(iss.rt() as usize)
+        {
+            *reg = read;
+        }
+        ExitOutcome::Continue
     }
 
     /// [`ExitOutcome::Wake`] for the vCPUs in `mask` other than `me`, or
@@ -675,6 +703,38 @@ mod tests {
             out,
             ExitOutcome::Stop(StopReason::Fault(Fault::BadAbort { .. }))
         ));
+    }
+
+    fn sysreg(vm: &mut Vm, vcpu: usize, id: u32, rt: u32, read: bool) -> ExitOutcome {
+        let iss = id | (rt << 5) | read as u32;
+        vm.handle_exit(vcpu, decode_sync((0x18 << 26) | IL | iss as u64, 0, 0))
+    }
+
+    #[test]
+    fn pmu_reads_zero_and_debug_registers_stay_per_vcpu() {
+        use crate::debug_regs::{PMCR_EL0, dbgbcr, dbgbvr};
+        let mut vm = vm(2);
+        vm.vcpus[1].reset_to(0x4000_0000, 0);
+        // vCPU 0 enables the PMU and arms breakpoint 0.
+        vm.vcpus[0].regs.x[2] = 1;
+        sysreg(&mut vm, 0, PMCR_EL0, 2, false);
+        vm.vcpus[0].regs.x[3] = 0x4000_0040;
+        vm.vcpus[0].regs.x[4] = 0x1e7;
+        sysreg(&mut vm, 0, dbgbvr(0), 3, false);
+        sysreg(&mut vm, 0, dbgbcr(0), 4, false);
+        // It reads its own breakpoint back, but PMCR_EL0 stays zero (N = 0).
+        vm.vcpus[0].regs.x[5] = 99;
+        sysreg(&mut vm, 0, PMCR_EL0, 5, true);
+        assert_eq!(vm.vcpus[0].regs.x[5], 0);
+        sysreg(&mut vm, 0, dbgbvr(0), 6, true);
+        assert_eq!(vm.vcpus[0].regs.x[6], 0x4000_0040);
+        // vCPU 1 sees none of it.
+        vm.vcpus[1].regs.x[7] = 99;
+        sysreg(&mut vm, 1, dbgbcr(0), 7, true);
+        assert_eq!(vm.vcpus[1].regs.x[7], 0);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0014);
+        assert_eq!((vm.stats.sysreg_pmu, vm.stats.sysreg_debug), (2, 4));
+        assert_eq!((vm.stats.sysreg, vm.stats.sysreg_raz_wi), (6, 0));
     }
 
     #[test]

@@ -35,6 +35,9 @@ unsafe extern "C" {
     static guest_no_syndrome_end: u8;
     static guest_isolation_start: u8;
     static guest_isolation_end: u8;
+    static guest_debug_start: u8;
+    static guest_debug_end: u8;
+    static guest_debug_bp: u8;
 }
 
 macro_rules! guest {
@@ -54,6 +57,12 @@ guest!(mmio, guest_mmio_start, guest_mmio_end);
 guest!(unmapped, guest_unmapped_start, guest_unmapped_end);
 guest!(no_syndrome, guest_no_syndrome_start, guest_no_syndrome_end);
 guest!(isolation, guest_isolation_start, guest_isolation_end);
+guest!(debug, guest_debug_start, guest_debug_end);
+
+/// Offset in the debug guest of the instruction its breakpoint 0 targets.
+pub fn debug_bp_offset() -> u64 {
+    (&raw const guest_debug_bp as u64).wrapping_sub(&raw const guest_debug_start as u64)
+}
 
 /// Guest-physical address the unmapped-access guest touches.
 pub const UNMAPPED_GPA: u64 = 0x0c00_0000;
@@ -214,6 +223,69 @@ guest_isolation_start:
 3:  GUEST_EXIT x20
     .global guest_isolation_end
 guest_isolation_end:
+
+    /* x0 = 1: arm the PMU and hardware breakpoint 0 (at guest_debug_bp) and
+       read them back; x0 = 0: check that none of it is visible. Both then
+       enable self-hosted debug at EL1 and execute guest_debug_bp: a live
+       breakpoint there would take an exception to VBAR_EL1 = 0, which is
+       unmapped, and stop the VM with a fault instead of exiting. */
+    .global guest_debug_start
+guest_debug_start:
+    mov     x20, #0
+    mov     x19, x0
+    adr     x10, guest_debug_bp
+    cbz     x19, 5f
+    mov     x1, #1
+    msr     pmcr_el0, x1            /* PMCR_EL0.E */
+    movz    x1, #0x8000, lsl #16
+    orr     x1, x1, #1
+    msr     pmcntenset_el0, x1      /* cycle counter and counter 0 */
+    mov     x1, #0x11
+    msr     pmevtyper0_el0, x1      /* CPU_CYCLES */
+    movz    x1, #0x0800, lsl #16
+    msr     pmccfiltr_el0, x1       /* NSH: count at EL2 too */
+    msr     dbgbvr0_el1, x10
+    mov     x1, #0x1e7              /* BAS = 0xf, PMC = EL1+EL0, E */
+    msr     dbgbcr0_el1, x1
+    msr     oslar_el1, xzr          /* OS lock off */
+    msr     osdlr_el1, xzr
+    mrs     x2, dbgbvr0_el1         /* its own values read back */
+    EXPECT  x2, x10, 0
+    mrs     x2, dbgbcr0_el1
+    EXPECT  x2, x1, 1
+    b       6f
+5:  mrs     x2, dbgbvr0_el1         /* nothing of the other VM */
+    EXPECT  x2, xzr, 2
+    mrs     x2, dbgbcr0_el1
+    EXPECT  x2, xzr, 3
+    mrs     x2, mdscr_el1
+    EXPECT  x2, xzr, 4
+    mrs     x2, pmcntenset_el0
+    EXPECT  x2, xzr, 5
+    mrs     x2, pmevtyper0_el0
+    EXPECT  x2, xzr, 6
+    mrs     x2, pmccfiltr_el0
+    EXPECT  x2, xzr, 7
+6:  mrs     x2, pmcr_el0            /* no PMU: N = 0, counters read 0 */
+    EXPECT  x2, xzr, 8
+    mrs     x2, pmccntr_el0
+    EXPECT  x2, xzr, 9
+    mrs     x2, pmevcntr0_el0
+    EXPECT  x2, xzr, 10
+    movz    x1, #0xa000             /* MDSCR_EL1.MDE | KDE */
+    msr     mdscr_el1, x1
+    isb
+    msr     daifclr, #8             /* debug exceptions unmasked */
+    isb
+    .global guest_debug_bp
+guest_debug_bp:
+    nop
+    msr     daifset, #8
+    mrs     x2, mdscr_el1
+    EXPECT  x2, x1, 11
+    GUEST_EXIT x20
+    .global guest_debug_end
+guest_debug_end:
     .balign 4
 "#
 );

@@ -1,7 +1,9 @@
 //! Guests at EL1: tiny bare-metal guests make hypercalls, access an
 //! emulated device at every width, fault on purpose, and prove that two VMs
-//! with the same guest-physical layout cannot see each other's memory.
+//! with the same guest-physical layout cannot see each other's memory, PMU
+//! or breakpoints.
 
+use hal::read_sysreg;
 use hypervisor::arch::aarch64::guest::{VmSlot, carve_out, slot};
 use hypervisor::devices::Device;
 use hypervisor::devices::test_device::{TEST_DEVICE_BASE, TestDevice};
@@ -37,6 +39,10 @@ pub static SUITE: Suite = Suite {
         Test {
             name: "stage2_isolates_same_layout_vms",
             run: stage2_isolates_same_layout_vms,
+        },
+        Test {
+            name: "pmu_and_breakpoints_do_not_leak",
+            run: pmu_and_breakpoints_do_not_leak,
         },
     ],
 };
@@ -159,5 +165,41 @@ fn stage2_isolates_same_layout_vms() -> TestResult {
     }
     check_eq!(check_ok!(vm1.vm.mem.read_obj::<u64>(marker)), MARK1);
     check!(spy.translate(target).is_none());
+    Ok(())
+}
+
+fn pmu_and_breakpoints_do_not_leak() -> TestResult {
+    // VM 0 enables the PMU and arms breakpoint 0 on an instruction it then
+    // executes with debug enabled at EL1.
+    let mut armer = boot(0, guests::debug(), 1, 0)?;
+    check_eq!(
+        armer.run_alone(0, MAX_EXITS),
+        ExitOutcome::Stop(StopReason::Exited(0))
+    );
+    let stored = armer.vm.vcpus[0].debug;
+    check_eq!(stored.bvr[0], RAM_BASE + guests::debug_bp_offset());
+    check_eq!(stored.bcr[0], 0x1e7);
+    // Every access trapped: 4 PMU writes and 3 reads; 6 debug register
+    // writes (BVR, BCR, OSLAR, OSDLR, MDSCR) and reads (BVR, BCR, MDSCR).
+    check_eq!(armer.vm.stats.sysreg_pmu, 7);
+    check_eq!(armer.vm.stats.sysreg_debug, 8);
+    drop(armer);
+    // None of it reached this CPU's hardware.
+    check_eq!(read_sysreg!("dbgbcr0_el1") & 1, 0);
+    check!(read_sysreg!("dbgbvr0_el1") != RAM_BASE + guests::debug_bp_offset());
+    check_eq!(read_sysreg!("mdscr_el1"), 0);
+    check_eq!(read_sysreg!("pmcr_el0") & 1, 0);
+    check_eq!(read_sysreg!("pmcntenset_el0"), 0);
+    check_eq!(read_sysreg!("pmccfiltr_el0"), 0);
+    // VM 1, same layout, same pCPU, next: sees no counter, no breakpoint,
+    // and runs through the address VM 0's breakpoint named.
+    let mut looker = boot(1, guests::debug(), 0, 0)?;
+    check_eq!(
+        looker.run_alone(0, MAX_EXITS),
+        ExitOutcome::Stop(StopReason::Exited(0))
+    );
+    check_eq!(looker.vm.stats.sysreg_pmu, 6);
+    check_eq!(looker.vm.stats.sysreg_debug, 5);
+    check_eq!(looker.vm.stats.faults, 0);
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! vCPU (or none) is going to run here. While the same vCPU keeps running,
 //! nothing but the general-purpose state switched by the world switch moves.
 
+use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
 use hal::{read_sysreg, write_sysreg};
 
+use crate::debug_regs;
 use crate::vcpu::{El1Regs, Vcpu};
 
 /// HCR_EL2 for running a guest: VM (stage 2), SWIO, FMO, IMO, AMO (physical
@@ -31,6 +33,36 @@ pub const HCR_GUEST: u64 = (1 << 0)
 /// the virtual timer).
 pub const CNTHCTL_GUEST: u64 = 1 << 0;
 
+/// MDCR_EL2 for running guests: every PMU access (TPM, TPMCR) and every
+/// debug register access (TDA, TDOSA, TDRA) traps to EL2 and is emulated
+/// by [`debug_regs`], so no VM sees counts or breakpoints of another; TDE
+/// stays 0 (debug exceptions are not routed to EL2, and with MDSCR_EL1 = 0
+/// none is generated). HPMN keeps all counters in the guest range (PMCR.N),
+/// and HPMD (PMUv3p1) prohibits counting at EL2 in case one ever ran.
+fn init_debug_traps() {
+    let pmuver = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer) as u8;
+    let hpmn = if debug_regs::pmu_implemented(pmuver) {
+        (read_sysreg!("pmcr_el0") >> 11) & 0x1f
+    } else {
+        0
+    };
+    let traps = MDCR_EL2::TPM::SET
+        + MDCR_EL2::TPMCR::SET
+        + MDCR_EL2::TDA::SET
+        + MDCR_EL2::TDOSA::SET
+        + MDCR_EL2::TDRA::SET
+        + MDCR_EL2::TDE::RouteToEL1
+        + MDCR_EL2::HPMN.val(hpmn);
+    if debug_regs::pmu_has_hpmd(pmuver) {
+        MDCR_EL2.write(traps + MDCR_EL2::HPMD::SET);
+    } else {
+        MDCR_EL2.write(traps);
+    }
+    // SAFETY: MDSCR_EL1 = 0 disables breakpoints, watchpoints and software
+    // step for EL1/EL0; guests only ever see their own trapped copy.
+    unsafe { write_sysreg!("mdscr_el1", 0) };
+}
+
 /// Per-CPU configuration for running guests, set once per physical CPU.
 pub fn init_el2_for_guests() {
     // SAFETY: configuring the EL2 trap and timer controls for guest
@@ -41,10 +73,10 @@ pub fn init_el2_for_guests() {
         write_sysreg!("cntvoff_el2", 0);
         let midr = read_sysreg!("midr_el1");
         write_sysreg!("vpidr_el2", midr);
-        // Debug and PMU registers: no traps (MDCR_EL2.HPMN = PMCR.N).
-        write_sysreg!("mdcr_el2", (read_sysreg!("pmcr_el0") >> 11) & 0x1f);
-        core::arch::asm!("isb");
     }
+    init_debug_traps();
+    // SAFETY: a context synchronization event; no state changes.
+    unsafe { core::arch::asm!("isb") };
 }
 
 /// Loads `vcpu`'s EL1 registers, MPIDR and virtual timer into this CPU.
@@ -71,7 +103,6 @@ pub fn load(vcpu: &Vcpu, cntvoff: u64) {
         write_sysreg!("afsr1_el1", r.afsr1);
         write_sysreg!("par_el1", r.par);
         write_sysreg!("cntkctl_el1", r.cntkctl);
-        write_sysreg!("mdscr_el1", r.mdscr);
         write_sysreg!("sp_el1", r.sp_el1);
         write_sysreg!("elr_el1", r.elr_el1);
         write_sysreg!("spsr_el1", r.spsr_el1);
@@ -106,7 +137,6 @@ pub fn put(vcpu: &mut Vcpu) {
     r.afsr1 = read_sysreg!("afsr1_el1");
     r.par = read_sysreg!("par_el1");
     r.cntkctl = read_sysreg!("cntkctl_el1");
-    r.mdscr = read_sysreg!("mdscr_el1");
     r.sp_el1 = read_sysreg!("sp_el1");
     r.elr_el1 = read_sysreg!("elr_el1");
     r.spsr_el1 = read_sysreg!("spsr_el1");
