@@ -5,7 +5,9 @@
 # bookworm arm64 packages:
 #   OUT_DIR/Image              arm64 kernel Image (Debian linux-image-*-cloud-arm64)
 #   OUT_DIR/System.map         its System.map (map guest PCs to symbols)
-#   OUT_DIR/initramfs.cpio.gz  busybox-static + virtio modules + linux/init (newc, gzip)
+#   OUT_DIR/initramfs.cpio.gz  busybox-static + virtio modules + linux/init, plus
+#                              iperf3 and ethtool with the shared libraries they
+#                              need (newc, gzip)
 #   OUT_DIR/disk.img           deterministic 8 MiB raw disk for virtio-blk
 #   OUT_DIR/disk.md5           md5 hex digest of disk.img (digest only)
 # Downloads are cached in OUT_DIR/cache (delete it to pick up newer packages).
@@ -30,6 +32,13 @@ MODULES="virtio_ring virtio virtio_mmio failover net_failover virtio_net virtio_
 REQUIRED_APPLETS="sh ash mount mkdir cat echo ip ping nc md5sum dd insmod sleep seq head wc cmp
   hexdump nproc setsid cttyhack poweroff reboot uname ls ps dmesg grep awk sed tr cut date time
   timeout usleep sync free top kill true false test [ [[ mkfifo tee printf"
+# Dynamically linked tools: their packages and the libraries' packages. Only
+# the programs below and the closure of their DT_NEEDED libraries (plus the
+# dynamic loader) go into the initramfs, not the packages' other files.
+TOOL_PKGS="iperf3 libiperf0 libsctp1 libc6 libssl3 ethtool libmnl0"
+# PACKAGE:PATH-IN-PACKAGE:PATH-IN-INITRAMFS (/usr/bin is a link to /bin).
+TOOL_PROGS="iperf3:usr/bin/iperf3:bin/iperf3 ethtool:sbin/ethtool:bin/ethtool"
+TOOL_LIBDIR=lib/aarch64-linux-gnu
 DISK_SIZE=$((8 * 1024 * 1024))
 DISK_SEED="hv-guest-disk-v1"
 
@@ -131,6 +140,15 @@ KDEB=$(fetch "$KPKG")
 BBDEB=$(fetch "$BB_PKG")
 KDIR=$(extract "$KDEB")
 BBDIR=$(extract "$BBDEB")
+TOOL_DEBS=""
+TOOL_DIRS=""
+for p in $TOOL_PKGS; do
+    deb=$(fetch "$p")
+    dir=$(extract "$deb")
+    TOOL_DEBS="$TOOL_DEBS $deb"
+    TOOL_DIRS="$TOOL_DIRS${TOOL_DIRS:+:}$dir"
+    printf -v "TOOLDIR_${p//[^a-zA-Z0-9]/_}" '%s' "$dir"   # the package's directory
+done
 
 # ------------------------------------------------------------------ kernel
 VMLINUZ=$(ls -1 "$KDIR"/boot/vmlinuz-* 2>/dev/null | head -n 1 || true)
@@ -200,7 +218,7 @@ for m in $MODULES; do
     KOS="$KOS $ko"
 done
 # shellcheck disable=SC2086
-key=$(fingerprint "$SELF" "$PYHELP" "$INIT_SRC" "$BUSYBOX" $KOS)
+key=$(fingerprint "$SELF" "$PYHELP" "$INIT_SRC" "$BUSYBOX" $KOS $TOOL_DEBS)
 if ! up_to_date initramfs "$OUT/initramfs.cpio.gz" "$key"; then
     ROOT="$CACHE/initramfs-root"
     rm -rf "$ROOT"
@@ -225,12 +243,24 @@ if ! up_to_date initramfs "$OUT/initramfs.cpio.gz" "$key"; then
     order=$(python3 "$PYHELP" modorder --builtin "$MODDIR/modules.builtin" $KOS)
     for ko in $KOS; do install -m 0644 "$ko" "$ROOT/lib/modules/"; done
     printf '%s\n' "$order" > "$ROOT/etc/modules.order"
+    # After the applet links: elfinstall refuses to replace an existing file,
+    # so a program never silently shadows a busybox applet.
+    progs=""
+    for t in $TOOL_PROGS; do
+        IFS=: read -r p src dest <<< "$t"
+        v="TOOLDIR_${p//[^a-zA-Z0-9]/_}"
+        progs="$progs ${!v}/$src=$dest"
+    done
+    # shellcheck disable=SC2086
+    python3 "$PYHELP" elfinstall "$ROOT" "$TOOL_LIBDIR" "$TOOL_DIRS" $progs >&2 ||
+        die "installing $TOOL_PROGS into the initramfs failed (see above)"
     install -m 0755 "$INIT_SRC" "$ROOT/init"
     {
         echo "KERNEL_PACKAGE=$KPKG"
         echo "KERNEL_DEB=$(basename "$KDEB")"
         echo "KERNEL_RELEASE=$KVER"
         echo "BUSYBOX_DEB=$(basename "$BBDEB")"
+        for deb in $TOOL_DEBS; do echo "TOOL_DEB=$(basename "$deb")"; done
     } > "$ROOT/etc/guest-release"
     echo "hvguest" > "$ROOT/etc/hostname"
     printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOT/etc/passwd"
@@ -253,6 +283,7 @@ fi
 # ------------------------------------------------------------------ summary
 echo "kernel: $KPKG ($KVER) from $(basename "$KDEB")"
 echo "busybox: $(basename "$BBDEB")"
+echo "tools: $(for deb in $TOOL_DEBS; do printf '%s ' "$(basename "$deb")"; done)"
 for f in Image System.map initramfs.cpio.gz disk.img disk.md5; do
     printf '%-40s %10s bytes\n' "$OUT/$f" "$(stat -c %s "$OUT/$f")"
 done

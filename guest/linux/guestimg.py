@@ -14,6 +14,19 @@ Subcommands:
                             pack ROOTDIR as a gzip'ed newc cpio: owner 0:0, mtime 0,
                             sorted entries -> byte-for-byte reproducible. --dev adds
                             device nodes without needing root or mknod.
+  elfinstall ROOT LIBDIR PKGDIR[:PKGDIR...] SRC=DEST...
+                            install dynamically linked ELF programs into ROOT:
+                            each SRC (a file under a PKGDIR) as ROOT/DEST, plus
+                            the closure of their DT_NEEDED libraries and program
+                            interpreter (read from the ELF program headers),
+                            looked up in PKGDIR/{lib,usr/lib}/<multiarch>,
+                            {lib,usr/lib}, and installed as real files in
+                            ROOT/LIBDIR (the PT_INTERP path becomes a symlink
+                            to it). Fails if a library is missing, has the
+                            wrong machine type, or DEST already exists (e.g. a
+                            busybox applet link).
+  elfdeps ELF               print an ELF file's machine, interpreter and
+                            DT_NEEDED entries.
   tarextract MEMBER OUT      read an uncompressed tar stream on stdin, write MEMBER's
                             contents to OUT and stop reading as soon as it is found
                             (exit 1 if the stream has no such member).
@@ -118,6 +131,168 @@ def cmd_modorder(args):
     for n in order_given:
         visit(n, [])
     print("\n".join(out))
+
+
+# ---------------------------------------------------------------- dynamic linking
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+DT_NULL, DT_NEEDED, DT_STRTAB = 0, 1, 5
+EM_NAMES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64"}
+# Multiarch triplet directories searched, by ELF machine (Debian layout).
+MULTIARCH = {183: "aarch64-linux-gnu", 62: "x86_64-linux-gnu", 40: "arm-linux-gnueabihf",
+             3: "i386-linux-gnu"}
+
+
+def elf_dynamic(path):
+    """Return (e_machine, interpreter or None, [DT_NEEDED names]) of an ELF
+    file, from its program headers (works on stripped files)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF":
+        raise SystemExit(f"{path}: not an ELF file")
+    is64 = data[4] == 2
+    end = "<" if data[5] == 1 else ">"
+    machine, = struct.unpack_from(end + "H", data, 0x12)
+    if is64:
+        phoff, = struct.unpack_from(end + "Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from(end + "HH", data, 0x36)
+    else:
+        phoff, = struct.unpack_from(end + "I", data, 0x1C)
+        phentsize, phnum = struct.unpack_from(end + "HH", data, 0x2A)
+    loads, dyn, interp = [], None, None
+    for i in range(phnum):
+        base = phoff + i * phentsize
+        if is64:
+            typ, _flags, off, vaddr, _paddr, filesz = struct.unpack_from(end + "IIQQQQ", data, base)
+        else:
+            typ, off, vaddr, _paddr, filesz = struct.unpack_from(end + "IIIII", data, base)
+        if typ == PT_LOAD:
+            loads.append((vaddr, off, filesz))
+        elif typ == PT_DYNAMIC:
+            dyn = (off, filesz)
+        elif typ == PT_INTERP:
+            interp = data[off:off + filesz].split(b"\0")[0].decode()
+    if dyn is None:
+        return machine, interp, []  # statically linked
+
+    def file_offset(vaddr):
+        for va, off, size in loads:
+            if va <= vaddr < va + size:
+                return vaddr - va + off
+        raise SystemExit(f"{path}: address {vaddr:#x} is in no PT_LOAD segment")
+
+    entsize, fmt = (16, end + "qQ") if is64 else (8, end + "iI")
+    needed, strtab = [], None
+    for off in range(dyn[0], dyn[0] + dyn[1] - entsize + 1, entsize):
+        tag, val = struct.unpack_from(fmt, data, off)
+        if tag == DT_NULL:
+            break
+        if tag == DT_NEEDED:
+            needed.append(val)
+        elif tag == DT_STRTAB:
+            strtab = file_offset(val)
+    if needed and strtab is None:
+        raise SystemExit(f"{path}: DT_NEEDED entries but no DT_STRTAB")
+
+    def string(i):
+        start = strtab + i
+        return data[start:data.index(b"\0", start)].decode()
+
+    return machine, interp, [string(i) for i in needed]
+
+
+def cmd_elfdeps(args):
+    machine, interp, needed = elf_dynamic(args[0])
+    print(f"machine {EM_NAMES.get(machine, machine)}")
+    print(f"interpreter {interp or 'none'}")
+    for n in needed:
+        print(f"needed {n}")
+
+
+def cmd_elfinstall(args):
+    if len(args) < 4:
+        raise SystemExit("usage: elfinstall ROOT LIBDIR PKGDIR[:PKGDIR...] SRC=DEST...")
+    root, libdir, pkgdirs = args[0], args[1].strip("/"), args[2].split(":")
+    progs = []
+    for a in args[3:]:
+        src, sep, dest = a.partition("=")
+        if not sep or not dest:
+            raise SystemExit(f"elfinstall: expected SRC=DEST, got {a}")
+        progs.append((src, dest.lstrip("/")))
+
+    def target(rel):
+        full = os.path.join(root, rel)
+        if os.path.lexists(full):
+            what = f" (a link to {os.readlink(full)})" if os.path.islink(full) else ""
+            raise SystemExit(f"elfinstall: /{rel} already exists in the image{what}; not overwriting it")
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        return full
+
+    def copy(src, rel, mode):
+        full = target(rel)
+        with open(src, "rb") as f:
+            data = f.read()
+        with open(full, "wb") as f:
+            f.write(data)
+        os.chmod(full, mode)
+        return len(data)
+
+    def find_lib(name, machine, who):
+        dirs = []
+        for sub in (MULTIARCH.get(machine), None):
+            for top in ("lib", "usr/lib"):
+                dirs.append(os.path.join(top, sub) if sub else top)
+        for pkg in pkgdirs:
+            for d in dirs:
+                cand = os.path.join(pkg, d, name)
+                if os.path.isfile(cand):  # follows symlinks inside the package
+                    m = elf_dynamic(cand)[0]
+                    if m != machine:
+                        raise SystemExit(f"elfinstall: {cand} (needed by {who}) is for "
+                                         f"{EM_NAMES.get(m, m)}, not {EM_NAMES.get(machine, machine)}")
+                    return cand
+        raise SystemExit(f"elfinstall: library {name}, needed by {who}, is in none of the "
+                         f"extracted packages ({', '.join(pkgdirs)}); add the package that "
+                         f"ships it to build-images.sh")
+
+    libs = {}      # soname -> source file
+    interps = {}   # interpreter path -> soname
+    queue = []
+    total = 0
+    for src, dest in progs:
+        if not os.path.isfile(src):
+            raise SystemExit(f"elfinstall: program {src} not found")
+        total += copy(src, dest, 0o755)
+        queue.append((src, "/" + dest))
+        print(f"program /{dest} <- {src}")
+    machine0 = None
+    while queue:
+        path, who = queue.pop(0)
+        machine, interp, needed = elf_dynamic(path)
+        machine0 = machine0 or machine
+        if machine != machine0:
+            raise SystemExit(f"elfinstall: {who} is for {EM_NAMES.get(machine, machine)}, "
+                             f"the others for {EM_NAMES.get(machine0, machine0)}")
+        names = list(needed)
+        if interp:
+            interps[interp] = os.path.basename(interp)
+            names.append(os.path.basename(interp))
+        for name in names:
+            if name in libs:
+                continue
+            libs[name] = find_lib(name, machine, who)
+            queue.append((libs[name], name))
+    for name in sorted(libs):
+        mode = 0o755 if name in interps.values() else 0o644
+        size = copy(libs[name], os.path.join(libdir, name), mode)
+        total += size
+        print(f"library /{libdir}/{name} ({size} bytes)")
+    for interp, name in sorted(interps.items()):
+        rel = interp.lstrip("/")
+        if rel != os.path.join(libdir, name):
+            link = os.path.relpath(os.path.join(libdir, name), os.path.dirname(rel))
+            os.symlink(link, target(rel))
+            print(f"interpreter {interp} -> {link}")
+    print(f"elfinstall: {len(progs)} programs, {len(libs)} libraries, {total} bytes")
 
 
 def cmd_modinfo(args):
@@ -252,7 +427,8 @@ def main():
         raise SystemExit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"modorder": cmd_modorder, "modinfo": cmd_modinfo, "applets": cmd_applets,
-          "mkcpio": cmd_mkcpio, "tarextract": cmd_tarextract, "mkdisk": cmd_mkdisk}.get(cmd)
+          "mkcpio": cmd_mkcpio,
+          "elfdeps": cmd_elfdeps, "elfinstall": cmd_elfinstall, "tarextract": cmd_tarextract, "mkdisk": cmd_mkdisk}.get(cmd)
     if fn is None:
         raise SystemExit(__doc__)
     fn(args)

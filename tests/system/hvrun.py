@@ -287,6 +287,21 @@ def boot_single(args, check, vcpus, timeout):
         con.type_line("uname -a; echo TYPED-$((40+2))")
         m2 = con.wait_for(vm_line(0, r"TYPED-42"), 30, since=mark)
         check.ok(m2 is not None, f"{vcpus} vCPU: typed command ran in the guest shell")
+        # The dynamically linked tools in the image (glibc, loader, libraries).
+        mark = len(con.buf)
+        con.type_line("iperf3 --version; echo IPERF-RC-$?")
+        rc = con.wait_for(vm_line(0, r"IPERF-RC-(\d+)"), 30, since=mark)
+        ver = con.wait_for(vm_line(0, r"iperf (3\.\d+)"), 1, since=mark)
+        check.ok(rc is not None and rc.group(1) == b"0" and ver is not None,
+                 f"{vcpus} vCPU: iperf3 --version runs (version {ver.group(1).decode() if ver else '?'}, "
+                 f"exit {rc.group(1).decode() if rc else '?'})")
+        mark = len(con.buf)
+        con.type_line("ethtool -k eth0; echo ETHTOOL-RC-$?")
+        rc = con.wait_for(vm_line(0, r"ETHTOOL-RC-(\d+)"), 30, since=mark)
+        feat = con.wait_for(vm_line(0, r"rx-checksumming: (on|off)"), 1, since=mark)
+        check.ok(rc is not None and rc.group(1) == b"0" and feat is not None,
+                 f"{vcpus} vCPU: ethtool -k eth0 lists the features (rx-checksumming: "
+                 f"{feat.group(1).decode() if feat else '?'}, exit {rc.group(1).decode() if rc else '?'})")
         check.ok(b"soft lockup" not in con.buf and b"rcu_sched detected stalls" not in con.buf
                  and b"Call trace" not in con.buf,
                  f"{vcpus} vCPU: no soft lockup, RCU stall or kernel call trace")
