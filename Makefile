@@ -14,8 +14,10 @@ LOG_DIR  := $(BUILD)/logs
 QEMU        ?= qemu-system-aarch64
 QEMU_CPU    ?= cortex-a72
 QEMU_SMP    ?= 2
+# `-nic none`: no QEMU run needs a firmware or ROM file (the virt machine's
+# default PCI NIC would need efi-virtio.rom from the `ipxe-qemu` package).
 QEMU_BASE   := $(QEMU) -M virt,virtualization=on,gic-version=3 -cpu $(QEMU_CPU) \
-               -smp $(QEMU_SMP) -m 2G -nographic -semihosting
+               -smp $(QEMU_SMP) -m 2G -nographic -nic none -semihosting
 RUN_TIMEOUT ?= 300
 
 # Guest images: built from Debian's arm64 packages unless you bring your own
@@ -27,12 +29,15 @@ GUEST_INITRD ?= $(GUEST_DIR)/initramfs.cpio.gz
 GUEST_DISK   ?= $(GUEST_DIR)/disk.img
 GUEST_APPEND ?=
 SYSTEST_TIMEOUT ?= 240
+# make run-multi-vm / run-multi-vm-smp: number of VMs (1-4) and vCPUs per VM (1-4).
+VMS   ?= 2
+VCPUS ?= 1
 # make bench: repetitions of every setup, MiB per TCP transfer, limit per QEMU run (s).
 BENCH_RUNS    ?= 5
 BENCH_MB      ?= 32
 BENCH_TIMEOUT ?= 420
 
-HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) \
+HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
         --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
         --disk "$(if $(filter none,$(GUEST_DISK)),,$(GUEST_DISK))" --append "$(GUEST_APPEND)"
 
@@ -40,25 +45,30 @@ HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) \
 REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3
 
 .PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
-        run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench
+        run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench \
+        test-no-firmware check-vm-knobs
 
 help:
 	@echo "Targets:"
 	@echo "  make setup         install QEMU, dtc, cpio and the Rust target (idempotent)"
 	@echo "  make run-multi-vm  two Linux VMs time-sliced on one pCPU, eth0 10.0.0.1/.2, ping each other"
 	@echo "  make run-multi-vm-smp  the same with one VM per physical CPU"
+	@echo "                     knobs: VMS=1..4 (default 2, VM n is 10.0.0.n+1), VCPUS=1..4 per VM (default 1)"
 	@echo "  make run-linux     one Linux VM (1 vCPU) with a BusyBox shell"
 	@echo "  make run-linux-smp one Linux VM with 4 vCPUs"
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
 	@echo "  make test-linux    automated Linux boots (1 and 4 vCPUs, virtio-blk, broken images)"
 	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
 	@echo "  make bench         boot time, inter-VM latency/throughput, cost per frame vs plain QEMU"
-	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites"
+	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites, Linux, firmware guard"
+	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
 	@echo "  make test-host     host cargo tests only"
 	@echo "  make lint          rustfmt check + clippy (host and aarch64-unknown-none)"
 	@echo "  make doc           build the API docs (target/doc/hypervisor/index.html)"
 	@echo "  make build         build both EL2 images"
 	@echo "  make clean         remove build outputs"
+	@echo "Knobs for every QEMU target: QEMU_CPU=cortex-a72 (QEMU -cpu model), QEMU=qemu-system-aarch64,"
+	@echo "  GUEST_KERNEL=, GUEST_INITRD=, GUEST_DISK=, GUEST_APPEND= (see README)"
 
 # ── set-up ────────────────────────────────────────────────────────────
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -117,11 +127,17 @@ run-linux: elf guest-images
 run-linux-smp: elf guest-images
 	$(HVRUN) --vms 1 --vcpus 4 --timeout 0 run
 
-run-multi-vm: elf guest-images
-	$(HVRUN) --vms 2 --vcpus 1 --placement timeslice --timeout 0 run
+# VMS and VCPUS are checked before anything is built.
+check-vm-knobs:
+	@case "$(VMS)" in 1|2|3|4) ;; *) echo "make: VMS=$(VMS): the hypervisor runs 1 to 4 VMs (VMS=1..4)"; exit 2 ;; esac
+	@case "$(VCPUS)" in 1|2|3|4) ;; *) echo "make: VCPUS=$(VCPUS): a VM has 1 to 4 vCPUs (VCPUS=1..4)"; exit 2 ;; esac
 
-run-multi-vm-smp: elf guest-images
-	$(HVRUN) --vms 2 --vcpus 1 --placement per-pcpu --timeout 0 run
+run-multi-vm: check-vm-knobs elf guest-images
+	$(HVRUN) --vms $(VMS) --vcpus $(VCPUS) --placement timeslice --timeout 0 run
+
+# One pCPU per VM: QEMU gets max(2, VMS) CPUs.
+run-multi-vm-smp: check-vm-knobs elf guest-images
+	$(HVRUN) --vms $(VMS) --vcpus $(VCPUS) --placement per-pcpu --smp $(if $(filter 3 4,$(VMS)),$(VMS),2) --timeout 0 run
 
 test-linux: elf guest-images
 	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-linux
@@ -129,9 +145,20 @@ test-linux: elf guest-images
 test-multi-vm: elf guest-images
 	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-multi-vm
 
+# The in-QEMU suites, one Linux boot under the hypervisor and two plain-QEMU
+# VMs as `make bench` starts them, with QEMU's firmware and ROM directories
+# hidden in a private mount namespace: proves that no QEMU run needs a file a
+# fresh machine may lack (e.g. efi-virtio.rom from ipxe-qemu). Without root
+# it prints why and is skipped.
+PLAIN_BOOT = QEMU=$(QEMU) QEMU_CPU=$(QEMU_CPU) guest/linux/run-plain-qemu.sh -e -n 2 -t $(SYSTEST_TIMEOUT) \
+             -k "$(GUEST_KERNEL)" -i "$(GUEST_INITRD)" -d "$(GUEST_DISK)"
+test-no-firmware: elf guest-images
+	@QEMU=$(QEMU) QEMU_CPU=$(QEMU_CPU) tests/system/no-firmware.sh \
+	  bash -c '$(MAKE) --no-print-directory run && $(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-boot$(if $(filter none,$(GUEST_INITRD) $(GUEST_DISK)),, && $(PLAIN_BOOT))'
+
 # Not part of `make test`: about 2-3 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
 bench: elf guest-images
-	python3 tests/system/bench.py --hv $(HV_ELF) --build $(BUILD) \
+	python3 tests/system/bench.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
 	  --kernel "$(GUEST_KERNEL)" --initrd "$(GUEST_INITRD)" --append "$(GUEST_APPEND)" \
 	  --runs $(BENCH_RUNS) --mb $(BENCH_MB) --timeout $(BENCH_TIMEOUT)
 
@@ -155,6 +182,7 @@ test: need-tools
 	$(MAKE) --no-print-directory run
 	$(MAKE) --no-print-directory test-linux
 	$(MAKE) --no-print-directory test-multi-vm
+	$(MAKE) --no-print-directory test-no-firmware
 	@echo "make test: all checks passed"
 
 clean:

@@ -31,8 +31,13 @@
 #   -i FILE    initramfs     (default IMAGES_DIR/initramfs.cpio.gz, or $GUEST_INITRD)
 #   -d FILE    disk image    (default IMAGES_DIR/disk.img); each VM boots a copy
 #   -h         help
-# Environment: QEMU (binary, default qemu-system-aarch64), QEMU_EXTRA (extra
-# QEMU arguments for every VM, e.g. "-d guest_errors -D /tmp/q.log").
+# Environment: QEMU (binary, default qemu-system-aarch64), QEMU_CPU (CPU model,
+# default cortex-a72), QEMU_EXTRA (extra QEMU arguments for every VM, e.g.
+# "-d guest_errors -D /tmp/q.log").
+#
+# Every VM has exactly the devices listed below: its one -netdev replaces the
+# virt machine's default PCI NIC, and virtio-*-device on the virtio-mmio bus
+# needs no option ROM, so no file from QEMU's firmware directories is used.
 #
 # Interactive mode (single VM, stdin is a terminal, no -e): QEMU runs in the
 # foreground with -nographic; quit with Ctrl-A X. Otherwise (automatic mode)
@@ -42,6 +47,7 @@
 set -euo pipefail
 
 QEMU=${QEMU:-qemu-system-aarch64}
+QEMU_CPU=${QEMU_CPU:-cortex-a72}
 BASE_APPEND="console=ttyAMA0 earlycon=pl011,0x09000000 nokaslr"
 NVMS=1 SMP=1 MEM=256M EXTRA="" TIMEOUT="" AUTO=0 LOGDIR="" PORT="" DELAY=0 REVERSE=0 OWNDTB=0
 KERNEL=${GUEST_KERNEL:-} INITRD=${GUEST_INITRD:-} DISK=""
@@ -118,7 +124,7 @@ qemu_args() { # VM index -> QEMU argv (one per line)
         printf '%s\n' -dtb "$WORK/vm$i.dtb"
         blkbus=",bus=virtio-mmio-bus.0" netbus=",bus=virtio-mmio-bus.1"
     fi
-    printf '%s\n' -M virt,gic-version=3 -cpu cortex-a72 -smp "$SMP" -m "$MEM" \
+    printf '%s\n' -M virt,gic-version=3 -cpu "$QEMU_CPU" -smp "$SMP" -m "$MEM" \
         -nographic -no-reboot \
         -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND" \
         -drive "file=$WORK/disk$i.img,format=raw,if=none,id=hd0" \

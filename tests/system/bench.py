@@ -130,6 +130,8 @@ def start_console(cmd, log_path, limit):
 
 
 def plain_cmd(a, vm, netdev, append):
+    # The -netdev replaces the virt machine's default PCI NIC (whose option ROM
+    # would have to exist on the host); virtio-net-device needs no ROM.
     bootargs = DEFAULT_BOOTARGS + (" " + append if append else "")
     return [a.qemu, "-M", "virt,gic-version=3", "-cpu", a.cpu, "-smp", "1",
             "-m", f"{a.mem >> 20}M", "-nographic", "-no-reboot",
@@ -811,7 +813,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=420, help="limit for one QEMU run, seconds")
     ap.add_argument("--mem", type=lambda s: int(s, 0), default=DEFAULT_MEM, help="guest RAM (bytes)")
     ap.add_argument("--qemu", default="qemu-system-aarch64")
-    ap.add_argument("--cpu", default="cortex-a72")
+    ap.add_argument("--cpu", default=os.environ.get("QEMU_CPU") or "cortex-a72")
     ap.add_argument("--only", default="", help="comma-separated setups to run (default all)")
     a = ap.parse_args()
     a.out = a.out or os.path.join(a.build, "bench")

@@ -34,6 +34,8 @@ GUEST_INITRD_GPA = 0x4800_0000
 DEFAULT_MEM = 0x1000_0000
 DEFAULT_BOOTARGS = "console=ttyAMA0 earlycon=pl011,0x09000000 nokaslr"
 ESCAPE = b"\x1c"  # console escape key (Ctrl-\)
+# The CPU model QEMU emulates (the Makefile passes QEMU_CPU).
+DEFAULT_CPU = os.environ.get("QEMU_CPU") or "cortex-a72"
 
 
 def log(msg):
@@ -104,8 +106,11 @@ class RunConfig:
         conf_path = os.path.join(self.dir, "hv.conf")
         with open(conf_path, "wb") as f:
             f.write(("\n".join(conf) + "\n").encode() + b"\0")
+        # `-nic none`: without it the virt machine adds a virtio-net-pci NIC
+        # whose option ROM (efi-virtio.rom) must exist on the host; the
+        # guests' network is the hypervisor's own virtio-net.
         qemu = [self.qemu, "-M", "virt,virtualization=on,gic-version=3", "-cpu", self.cpu,
-                "-smp", str(self.smp), "-m", "2G", "-nographic", "-semihosting",
+                "-smp", str(self.smp), "-m", "2G", "-nographic", "-nic", "none", "-semihosting",
                 "-kernel", self.hv]
 
         def loader(path, addr):
@@ -478,6 +483,13 @@ def three_vm_scenario(args, check):
             log(f"  console log: {con.log_path}")
 
 
+def cmd_test_boot(args):
+    """One Linux boot (`--vcpus` vCPUs) checked end to end."""
+    check = Check("test-boot")
+    boot_single(args, check, args.vcpus, args.timeout)
+    return finish(check)
+
+
 def cmd_test_multi_vm(args):
     check = Check("test-multi-vm")
     for placement in ("timeslice", "per-pcpu"):
@@ -516,24 +528,25 @@ def main():
     ap.add_argument("--initrd", default="")
     ap.add_argument("--disk", default="")
     ap.add_argument("--append", default="", help="extra kernel command line for every VM")
-    ap.add_argument("--vms", type=int, default=1)
-    ap.add_argument("--vcpus", type=int, default=1)
+    ap.add_argument("--vms", type=int, default=1, choices=range(1, 5), help="VMs (1-4)")
+    ap.add_argument("--vcpus", type=int, default=1, choices=range(1, 5), help="vCPUs per VM (1-4)")
     ap.add_argument("--placement", default="timeslice", choices=["timeslice", "per-pcpu"])
     ap.add_argument("--mem", type=lambda s: int(s, 0), default=DEFAULT_MEM)
     ap.add_argument("--smp", type=int, default=2, help="QEMU (physical) CPUs")
     ap.add_argument("--qemu", default="qemu-system-aarch64")
-    ap.add_argument("--cpu", default="cortex-a72")
+    ap.add_argument("--cpu", default=DEFAULT_CPU, help="QEMU CPU model (default: $QEMU_CPU or cortex-a72)")
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
-    ap.add_argument("command", choices=["run", "test-linux", "test-multi-vm"])
+    ap.add_argument("command", choices=["run", "test-boot", "test-linux", "test-multi-vm"])
     args = ap.parse_args()
     args.initrd = args.initrd or None
     args.disk = args.disk or None
     if args.command == "run":
         return cmd_run(args)
-    return {"test-linux": cmd_test_linux, "test-multi-vm": cmd_test_multi_vm}[args.command](args)
+    return {"test-boot": cmd_test_boot, "test-linux": cmd_test_linux,
+            "test-multi-vm": cmd_test_multi_vm}[args.command](args)
 
 
 if __name__ == "__main__":
