@@ -8,17 +8,28 @@
 //!
 //! Reading order for the virtio reference: [`guest_memory`] (the one door
 //! into guest RAM) → [`virtio`] (split virtqueues as zerocopy structs,
-//! descriptor chains as Readable/Writable typestates, the virtio-mmio v2
-//! transport and the Negotiated/Live device lifecycle) → `virtio::blk` →
-//! `virtio::net` and [`net`] (the VSwitch and per-port rings).
+//! descriptor chains split into a read-only [`virtio::Reader`] cursor over
+//! the device-readable part and a write-only [`virtio::Writer`] cursor over
+//! the device-writable part, the virtio-mmio v2 transport and the
+//! Negotiated/Live device lifecycle) → `virtio::blk` → `virtio::net` and
+//! [`net`] (the VSwitch and per-port rings).
 //!
-//! Layers, lowest first (arrows point down only):
+//! Layers, lowest first; a layer uses only the layers below it:
 //! 1. `hal` (separate crate): register maps and encodings.
 //! 2. This crate's logic modules: guest memory, virtio, vGIC model, device
 //!    emulation, trap decoding, PSCI, stage-2 construction, scheduling policy.
 //! 3. `arch` (AArch64 bare metal only): boot, vectors, world switch, MMU,
-//!    physical GIC and timers.
-//! 4. The run loops in the binaries (`src/main.rs`, `src/bin/selftest.rs`).
+//!    physical GIC and timers, and the run loops
+//!    (`arch::aarch64::runtime`).
+//! 4. The two images (`src/main.rs`, `src/bin/selftest.rs`): entry points
+//!    that hand every physical CPU to the run loop.
+//!
+//! Within layer 2 the modules still import each other in cycles:
+//! `devices` → `virtio::net` → [`net`] → `devices` (the device manager holds
+//! the virtio-net device, which forwards through the switch, and
+//! [`net::attach_virtio_net`] puts it into the device manager), `net` ↔
+//! `virtio::net`, and inside `virtio`: `chain` ↔ `queue`, `chain` ↔ `stats`,
+//! `lifecycle` ↔ `stats`.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -1,9 +1,11 @@
 //! Emulated devices and the per-VM device manager.
 //!
-//! Each VM has one [`DeviceManager`] holding its devices as [`Device`]
-//! variants (enum dispatch: no allocation, no trait objects). A trapped MMIO
-//! access is routed to the device whose region contains it; an access that
-//! no device claims is reported to the caller, which stops the VM.
+//! Each VM has one [`DeviceManager`] holding its devices by value as
+//! [`Device`] variants (no allocation, no boxed devices). A trapped MMIO
+//! access is routed to the device whose region contains it, through a
+//! short-lived `&mut dyn MmioDevice` borrowed from the variant for that one
+//! call; an access that no device claims is reported to the caller, which
+//! stops the VM.
 
 pub mod empty_virtio;
 pub mod pl011;
