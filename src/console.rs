@@ -31,6 +31,14 @@
 //!   prints, the open line is first terminated with a line ending; the
 //!   original source's continuation then starts a new, prefixed line.
 //!
+//! * Control characters and escape sequences in VM output are neutralised
+//!   by a per-VM [`Sanitizer`] as the text reaches the console: a VM cannot
+//!   move the cursor into its prefix, erase it, or move to another line, so
+//!   its text never appears under another source's prefix, while a shell's
+//!   line editing (backspace, `ESC[K`, colours) keeps working. See
+//!   [`sanitize`] for the rule; [`ConsoleMux::output_stats`] counts what was
+//!   dropped per VM.
+//!
 //! In [`OutputMode::Raw`] VM output is passed through byte for byte, without
 //! prefixes or line buffering (for a single VM whose user wants a clean
 //! console). Hypervisor messages keep their `[hv] ` prefix and still start
@@ -82,6 +90,12 @@
 use core::fmt::{self, Write as _};
 
 use crate::platform::MAX_VMS;
+
+pub mod sanitize;
+#[cfg(test)]
+mod sanitize_tests;
+
+pub use sanitize::{SanitizeStats, Sanitizer};
 
 /// Bytes of a source's line buffered before it is written in pieces.
 pub const LINE_CAPACITY: usize = 512;
@@ -304,6 +318,8 @@ pub struct ConsoleMux {
     focus: usize,
     escape_pending: bool,
     stats: ConsoleStats,
+    /// Output filters, one per VM.
+    sanitizers: [Sanitizer; MAX_VMS],
 }
 
 impl fmt::Debug for ConsoleMux {
@@ -358,7 +374,17 @@ impl ConsoleMux {
                 commands: 0,
                 bad_commands: 0,
             },
+            sanitizers: [const { Sanitizer::new() }; MAX_VMS],
         }
+    }
+
+    /// What was neutralised in VM `vm`'s output (zero for a VM that does
+    /// not exist).
+    pub fn output_stats(&self, vm: usize) -> SanitizeStats {
+        self.sanitizers
+            .get(vm)
+            .map(Sanitizer::stats)
+            .unwrap_or_default()
     }
 
     /// The configuration in effect (with `vm_count` clamped).
@@ -613,7 +639,10 @@ impl ConsoleMux {
     /// Ends the open partial line, if any, because something else is
     /// about to be printed.
     fn terminate_open(&mut self, out: &mut dyn ConsoleSink) {
-        if self.open.take().is_some() {
+        if let Some(src) = self.open.take() {
+            if let Some(s) = self.sanitizer(src) {
+                s.reset_colour(out);
+            }
             self.eol(out);
             self.stats.interrupted_lines += 1;
         }
@@ -625,8 +654,35 @@ impl ConsoleMux {
         if self.open != Some(src) {
             self.terminate_open(out);
             self.write_prefix(src, out);
+            if let Some(s) = self.sanitizer(src) {
+                s.line_start();
+            }
             self.open = Some(src);
         }
+    }
+
+    /// The output filter of `src` (the hypervisor's own text has none).
+    fn sanitizer(&mut self, src: Source) -> Option<&mut Sanitizer> {
+        match src {
+            Source::Hv => None,
+            Source::Vm(n) => self.sanitizers.get_mut(n),
+        }
+    }
+
+    /// Writes `src`'s buffered text (through its sanitizer) and empties the
+    /// buffer.
+    fn write_text(&mut self, idx: usize, src: Source, out: &mut dyn ConsoleSink) {
+        let line = &mut self.lines[idx];
+        let text = &line.buf[..line.len];
+        match src {
+            Source::Hv => out.write_bytes(text),
+            Source::Vm(n) => {
+                if let Some(s) = self.sanitizers.get_mut(n) {
+                    s.write(text, out);
+                }
+            }
+        }
+        line.len = 0;
     }
 
     /// Writes the buffered part of `src`'s line, leaving the line open.
@@ -635,10 +691,8 @@ impl ConsoleMux {
             return;
         }
         self.open_line(src, out);
-        let line = &mut self.lines[idx];
-        out.write_bytes(&line.buf[..line.len]);
-        line.len = 0;
-        line.visible = true;
+        self.write_text(idx, src, out);
+        self.lines[idx].visible = true;
     }
 
     /// Ends `src`'s current line.
@@ -648,13 +702,17 @@ impl ConsoleMux {
             // The visible part was already ended by another source's output;
             // a second line break would leave an empty prefixed line.
             self.lines[idx].visible = false;
+            if let Some(s) = self.sanitizer(src) {
+                s.end_line(out);
+            }
             return;
         }
         self.open_line(src, out);
-        let line = &mut self.lines[idx];
-        out.write_bytes(&line.buf[..line.len]);
-        line.len = 0;
-        line.visible = false;
+        self.write_text(idx, src, out);
+        self.lines[idx].visible = false;
+        if let Some(s) = self.sanitizer(src) {
+            s.end_line(out);
+        }
         self.eol(out);
         self.open = None;
         self.stats.lines += 1;
@@ -668,8 +726,14 @@ impl ConsoleMux {
             return;
         }
         self.emit_partial(idx, src, out);
+        if let Some(s) = self.sanitizer(src) {
+            s.reset_colour(out);
+        }
         out.write_bytes(b"\r");
         self.write_prefix(src, out);
+        if let Some(s) = self.sanitizer(src) {
+            s.line_start();
+        }
     }
 
     fn process(&mut self, idx: usize, src: Source, byte: u8, now: u64, out: &mut dyn ConsoleSink) {
