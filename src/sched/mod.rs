@@ -6,8 +6,15 @@
 //! caller says are runnable, starting after the one picked last, so every
 //! runnable vCPU of every VM gets its turn; a vCPU that waits in WFI is not
 //! runnable and costs nothing until an interrupt is deliverable to it.
+//! [`policy`] decides how long a picked vCPU runs and when the CPU sleeps.
 
 use crate::platform::{MAX_PCPUS, MAX_VCPUS, MAX_VMS};
+
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
+
+pub use policy::{Exit, ExitAction, PcpuArch, PcpuPolicy, SchedParams, Step, VcpuStatus};
 
 /// A vCPU of a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

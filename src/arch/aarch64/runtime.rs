@@ -2,21 +2,24 @@
 //!
 //! One loop serves all three modes of the design (single VM, several VMs
 //! time-sliced on one pCPU, VMs pinned to pCPUs): what differs is only the
-//! run queue each pCPU gets ([`crate::sched::build_run_queues`]). Each
-//! iteration of [`pcpu_main`]:
+//! run queue each pCPU gets ([`crate::sched::build_run_queues`]). The
+//! decisions — which vCPU runs, how long its slice is, when a wake-up ends
+//! it, when the CPU sleeps and until when — are the host-tested policy in
+//! [`crate::sched::policy`]; this file is its hardware side (`Machine`):
 //!
-//! 1. services physical interrupts (hypervisor tick, virtual timer, vGIC
-//!    maintenance, UART input on pCPU 0, kick SGIs);
-//! 2. delivers what is waiting for each VM on this pCPU before its vCPUs
-//!    run — console input bytes into its PL011, network frames from its
-//!    switch port into its virtio-net RX queue — and marks expired virtual
-//!    timers of vCPUs that are not running;
-//! 3. picks the next runnable vCPU round-robin ([`RunQueue::pick`]); a vCPU
-//!    in WFI is runnable only when an interrupt is deliverable to it;
-//! 4. runs it until it blocks, yields, stops, or its time slice ends (the
-//!    EL2 physical timer, armed only when another vCPU is waiting);
-//! 5. idles in `wfi` when nothing is runnable, with the timer armed for the
-//!    earliest virtual-timer deadline of a waiting vCPU.
+//! * housekeeping: physical interrupts (hypervisor tick, virtual timer,
+//!   vGIC maintenance, UART input on pCPU 0, kick SGIs), the statistics
+//!   command, console flushes;
+//! * delivery of what waits for each VM (console input bytes into its
+//!   PL011, frames from its switch port into its virtio-net RX queue) and
+//!   each vCPU's status (a vCPU in WFI is ready only when an interrupt is
+//!   deliverable to it; the timer of a vCPU out of the CPU is checked in
+//!   software);
+//! * one guest entry and exit (vGIC flush/sync, world switch, exit
+//!   handling), reporting whether it woke another vCPU of this pCPU (a frame
+//!   for its port, console input, an SGI or CPU_ON, a kick) or left a
+//!   console command waiting;
+//! * the EL2 timer and `wfi`.
 //!
 //! Each VM is only ever touched by the pCPU it is placed on; what crosses
 //! pCPUs goes through lock-free rings (console input, network frames) and a
@@ -34,7 +37,9 @@ use crate::platform::{
     UART_INTID,
 };
 use crate::psci::PowerState;
-use crate::sched::{RunQueue, VcpuRef};
+use crate::sched::{
+    Exit, ExitAction, PcpuArch, PcpuPolicy, RunQueue, SchedParams, Step, VcpuRef, VcpuStatus,
+};
 use crate::spsc::SpscRing;
 use crate::trap::decode_sync;
 use crate::vm::{ExitOutcome, Fault, StopReason, Vm};
@@ -42,13 +47,6 @@ use crate::vm::{ExitOutcome, Fault, StopReason, Vm};
 use super::guest::{self, VmSlot};
 use super::world_switch::{ExitKind, enter_guest};
 use super::{gic, semihosting, timer, uart, vcpu, vgic_hw};
-
-/// Length of a time slice in counter ticks is `frequency / SLICES_PER_SECOND`.
-const SLICES_PER_SECOND: u64 = 100;
-
-/// A vCPU that is entered always runs at least `slice / MIN_RUN_DIVISOR`
-/// before the hypervisor's timer can take it out again.
-const MIN_RUN_DIVISOR: u64 = 20;
 
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
@@ -124,27 +122,21 @@ pub fn set_queues(queues: [RunQueue; MAX_PCPUS]) {
     STARTED.store(true, Ordering::SeqCst);
 }
 
-fn kick_pcpu_of(vm: usize, me: usize) {
-    let target = PCPU_OF_VM[vm].load(Ordering::Relaxed);
-    if target != me {
-        gic::send_sgi(SGI_KICK, target);
-    }
-}
-
-/// Per-pCPU loop state.
-struct Pcpu {
+/// The hardware side of one physical CPU's loop: implements the
+/// scheduling policy's [`PcpuArch`] with the world switch, the vGIC, the
+/// EL2 timer and the console.
+struct Machine {
     cpu: usize,
-    queue: RunQueue,
-    /// The vCPU whose EL1 state is in this CPU's registers.
-    loaded: Option<VcpuRef>,
-    slice: u64,
     stats_seen: u32,
-    /// Earliest physical-counter deadline of a waiting vCPU's virtual timer.
-    next_wake: u64,
-    /// Runnable vCPUs besides the one picked, seen at the last pick.
-    others_runnable: usize,
-    /// The hypervisor tick fired.
-    tick: bool,
+    /// The vCPU whose EL1 state is in this CPU's registers (mirrors the
+    /// policy's view; needed when its timer fires between runs).
+    loaded: Option<VcpuRef>,
+    /// VMs placed on this pCPU, as a bit mask.
+    my_vms: u32,
+    /// The VM whose vCPU is running (inside [`PcpuArch::enter`]).
+    running_vm: Option<usize>,
+    /// Something for another vCPU on this pCPU arrived during the run.
+    woke_others: bool,
 }
 
 /// Runs physical CPU `cpu` forever (pCPU 0 exits QEMU when every VM stopped).
@@ -154,33 +146,28 @@ pub fn pcpu_main(cpu: usize) -> ! {
     }
     let queue = QUEUES.lock()[cpu].take().unwrap_or_default();
     let freq = vcpu::counter_frequency().max(1);
-    let mut p = Pcpu {
+    let my_vms = queue.iter().fold(0u32, |mask, r| mask | (1 << r.vm));
+    let mut m = Machine {
         cpu,
-        queue,
-        loaded: None,
-        slice: freq / SLICES_PER_SECOND,
         stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
-        next_wake: u64::MAX,
-        others_runnable: 0,
-        tick: false,
+        loaded: None,
+        my_vms,
+        running_vm: None,
+        woke_others: false,
     };
+    let mut policy = PcpuPolicy::new(queue, SchedParams::for_frequency(freq));
     loop {
-        service_interrupts(&mut p, None);
-        p.print_stats_if_asked();
-        flush_console_idle();
-        match p.pick() {
-            Some(next) => p.run(next),
-            None if p.loaded.is_some() => {
-                // The loaded vCPU's timer is in the hardware and was not
-                // considered by `pick`: save it and decide again, so its
-                // deadline is part of the wake-up time.
-                p.put_loaded();
+        match policy.step(&mut m) {
+            Step::Ran(r) => {
+                PICKS[r.vm][r.vcpu].fetch_add(1, Ordering::Relaxed);
             }
-            None => {
-                if p.all_stopped() {
-                    p.finish();
-                }
-                p.idle();
+            Step::Idled { .. } => {}
+            Step::AllStopped => {
+                m.finish();
+                // Other pCPUs' VMs still run: keep serving the console.
+                let deadline = m.housekeeping_deadline();
+                m.arm_timer(deadline);
+                m.idle();
             }
         }
     }
@@ -199,7 +186,7 @@ fn console_flush_deadline() -> Option<u64> {
 
 /// Handles every pending physical interrupt. `running` is the VM and vCPU
 /// whose state is loaded, if a guest just exited.
-fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
+fn service_interrupts(p: &mut Machine, mut running: Option<(&mut Vm, usize)>) {
     let mut handled = 0u32;
     while let Some(intid) = gic::acknowledge() {
         handled += 1;
@@ -215,10 +202,7 @@ fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
             return;
         }
         match intid {
-            INTID_HYP_TIMER => {
-                timer::disarm();
-                p.tick = true;
-            }
+            INTID_HYP_TIMER => timer::disarm(),
             INTID_VIRT_TIMER => match running.as_mut() {
                 Some((vm, index)) => virtual_timer_fired(vm, *index),
                 // The loaded vCPU's timer fired while the hypervisor was
@@ -232,8 +216,14 @@ fn service_interrupts(p: &mut Pcpu, mut running: Option<(&mut Vm, usize)>) {
                     }
                 }
             },
-            INTID_VGIC_MAINTENANCE | SGI_KICK => {}
-            UART_INTID => console_input(p.cpu),
+            SGI_KICK => {
+                // Another pCPU sent something (a frame) for a VM here.
+                if p.others_have_input() {
+                    p.woke_others = true;
+                }
+            }
+            INTID_VGIC_MAINTENANCE => {}
+            UART_INTID => console_input(p),
             other => crate::hv_println!("cpu{}: unexpected physical interrupt {}", p.cpu, other),
         }
         gic::end_of_interrupt(intid);
@@ -250,7 +240,7 @@ fn virtual_timer_fired(vm: &mut Vm, index: usize) {
 }
 
 /// Reads the physical UART and routes each byte (pCPU 0 only).
-fn console_input(me: usize) {
+fn console_input(p: &mut Machine) {
     while let Some(byte) = uart::get_byte() {
         let action = match CONSOLE.lock().as_mut() {
             Some(mux) => mux.feed_input(byte, &mut UartSink),
@@ -260,12 +250,12 @@ fn console_input(me: usize) {
             InputAction::Deliver { vm, byte } if vm < MAX_VMS => {
                 // A full ring counts the drop; the statistics show it.
                 INPUT[vm].push(byte);
-                kick_pcpu_of(vm, me);
+                p.kick_vm(vm);
             }
             InputAction::ShowStats => {
                 STATS_GENERATION.fetch_add(1, Ordering::SeqCst);
                 for vm in 0..MAX_VMS {
-                    kick_pcpu_of(vm, me);
+                    p.kick_vm(vm);
                 }
             }
             _ => {}
@@ -300,20 +290,6 @@ fn deliver_pending(vm: &mut Vm) {
     }
 }
 
-/// Kicks the pCPUs of the VMs whose switch ports received frames from
-/// `vm` (a VM on this pCPU picks them up before its next entry).
-fn kick_receivers(vm: &mut Vm, me: usize) {
-    let Some(net) = vm.devices.virtio_net() else {
-        return;
-    };
-    let ports = net.backend_mut().take_kicked_ports();
-    for port in 0..MAX_VMS {
-        if ports & (1 << port) != 0 {
-            kick_pcpu_of(port, me);
-        }
-    }
-}
-
 /// Sends what `vm`'s devices produced to the console.
 fn drain_output(vm: &mut Vm) {
     let id = vm.id;
@@ -326,229 +302,54 @@ fn drain_output(vm: &mut Vm) {
         .drain(|bytes| console_write_vm(id, bytes));
 }
 
-impl Pcpu {
+impl Machine {
     fn lock(&self, vm: usize) -> MutexGuard<'static, VmSlot> {
-        // Only this pCPU runs `vm`, so the lock is uncontended except for a
-        // moment at boot.
+        // Only this pCPU runs `vm`, and no lock is held across a call into
+        // the policy, so the lock is uncontended except for a moment at boot.
         guest::slot(vm).unwrap_or_else(|| panic!("no VM slot {vm}"))
     }
 
-    /// Saves the loaded vCPU's state (EL1 registers, timer) so that another
-    /// may be loaded, or so that its timer is tracked in software while the
-    /// CPU idles.
-    fn put_loaded(&mut self) {
-        if let Some(r) = self.loaded.take() {
-            let mut slot = self.lock(r.vm);
-            vcpu::put(&mut slot.vm.vcpus[r.vcpu]);
+    /// VMs on this pCPU other than the running one with input waiting.
+    fn others_have_input(&self) -> bool {
+        (0..MAX_VMS).any(|vm| {
+            self.my_vms & (1 << vm) != 0
+                && Some(vm) != self.running_vm
+                && (!PORT_RX[vm].is_empty() || !INPUT[vm].is_empty())
+        })
+    }
+
+    /// Wakes whoever runs `vm`: another pCPU gets a kick; a VM on this
+    /// pCPU other than the running one bounds the running vCPU's slice.
+    fn kick_vm(&mut self, vm: usize) {
+        let target = PCPU_OF_VM[vm].load(Ordering::Relaxed);
+        if target != self.cpu {
+            gic::send_sgi(SGI_KICK, target);
+        } else if Some(vm) != self.running_vm {
+            self.woke_others = true;
         }
     }
 
-    fn all_stopped(&self) -> bool {
-        self.queue.iter().all(|r| !self.lock(r.vm).vm.is_running())
-    }
-
-    /// Picks the next runnable vCPU; on the way, delivers pending input to
-    /// every VM here and computes the earliest timer deadline of the vCPUs
-    /// left waiting.
-    fn pick(&mut self) -> Option<VcpuRef> {
-        let now = vcpu::counter();
-        let loaded = self.loaded;
-        let mut runnable = [[false; crate::platform::MAX_VCPUS]; MAX_VMS];
-        let mut next_wake = u64::MAX;
-        let mut seen = [false; MAX_VMS];
-        for r in self.queue.iter() {
-            let mut slot = self.lock(r.vm);
-            let vm = &mut slot.vm;
-            if !vm.is_running() || r.vcpu >= vm.nr_vcpus {
-                continue;
-            }
-            if !seen[r.vm] {
-                seen[r.vm] = true;
-                deliver_pending(vm);
-            }
-            let cntvoff = vm.cntvoff;
-            let vcpu = &vm.vcpus[r.vcpu];
-            if vcpu.power != PowerState::On {
-                continue;
-            }
-            // A vCPU whose state is not in the hardware: its virtual timer
-            // is checked in software.
-            if loaded != Some(r) {
-                if vcpu.timer.expired_at(now.wrapping_sub(cntvoff)) {
-                    vm.vgic.set_ppi_level(r.vcpu, INTID_VIRT_TIMER, true);
-                } else if let Some(deadline) = vcpu.timer.deadline() {
-                    next_wake = next_wake.min(deadline.wrapping_add(cntvoff));
-                }
-            }
-            let vcpu = &vm.vcpus[r.vcpu];
-            let ready = !vcpu.in_wfi || vm.vgic.has_deliverable(r.vcpu, &vcpu.gic);
-            runnable[r.vm][r.vcpu] = ready;
-        }
-        let choice = self.queue.pick(|r| runnable[r.vm][r.vcpu]);
-        self.next_wake = next_wake;
-        self.others_runnable = match choice {
-            Some(c) => self.queue.others_runnable(c, |r| runnable[r.vm][r.vcpu]),
-            None => 0,
-        };
-        choice
-    }
-
-    fn idle(&mut self) {
-        vgic_hw::disable();
-        let deadline = self
-            .next_wake
-            .min(console_flush_deadline().unwrap_or(u64::MAX));
-        if deadline == u64::MAX {
-            timer::disarm();
-        } else {
-            timer::arm(deadline);
-        }
-        // IRQs stay masked at EL2; a pending one still wakes the CPU and is
-        // serviced by the loop.
-        // SAFETY: WFI only waits for an interrupt or event.
-        unsafe { core::arch::asm!("dsb sy", "wfi") };
-    }
-
-    /// Arms the hypervisor timer for this entry: the slice end if others
-    /// wait, the earliest waiting vCPU's timer, and the console flush.
-    fn arm_timer(&self, slice_end: u64) {
-        let mut deadline = self.next_wake;
-        if self.others_runnable > 0 {
-            deadline = deadline.min(slice_end);
-        }
-        if let Some(flush) = console_flush_deadline() {
-            deadline = deadline.min(flush);
-        }
-        if deadline == u64::MAX {
-            timer::disarm();
-        } else {
-            // A deadline already past would fire before the guest executes
-            // a single instruction; always let it make some progress.
-            let earliest = vcpu::counter().wrapping_add(self.slice / MIN_RUN_DIVISOR);
-            timer::arm(deadline.max(earliest));
-        }
-    }
-
-    /// Runs `r` for one time slice (or until it blocks, yields or stops).
-    fn run(&mut self, r: VcpuRef) {
-        if self.loaded != Some(r) {
-            self.put_loaded();
-        }
-        let mut slot = self.lock(r.vm);
-        if self.loaded != Some(r) {
-            slot.activate();
-            vcpu::load(&slot.vm.vcpus[r.vcpu], slot.vm.cntvoff);
-            self.loaded = Some(r);
-        }
-        let vm = &mut slot.vm;
-        let index = r.vcpu;
-        PICKS[r.vm][index].fetch_add(1, Ordering::Relaxed);
-        vm.vcpus[index].in_wfi = false;
-        let slice_end = vcpu::counter().wrapping_add(self.slice);
-        self.tick = false;
-        loop {
-            deliver_pending(vm);
-            self.arm_timer(slice_end);
-            {
-                let vcpu = &mut vm.vcpus[index];
-                vm.vgic.flush(index, &mut vcpu.gic);
-                vgic_hw::restore(&vcpu.gic);
-            }
-            // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
-            // SAFETY: this VM's stage 2 and this vCPU's EL1 state are loaded
-            // (`loaded == Some(r)`), so the guest is confined to its memory.
-            let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
-            ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
-            {
-                let vcpu = &mut vm.vcpus[index];
-                vgic_hw::save(&mut vcpu.gic);
-                // The maintenance interrupt is a level that stays asserted
-                // while its condition holds in ICH_HCR_EL2; with the state
-                // saved, turn the interface off until the next entry.
-                vgic_hw::disable();
-                vm.vgic.sync(index, &mut vcpu.gic);
-            }
-            let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
-                || vm.vgic.is_active(index, INTID_VIRT_TIMER);
-            let level = vm.vcpus[index].timer.line_level(vcpu::timer_ctl(), holds);
-            vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, level);
-
-            let outcome = match kind {
-                ExitKind::Sync => {
-                    let regs = &vm.vcpus[index].regs;
-                    let exit = decode_sync(regs.esr, regs.far, regs.hpfar);
-                    vm.handle_exit(index, exit)
-                }
-                ExitKind::Irq | ExitKind::Fiq => {
-                    vm.stats.irq += 1;
-                    service_interrupts(self, Some((vm, index)));
-                    ExitOutcome::Continue
-                }
-                ExitKind::SError => {
-                    let esr = hal::esr::Esr(vm.vcpus[index].regs.esr);
-                    let pc = vm.vcpus[index].regs.elr;
-                    vm.stop_with(StopReason::Fault(Fault::Unexpected {
-                        vcpu: index,
-                        pc,
-                        esr,
-                    }))
-                }
-            };
-            drain_output(vm);
-            kick_receivers(vm, self.cpu);
-            match outcome {
-                ExitOutcome::Wake(mask) => {
-                    // Woken vCPUs (SGI targets, CPU_ON) wait on this pCPU:
-                    // from now on this vCPU's slice is bounded.
-                    self.others_runnable += mask.count_ones() as usize;
-                    if self.tick {
-                        return;
-                    }
-                }
-                ExitOutcome::Continue => {
-                    let slice_over = self.tick && self.others_runnable > 0;
-                    if slice_over {
-                        return;
-                    }
-                    if self.tick {
-                        // The tick was for a timer deadline or a console
-                        // flush: re-pick so waiting vCPUs are re-checked.
-                        return;
-                    }
-                }
-                ExitOutcome::Block | ExitOutcome::Yield => return,
-                ExitOutcome::Stop(reason) => {
-                    report_stop(vm, reason);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn print_stats_if_asked(&mut self) {
-        let generation = STATS_GENERATION.load(Ordering::SeqCst);
-        if generation == self.stats_seen {
+    /// Kicks the VMs whose switch ports received frames from `vm`.
+    fn kick_receivers(&mut self, vm: &mut Vm) {
+        let Some(net) = vm.devices.virtio_net() else {
             return;
-        }
-        self.stats_seen = generation;
-        if self.cpu == 0 {
-            crate::hv_print!("{}", VSWITCH.snapshot());
-        }
-        let mut seen = [false; MAX_VMS];
-        for r in self.queue.iter() {
-            if core::mem::replace(&mut seen[r.vm], true) {
-                continue;
+        };
+        let ports = net.backend_mut().take_kicked_ports();
+        for port in 0..MAX_VMS {
+            if ports & (1 << port) != 0 {
+                self.kick_vm(port);
             }
-            let mut slot = self.lock(r.vm);
-            print_vm_stats(&mut slot.vm);
         }
     }
 
-    /// Every VM stopped: pCPU 0 ends the run once all pCPUs' VMs stopped;
-    /// the others park.
+    fn stats_requested(&self) -> bool {
+        STATS_GENERATION.load(Ordering::SeqCst) != self.stats_seen
+    }
+
+    /// Every VM of this pCPU stopped: pCPU 0 ends the run once all pCPUs'
+    /// VMs stopped; the others park.
     fn finish(&mut self) {
         if self.cpu != 0 {
-            self.put_loaded();
             loop {
                 // SAFETY: parking a CPU with nothing left to run.
                 unsafe { core::arch::asm!("wfi") };
@@ -567,6 +368,178 @@ impl Pcpu {
             });
         }
     }
+
+    fn print_stats_if_asked(&mut self) {
+        let generation = STATS_GENERATION.load(Ordering::SeqCst);
+        if generation == self.stats_seen {
+            return;
+        }
+        self.stats_seen = generation;
+        if self.cpu == 0 {
+            crate::hv_print!("{}", VSWITCH.snapshot());
+        }
+        for vm in 0..MAX_VMS {
+            if self.my_vms & (1 << vm) != 0 {
+                let mut slot = self.lock(vm);
+                print_vm_stats(&mut slot.vm);
+            }
+        }
+    }
+}
+
+impl PcpuArch for Machine {
+    fn now(&mut self) -> u64 {
+        vcpu::counter()
+    }
+
+    fn housekeeping(&mut self) {
+        service_interrupts(self, None);
+        self.print_stats_if_asked();
+        flush_console_idle();
+    }
+
+    fn housekeeping_deadline(&mut self) -> Option<u64> {
+        console_flush_deadline()
+    }
+
+    fn deliver_pending(&mut self, vm: usize) {
+        let mut slot = self.lock(vm);
+        deliver_pending(&mut slot.vm);
+    }
+
+    fn status(&mut self, r: VcpuRef, now: u64, loaded: bool) -> VcpuStatus {
+        let mut slot = self.lock(r.vm);
+        let vm = &mut slot.vm;
+        if !vm.is_running() || r.vcpu >= vm.nr_vcpus || vm.vcpus[r.vcpu].power != PowerState::On {
+            return VcpuStatus::default();
+        }
+        let cntvoff = vm.cntvoff;
+        let mut deadline = None;
+        if !loaded {
+            // Its state is not in the hardware: its virtual timer is
+            // checked in software.
+            let timer = &vm.vcpus[r.vcpu].timer;
+            if timer.expired_at(now.wrapping_sub(cntvoff)) {
+                vm.vgic.set_ppi_level(r.vcpu, INTID_VIRT_TIMER, true);
+            } else {
+                deadline = timer.deadline().map(|d| d.wrapping_add(cntvoff));
+            }
+        }
+        let vcpu = &vm.vcpus[r.vcpu];
+        VcpuStatus {
+            alive: true,
+            ready: !vcpu.in_wfi || vm.vgic.has_deliverable(r.vcpu, &vcpu.gic),
+            deadline,
+        }
+    }
+
+    fn load(&mut self, r: VcpuRef) {
+        let slot = self.lock(r.vm);
+        slot.activate();
+        vcpu::load(&slot.vm.vcpus[r.vcpu], slot.vm.cntvoff);
+        self.loaded = Some(r);
+    }
+
+    fn put(&mut self, r: VcpuRef) {
+        let mut slot = self.lock(r.vm);
+        vcpu::put(&mut slot.vm.vcpus[r.vcpu]);
+        self.loaded = None;
+    }
+
+    fn arm_timer(&mut self, deadline: Option<u64>) {
+        match deadline {
+            Some(deadline) => timer::arm(deadline),
+            None => timer::disarm(),
+        }
+    }
+
+    fn enter(&mut self, r: VcpuRef) -> Exit {
+        let mut slot = self.lock(r.vm);
+        let vm = &mut slot.vm;
+        let index = r.vcpu;
+        self.running_vm = Some(r.vm);
+        self.woke_others = false;
+        vm.vcpus[index].in_wfi = false;
+        {
+            let vcpu = &mut vm.vcpus[index];
+            vm.vgic.flush(index, &mut vcpu.gic);
+            vgic_hw::restore(&vcpu.gic);
+        }
+        // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
+        // SAFETY: the policy loaded this VM's stage 2 and this vCPU's EL1
+        // state (`load`) before entering it, so the guest is confined to
+        // its memory.
+        let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
+        ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
+        {
+            let vcpu = &mut vm.vcpus[index];
+            vgic_hw::save(&mut vcpu.gic);
+            // The maintenance interrupt is a level that stays asserted
+            // while its condition holds in ICH_HCR_EL2; with the state
+            // saved, turn the interface off until the next entry.
+            vgic_hw::disable();
+            vm.vgic.sync(index, &mut vcpu.gic);
+        }
+        let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
+            || vm.vgic.is_active(index, INTID_VIRT_TIMER);
+        let level = vm.vcpus[index].timer.line_level(vcpu::timer_ctl(), holds);
+        vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, level);
+
+        let outcome = match kind {
+            ExitKind::Sync => {
+                let regs = &vm.vcpus[index].regs;
+                let exit = decode_sync(regs.esr, regs.far, regs.hpfar);
+                vm.handle_exit(index, exit)
+            }
+            ExitKind::Irq | ExitKind::Fiq => {
+                vm.stats.irq += 1;
+                service_interrupts(self, Some((vm, index)));
+                ExitOutcome::Continue
+            }
+            ExitKind::SError => {
+                let esr = hal::esr::Esr(vm.vcpus[index].regs.esr);
+                let pc = vm.vcpus[index].regs.elr;
+                vm.stop_with(StopReason::Fault(Fault::Unexpected {
+                    vcpu: index,
+                    pc,
+                    esr,
+                }))
+            }
+        };
+        drain_output(vm);
+        self.kick_receivers(vm);
+        let action = match outcome {
+            ExitOutcome::Continue => ExitAction::Continue,
+            ExitOutcome::Wake(mask) => {
+                // Woken vCPUs (SGI targets, CPU_ON) are on this pCPU.
+                if mask & !(1 << index) != 0 {
+                    self.woke_others = true;
+                }
+                ExitAction::Continue
+            }
+            ExitOutcome::Block => ExitAction::Block,
+            ExitOutcome::Yield => ExitAction::Yield,
+            ExitOutcome::Stop(reason) => {
+                report_stop(vm, reason);
+                ExitAction::Stop
+            }
+        };
+        drop(slot);
+        self.running_vm = None;
+        Exit {
+            action,
+            woke_others: core::mem::take(&mut self.woke_others),
+            service: self.stats_requested(),
+        }
+    }
+
+    fn idle(&mut self) {
+        vgic_hw::disable();
+        // IRQs stay masked at EL2; a pending one still wakes the CPU and is
+        // serviced by the loop.
+        // SAFETY: WFI only waits for an interrupt or event.
+        unsafe { core::arch::asm!("dsb sy", "wfi") };
+    }
 }
 
 fn print_vm_stats(vm: &mut Vm) {
@@ -583,6 +556,18 @@ fn print_vm_stats(vm: &mut Vm) {
         s.irq,
         s.faults
     );
+    crate::hv_println!(
+        "vm{} trapped sysregs: pmu={} debug={} raz-wi={}",
+        vm.id,
+        s.sysreg_pmu,
+        s.sysreg_debug,
+        s.sysreg_raz_wi
+    );
+    // Not inside the print: printing takes the console lock itself.
+    let console_out = CONSOLE.lock().as_ref().map(|mux| mux.output_stats(vm.id));
+    if let Some(o) = console_out {
+        crate::hv_println!("vm{} console output: {}", vm.id, o);
+    }
     for index in 0..vm.nr_vcpus {
         let vcpu = &vm.vcpus[index];
         crate::hv_println!(
