@@ -386,11 +386,12 @@ def typed(con, vm, command, expect, timeout=60):
 
 def net_pair_scenario(args, check, placement):
     """Two VMs run the guest's `hvtest=net` script: pings both ways, a full
-    1514-byte frame each way, and a 16 MiB TCP transfer whose md5 must match
-    on both sides; then the console is switched between them."""
+    1514-byte frame each way, iperf3 with 4 TCP streams for 8 s, then a
+    16 MiB TCP transfer whose md5 must match on both sides; then the
+    console is switched between them."""
     label = f"2 VMs {placement}"
     cfg = RunConfig(args, f"multi-vm-{placement}", vms=2, vcpus=1, placement=placement,
-                    append=("hvtest=net " + args.append).strip())
+                    append=("hvtest=net hviperf=1 hvtest_iperf=8 " + args.append).strip())
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
         ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) nproc=(\d+) ", args.timeout,
@@ -411,6 +412,14 @@ def net_pair_scenario(args, check, placement):
         check.ok(big is not None and big.group(1) == b"3", f"{label}: 1514-byte frames vm0 -> vm1 (ping -s 1472) 3/3")
         big1 = con.wait_for(vm_line(1, r"PING-BIG-FROM-SERVER (\d+)/3\r?\n"), 60)
         check.ok(big1 is not None and big1.group(1) == b"3", f"{label}: 1514-byte frames vm1 -> vm0 3/3")
+        iperf = con.wait_for(vm_line(0, r"IPERF-RESULT rc=(\d+) streams=4 seconds=8 sender_mbps=(\S+) "
+                                        r"receiver_mbps=(\S+) retransmits=(\S+)\r?\n"), 120)
+        check.ok(iperf is not None and iperf.group(1) == b"0" and _positive(iperf.group(3)),
+                 f"{label}: iperf3 -P 4 -t 8 vm0 -> vm1 completed "
+                 f"({iperf.group(0).decode().strip() if iperf else 'no IPERF-RESULT within 120 s'})")
+        if iperf:
+            check.note(f"{label}: iperf3 -P 4: {iperf.group(3).decode()} Mbit/s received, "
+                       f"{iperf.group(4).decode()} retransmits")
         sent = con.wait_for(vm_line(0, r"NC-SENT bytes=(\d+) md5=([0-9a-f]+) seconds=([\d.]+)\r?\n"), 300)
         recv = con.wait_for(vm_line(1, r"NC-RECV bytes=(\d+) md5=([0-9a-f]+)\r?\n"), 120)
         ok = (sent is not None and recv is not None and int(sent.group(1)) >= 16 << 20
@@ -438,6 +447,88 @@ def net_pair_scenario(args, check, placement):
         check.ok(stats is not None and int(stats.group(1)) > 0 and int(stats.group(2)) > 10000,
                  f"{label}: Ctrl-\\ s prints switch counters (port 1 rx frames "
                  f"{stats.group(2).decode() if stats else '?'})")
+        check.ok(b"soft lockup" not in con.buf and b"Call trace" not in con.buf,
+                 f"{label}: no soft lockup or kernel call trace")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+
+
+def _positive(text):
+    try:
+        return float(text) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def percentile(values, pct):
+    """Nearest-rank percentile of `values` (non-empty)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+# Two scheduler slices (10 ms each): the bound on a ping's RTT while the
+# other VM is busy.
+TWO_SLICES_MS = 20.0
+HOG_PINGS = 40
+
+
+def hog_phase(con, check, label, hog, pinger, load, load_name):
+    """Starts `load` in VM `hog`'s shell, pings it from VM `pinger`, asks
+    for the statistics, then stops the load."""
+    mark = len(con.buf)
+    _, pid = typed(con, hog, f"{load} & echo HOG-PID-$!", r"HOG-PID-(\d+)", 30)
+    if not check.ok(pid is not None, f"{label}: {load_name} started in vm{hog}"):
+        return
+    time.sleep(1.0)  # the load is running
+    dst = f"10.0.0.{hog + 1}"
+    mark = len(con.buf)
+    focus, summary = typed(con, pinger, f"ping -c {HOG_PINGS} -i 0.1 {dst}",
+                           r"(\d+) packets transmitted, (\d+) packets received", 60 + HOG_PINGS)
+    check.ok(focus is not None, f"{label}: the console switched to vm{pinger} while vm{hog} was busy")
+    rtts = [float(m.group(1)) for m in re.finditer(
+        vm_line(pinger, r"\d+ bytes from [\d.]+: seq=\d+ ttl=\d+ time=([\d.]+) ms").encode(),
+        con.buf[mark:])]
+    received = int(summary.group(2)) if summary else 0
+    check.ok(summary is not None and received == HOG_PINGS and len(rtts) == HOG_PINGS,
+             f"{label}: vm{pinger} pinged busy vm{hog} ({load_name}): {received}/{HOG_PINGS} replies, 0 lost")
+    if rtts:
+        p99 = percentile(rtts, 99)
+        check.ok(p99 <= TWO_SLICES_MS,
+                 f"{label}: RTT p99 {p99:.1f} ms <= two slices ({TWO_SLICES_MS:.0f} ms); "
+                 f"median {percentile(rtts, 50):.1f} ms")
+    # The console's own command while the load runs.
+    mark = len(con.buf)
+    con.send(ESCAPE + b"s")
+    stats = con.wait_for(rf"\[hv\] vm{hog} exits: ", 10, since=mark)
+    check.ok(stats is not None, f"{label}: Ctrl-\\ s answered while vm{hog} was busy")
+    _, gone = typed(con, hog, f"kill {pid.group(1).decode()}; echo HOG-KILLED-$?", r"HOG-KILLED-(\d+)", 30)
+    check.ok(gone is not None and gone.group(1) == b"0", f"{label}: {load_name} in vm{hog} stopped")
+
+
+def busy_neighbour_scenario(args, check, placement):
+    """Isolation under load: a busy VM (a shell busy loop, then a kernel-busy
+    dd) must not freeze the other one: no lost pings, RTT within two
+    slices, and the console answers; both ways round."""
+    label = f"busy neighbour {placement}"
+    cfg = RunConfig(args, f"busy-{placement}", vms=2, vcpus=1, placement=placement)
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
+        if not all(ready.values()):
+            return
+        for vm in (0, 1):
+            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+        # Warm up ARP both ways so the first ping measures the scheduler.
+        for src, dst in ((0, 2), (1, 1)):
+            typed(con, src, f"ping -c 1 -W 5 10.0.0.{dst} >/dev/null; echo ARP-{src}-$?", rf"ARP-{src}-\d", 30)
+        loads = (("while :; do :; done", "shell busy loop"),
+                 ("dd if=/dev/zero of=/dev/null bs=1M", "kernel-busy dd"))
+        for hog, pinger in ((1, 0), (0, 1)):
+            for load, name in loads:
+                hog_phase(con, check, label, hog, pinger, load, name)
         check.ok(b"soft lockup" not in con.buf and b"Call trace" not in con.buf,
                  f"{label}: no soft lockup or kernel call trace")
     finally:
@@ -492,9 +583,15 @@ def cmd_test_boot(args):
 
 def cmd_test_multi_vm(args):
     check = Check("test-multi-vm")
-    for placement in ("timeslice", "per-pcpu"):
-        net_pair_scenario(args, check, placement)
-    three_vm_scenario(args, check)
+    only = set(filter(None, args.only.split(",")))
+    if not only or "net" in only:
+        for placement in ("timeslice", "per-pcpu"):
+            net_pair_scenario(args, check, placement)
+    if not only or "busy" in only:
+        for placement in ("timeslice", "per-pcpu"):
+            busy_neighbour_scenario(args, check, placement)
+    if not only or "three" in only:
+        three_vm_scenario(args, check)
     return finish(check)
 
 
@@ -538,6 +635,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
+    ap.add_argument("--only", default="", help="test-multi-vm: comma-separated scenarios (net,busy,three)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
     ap.add_argument("command", choices=["run", "test-boot", "test-linux", "test-multi-vm"])
     args = ap.parse_args()
