@@ -60,16 +60,9 @@ pub fn boot_from_config() -> ! {
         )),
     };
     let pcpus = gic::cpu_count();
-    let placement = if config.placement == Placement::PerPcpu && config.vms > pcpus {
-        crate::hv_println!(
-            "hypervisor: {} VMs but only {} physical CPUs: time-slicing instead of one VM per pCPU",
-            config.vms,
-            pcpus
-        );
-        Placement::TimeSliced
-    } else {
-        config.placement
-    };
+    // With more VMs than pCPUs, VM n goes to pCPU n mod pCPUs: the VMs
+    // sharing a pCPU are time-sliced there.
+    let placement = config.placement;
     crate::hv_println!(
         "hypervisor: {} VM(s) x {} vCPU(s), {} MiB each, {} on {} pCPU(s)",
         config.vms,
@@ -77,6 +70,7 @@ pub fn boot_from_config() -> ! {
         config.mem >> 20,
         match placement {
             Placement::TimeSliced => "time-sliced",
+            Placement::PerPcpu if config.vms > pcpus => "VM n on pCPU n mod pCPUs",
             Placement::PerPcpu => "one VM per pCPU",
         },
         placement.pcpus_used(config.vms, pcpus)
