@@ -11,6 +11,8 @@ use crate::debug_regs::{self, Owner};
 use crate::devices::DeviceManager;
 use crate::guest_memory::GuestMemory;
 use crate::hypercall::{self, Hypercall};
+use crate::id_regs;
+use crate::restart::{BootImage, RestartPhase};
 use crate::mmio::DeviceContext;
 use crate::platform::MAX_VCPUS;
 use crate::psci::{self, PowerState, PsciAction};
@@ -30,8 +32,11 @@ const ICC_ASGI1R_EL1: u32 = esr::sysreg_id(3, 0, 12, 11, 6);
 pub enum StopReason {
     /// PSCI SYSTEM_OFF.
     PoweredOff,
-    /// PSCI SYSTEM_RESET.
+    /// PSCI SYSTEM_RESET of a VM that has no boot images to restart from
+    /// (a VM with them restarts instead; see [`crate::restart`]).
     ResetRequested,
+    /// Stopped from the console (`Ctrl-\ k N`).
+    StoppedFromConsole,
     /// The guest called the exit hypercall with this status.
     Exited(u64),
     /// The guest did something the hypervisor cannot emulate.
@@ -98,6 +103,9 @@ pub enum ExitOutcome {
     Wake(u32),
     /// The whole VM stopped.
     Stop(StopReason),
+    /// The VM began a restart ([`Vm::begin_restart`]): none of its vCPUs
+    /// runs until the run loop has rebuilt it.
+    Restart,
 }
 
 /// Exit counters by reason.
@@ -118,6 +126,8 @@ pub struct ExitStats {
     pub sysreg_pmu: u64,
     /// Trapped debug register accesses (stored per vCPU, never applied).
     pub sysreg_debug: u64,
+    /// Trapped ID register reads (answered from the sanitized table).
+    pub sysreg_id: u64,
 }
 
 impl ExitStats {
@@ -135,6 +145,7 @@ impl ExitStats {
             sysreg_raz_wi: 0,
             sysreg_pmu: 0,
             sysreg_debug: 0,
+            sysreg_id: 0,
         }
     }
 }
@@ -144,6 +155,9 @@ impl ExitStats {
 pub enum VmState {
     /// At least one vCPU may run.
     Running,
+    /// Being rebuilt from its boot images (see [`crate::restart`]); no
+    /// vCPU runs.
+    Restarting(RestartPhase),
     /// Stopped; its vCPUs never run again.
     Stopped(StopReason),
 }
@@ -172,6 +186,11 @@ pub struct Vm {
     /// The virtual GIC: interrupt state of every vCPU, and the interrupt
     /// controller the VM's devices raise their lines on.
     pub vgic: Vgic,
+    /// The pristine images the VM boots from, kept for its restarts (none
+    /// for test guests: they stop on a reset request).
+    pub boot: Option<BootImage>,
+    /// Restarts completed since the VM was created.
+    pub restarts: u64,
 }
 
 /// A small byte buffer for hypercall console output.
@@ -235,11 +254,14 @@ impl Vm {
             cntvoff: 0,
             hypercall_output: OutputBuffer::new(),
             vgic: Vgic::new(1),
+            boot: None,
+            restarts: 0,
         }
     }
 
     /// Re-initialises this VM in place as VM `id` with `mem` and
-    /// `nr_vcpus` vCPUs (all off), no devices, and fresh counters.
+    /// `nr_vcpus` vCPUs (all off), no devices, no boot images, and fresh
+    /// counters.
     pub fn reset(&mut self, id: usize, mem: GuestMemory, nr_vcpus: usize) {
         self.id = id;
         self.mem = mem;
@@ -253,6 +275,8 @@ impl Vm {
         self.cntvoff = 0;
         self.hypercall_output = OutputBuffer::new();
         self.vgic = Vgic::new(self.nr_vcpus);
+        self.boot = None;
+        self.restarts = 0;
     }
 
     /// Powers on vCPU 0 at `entry` with `x0 = arg0` (the boot CPU).
@@ -359,17 +383,27 @@ impl Vm {
         }
     }
 
-    /// A trapped MSR/MRS that is not an SGI: the PMU and debug models (see
-    /// [`debug_regs`]), or read-as-zero/write-ignored for the rest (the EL1
-    /// physical timer, which guests do not use). Counted by kind.
+    /// A trapped MSR/MRS that is not an SGI: the sanitized ID registers
+    /// (see [`id_regs`]), the PMU and debug models (see [`debug_regs`]), or
+    /// read-as-zero/write-ignored for the rest (the EL1 physical timer,
+    /// which guests do not use). Counted by kind.
     fn emulate_sysreg(&mut self, index: usize, iss: esr::SysRegIss, value: u64) -> ExitOutcome {
         let vcpu = &mut self.vcpus[index];
-        let read = match debug_regs::classify(iss) {
-            Some(Owner::Pmu) => {
+        let id_value = if iss.is_read() {
+            id_regs::guest().read(iss)
+        } else {
+            None
+        };
+        let read = match (id_value, debug_regs::classify(iss)) {
+            (Some(id_value), _) => {
+                self.stats.sysreg_id += 1;
+                id_value
+            }
+            (None, Some(Owner::Pmu)) => {
                 self.stats.sysreg_pmu += 1;
                 0
             }
-            Some(Owner::Debug) => {
+            (None, Some(Owner::Debug)) => {
                 self.stats.sysreg_debug += 1;
                 if iss.is_read() {
                     vcpu.debug.read(iss)
@@ -378,7 +412,7 @@ impl Vm {
                     0
                 }
             }
-            None => {
+            (None, None) => {
                 self.stats.sysreg_raz_wi += 1;
                 0
             }
@@ -474,7 +508,7 @@ impl Vm {
                     ExitOutcome::Block
                 }
                 PsciAction::SystemOff => self.stop_with(StopReason::PoweredOff),
-                PsciAction::SystemReset => self.stop_with(StopReason::ResetRequested),
+                PsciAction::SystemReset => self.begin_restart(),
             };
         }
         match hypercall::decode(fid, x[1]) {
@@ -735,6 +769,31 @@ mod tests {
         assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0014);
         assert_eq!((vm.stats.sysreg_pmu, vm.stats.sysreg_debug), (2, 4));
         assert_eq!((vm.stats.sysreg, vm.stats.sysreg_raz_wi), (6, 0));
+    }
+
+    #[test]
+    fn id_registers_read_the_sanitized_table() {
+        use crate::id_regs::{self, AA64DFR0, AA64PFR0, GuestIdRegs, ID_REG_COUNT, Switched};
+        let mut host = [0u64; ID_REG_COUNT];
+        host[AA64PFR0] = 0x0000_0001_0100_1111; // SVE, GICv3
+        host[AA64DFR0] = 0x0000_0000_0000_0106; // PMUv3
+        let table = id_regs::install(GuestIdRegs::sanitize(
+            &host,
+            Switched {
+                sve: true,
+                pauth: true,
+            },
+        ));
+        let mut vm = vm(1);
+        vm.vcpus[0].regs.x[3] = 99;
+        // MRS x3, ID_AA64PFR0_EL1; MRS x4, ID_AA64DFR0_EL1.
+        sysreg(&mut vm, 0, hal::esr::sysreg_id(3, 0, 0, 4, 0), 3, true);
+        sysreg(&mut vm, 0, hal::esr::sysreg_id(3, 0, 0, 5, 0), 4, true);
+        assert_eq!(vm.vcpus[0].regs.x[3], table.get(AA64PFR0));
+        assert_eq!(vm.vcpus[0].regs.x[4], table.get(AA64DFR0));
+        assert_eq!(vm.vcpus[0].regs.x[4] & 0xf00, 0, "no PMU");
+        assert_eq!(vm.stats.sysreg_id, 2);
+        assert_eq!(vm.vcpus[0].regs.elr, 0x4000_0008);
     }
 
     #[test]
