@@ -26,6 +26,8 @@ pub enum ExceptionClass {
     Smc64,
     /// 0x18: trapped MSR, MRS or System instruction from AArch64.
     SysReg64,
+    /// 0x19: SVE access trapped (CPTR_EL2.TZ).
+    Sve,
     /// 0x20: instruction abort from a lower exception level.
     InstrAbortLower,
     /// 0x21: instruction abort taken without a change in exception level.
@@ -72,6 +74,7 @@ impl ExceptionClass {
             0x16 => Self::Hvc64,
             0x17 => Self::Smc64,
             0x18 => Self::SysReg64,
+            0x19 => Self::Sve,
             0x20 => Self::InstrAbortLower,
             0x21 => Self::InstrAbortSame,
             0x22 => Self::PcAlignment,
@@ -102,6 +105,7 @@ impl ExceptionClass {
             Self::Hvc64 => 0x16,
             Self::Smc64 => 0x17,
             Self::SysReg64 => 0x18,
+            Self::Sve => 0x19,
             Self::InstrAbortLower => 0x20,
             Self::InstrAbortSame => 0x21,
             Self::PcAlignment => 0x22,
@@ -132,6 +136,7 @@ impl ExceptionClass {
             Self::Hvc64 => "HVC (AArch64)",
             Self::Smc64 => "SMC (AArch64)",
             Self::SysReg64 => "MSR/MRS/System instruction trap",
+            Self::Sve => "SVE access trap",
             Self::InstrAbortLower => "Instruction abort from lower EL",
             Self::InstrAbortSame => "Instruction abort from current EL",
             Self::PcAlignment => "PC alignment fault",

@@ -4,12 +4,19 @@
 //! `load` before the first entry of a vCPU on this CPU, `put` when another
 //! vCPU (or none) is going to run here. While the same vCPU keeps running,
 //! nothing but the general-purpose state switched by the world switch moves.
+//!
+//! Per-CPU feature state: the pointer-authentication keys move with
+//! `load`/`put`. SVE is lazy: CPTR_EL2.TZ traps a vCPU's first SVE
+//! instruction ([`sve_trap`]), after which its Z, P and FFR move with every
+//! world switch and its ZCR_EL1 with `load`/`put`, until a `put` finds its
+//! SVE state to hold nothing beyond FP/SIMD (see [`crate::vcpu::SveRegs`]).
 
 use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
 use hal::{read_sysreg, write_sysreg};
 
 use crate::debug_regs;
-use crate::vcpu::{El1Regs, Vcpu};
+use crate::id_regs::{self, GuestIdRegs, ID_REG_COUNT, Switched};
+use crate::vcpu::{El1Regs, GuestRegs, SveRegs, Vcpu};
 
 /// HCR_EL2 for running a guest: VM (stage 2), SWIO, FMO, IMO, AMO (physical
 /// interrupts and SErrors to EL2), FB + BSU=inner-shareable (broadcast TLB
@@ -27,6 +34,161 @@ pub const HCR_GUEST: u64 = (1 << 0)
     | (1 << 14)
     | (1 << 19)
     | (1 << 31);
+
+/// HCR_EL2.TID3: guest reads of the ID registers trap and are answered
+/// from the sanitized table ([`crate::id_regs`]).
+pub const HCR_TID3: u64 = 1 << 18;
+/// HCR_EL2.APK (bit 40) and API (bit 41): the guest's pointer-authentication
+/// key registers and instructions do not trap (the keys are switched per
+/// vCPU).
+pub const HCR_APK_API: u64 = (1 << 40) | (1 << 41);
+
+/// CPTR_EL2.TZ: SVE instructions and ZCR_ELx accesses trap to EL2 (at EL2
+/// too).
+const CPTR_TZ: u64 = 1 << 8;
+/// CPTR_EL2.TAM: activity-monitor accesses trap (the guest sees no AMU).
+const CPTR_TAM: u64 = 1 << 30;
+
+/// What this machine has that the hypervisor switches per vCPU, found once.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    /// The SVE vector length in bytes at EL2 (capped through ZCR_EL2.LEN),
+    /// or 0 without SVE.
+    pub sve_vl: usize,
+    /// Pointer authentication is implemented.
+    pub pauth: bool,
+    /// Activity monitors are implemented.
+    pub amu: bool,
+}
+
+static FEATURES: spin::Once<Features> = spin::Once::new();
+
+/// Reads the host's ID register space (op0 = 3, op1 = 0, CRn = 0, CRm =
+/// 1..7): the registers the architecture defines there, the reserved
+/// encodings left at zero.
+fn host_id_regs() -> [u64; ID_REG_COUNT] {
+    let mut host = [0u64; ID_REG_COUNT];
+    macro_rules! read_ids {
+        ($($crm:literal $op2:literal),* $(,)?) => {$({
+            let value: u64;
+            // SAFETY: an MRS of the ID register space (op0 = 3, op1 = 0,
+            // CRn = 0, CRm = 1..7), readable at EL2: defined registers or
+            // reserved encodings that read as zero; no side effects.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mrs {0}, s3_0_c0_c", stringify!($crm), "_", stringify!($op2)),
+                    out(reg) value,
+                    options(nomem, nostack, preserves_flags)
+                );
+            }
+            host[id_regs::slot($crm, $op2)] = value;
+        })*};
+    }
+    read_ids!(
+        1 0, 1 1, 1 2, 1 3, 1 4, 1 5, 1 6, 1 7,
+        2 0, 2 1, 2 2, 2 3, 2 4, 2 5, 2 6, 2 7,
+        3 0, 3 1, 3 2, 3 4, 3 5, 3 6,
+        4 0, 4 1, 4 4,
+        5 0,
+        6 0, 6 1, 6 2,
+        7 0, 7 1, 7 2,
+    );
+    host
+}
+
+/// Sets or clears CPTR_EL2.TZ on this CPU (only writes on a change).
+fn set_sve_trap(trap: bool) {
+    let cptr = read_sysreg!("cptr_el2");
+    let want = if trap {
+        cptr | CPTR_TZ
+    } else {
+        cptr & !CPTR_TZ
+    };
+    if want != cptr {
+        // SAFETY: TZ only decides whether SVE traps; the hypervisor itself
+        // executes SVE only in the world switch, with TZ clear.
+        unsafe {
+            write_sysreg!("cptr_el2", want);
+            core::arch::asm!("isb");
+        }
+    }
+}
+
+/// Caps this CPU's SVE vector length (ZCR_EL2.LEN) and returns it in bytes.
+fn cap_sve_vl() -> usize {
+    set_sve_trap(false);
+    let vl: u64;
+    // SAFETY: ZCR_EL2 (S3_4_C1_C2_0) only sets the vector length of EL2
+    // and below; no SVE state is live while it changes. RDVL X0, #1
+    // (encoded, the assembler may lack SVE) reads the result.
+    unsafe {
+        write_sysreg!("s3_4_c1_c2_0", id_regs::ZCR_EL2_LEN);
+        core::arch::asm!("isb", ".inst 0x04bf5020", out("x0") vl);
+    }
+    set_sve_trap(true);
+    vl as usize
+}
+
+/// The machine's features (found on the first call, which also installs
+/// the guests' ID register table).
+pub fn features() -> &'static Features {
+    FEATURES.call_once(|| {
+        let host = host_id_regs();
+        let mut sve_vl = if id_regs::has_sve(host[id_regs::AA64PFR0]) {
+            cap_sve_vl()
+        } else {
+            0
+        };
+        if !SveRegs::valid_vl(sve_vl) {
+            sve_vl = 0;
+        }
+        let pauth = id_regs::has_pauth(host[id_regs::AA64ISAR1], host[id_regs::AA64ISAR2]);
+        let amu = id_regs::field(host[id_regs::AA64PFR0], 44) != 0;
+        id_regs::install(GuestIdRegs::sanitize(
+            &host,
+            Switched {
+                sve: sve_vl != 0,
+                pauth,
+            },
+        ));
+        Features { sve_vl, pauth, amu }
+    })
+}
+
+/// HCR_EL2 for running guests on this machine: [`HCR_GUEST`], TID3, and
+/// APK/API with pointer authentication.
+pub fn hcr_guest() -> u64 {
+    let pauth = if features().pauth { HCR_APK_API } else { 0 };
+    HCR_GUEST | HCR_TID3 | pauth
+}
+
+/// Makes CPTR_EL2.TZ match the vCPU about to run: SVE enabled only while
+/// its SVE state is live.
+pub fn sve_sync_trap(regs: &GuestRegs) {
+    set_sve_trap(!(regs.sve_live != 0 && features().sve_vl != 0));
+}
+
+/// The vCPU `regs` took an SVE trap: if the machine has SVE and the vCPU's
+/// SVE state is lazy, build its full state from its FP/SIMD registers,
+/// restore its ZCR_EL1, enable SVE and return true (the guest re-executes
+/// the instruction). Otherwise false: the trap is a real exit.
+pub fn sve_trap(regs: &mut GuestRegs) -> bool {
+    let vl = features().sve_vl;
+    if vl == 0 || regs.sve_live != 0 {
+        return false;
+    }
+    regs.sve.load_from_fpsimd(&regs.q, vl);
+    regs.sve.traps += 1;
+    regs.sve_live = 1;
+    set_sve_trap(false);
+    // SAFETY: ZCR_EL1 (S3_0_C1_C2_0) is this vCPU's own vector-length
+    // control, accessible at EL2 now that TZ is clear.
+    unsafe {
+        write_sysreg!("s3_0_c1_c2_0", regs.sve.zcr_el1);
+        core::arch::asm!("isb");
+    }
+    true
+}
 
 /// CNTHCTL_EL2: EL1PCTEN (guest may read the physical counter); EL1PCEN is
 /// clear, so the guest's EL1 *physical* timer registers trap (guests use
@@ -65,10 +227,19 @@ fn init_debug_traps() {
 
 /// Per-CPU configuration for running guests, set once per physical CPU.
 pub fn init_el2_for_guests() {
+    let features = features();
+    if features.sve_vl != 0 {
+        cap_sve_vl();
+    }
+    if features.amu {
+        let cptr = read_sysreg!("cptr_el2");
+        // SAFETY: TAM only makes guest activity-monitor accesses trap.
+        unsafe { write_sysreg!("cptr_el2", cptr | CPTR_TAM) };
+    }
     // SAFETY: configuring the EL2 trap and timer controls for guest
     // execution; no guest is running and EL2's own translation is unaffected.
     unsafe {
-        write_sysreg!("hcr_el2", HCR_GUEST);
+        write_sysreg!("hcr_el2", hcr_guest());
         write_sysreg!("cnthctl_el2", CNTHCTL_GUEST);
         write_sysreg!("cntvoff_el2", 0);
         let midr = read_sysreg!("midr_el1");
@@ -113,6 +284,51 @@ pub fn load(vcpu: &Vcpu, cntvoff: u64) {
         write_sysreg!("cntv_ctl_el0", vcpu.timer.ctl & 3);
         core::arch::asm!("isb");
     }
+    let features = features();
+    if features.pauth {
+        load_pauth_keys(&vcpu.pauth.keys);
+    }
+    if features.sve_vl != 0 && vcpu.regs.sve_live != 0 {
+        set_sve_trap(false);
+        // SAFETY: the vCPU's own ZCR_EL1 (S3_0_C1_C2_0), accessible with TZ
+        // clear; its Z/P/FFR are loaded by the world switch.
+        unsafe { write_sysreg!("s3_0_c1_c2_0", vcpu.regs.sve.zcr_el1) };
+    }
+    sve_sync_trap(&vcpu.regs);
+}
+
+/// Writes the five pointer-authentication keys (APIA, APIB, APDA, APDB,
+/// APGA, low then high half).
+fn load_pauth_keys(keys: &[u64; 10]) {
+    // SAFETY: the guest's keys; EL2 does not use pointer authentication
+    // (SCTLR_EL2.En* are clear), and this is only called when the keys exist.
+    unsafe {
+        write_sysreg!("s3_0_c2_c1_0", keys[0]);
+        write_sysreg!("s3_0_c2_c1_1", keys[1]);
+        write_sysreg!("s3_0_c2_c1_2", keys[2]);
+        write_sysreg!("s3_0_c2_c1_3", keys[3]);
+        write_sysreg!("s3_0_c2_c2_0", keys[4]);
+        write_sysreg!("s3_0_c2_c2_1", keys[5]);
+        write_sysreg!("s3_0_c2_c2_2", keys[6]);
+        write_sysreg!("s3_0_c2_c2_3", keys[7]);
+        write_sysreg!("s3_0_c2_c3_0", keys[8]);
+        write_sysreg!("s3_0_c2_c3_1", keys[9]);
+    }
+}
+
+/// Reads the five pointer-authentication keys (the order of
+/// [`load_pauth_keys`]).
+fn save_pauth_keys(keys: &mut [u64; 10]) {
+    keys[0] = read_sysreg!("s3_0_c2_c1_0");
+    keys[1] = read_sysreg!("s3_0_c2_c1_1");
+    keys[2] = read_sysreg!("s3_0_c2_c1_2");
+    keys[3] = read_sysreg!("s3_0_c2_c1_3");
+    keys[4] = read_sysreg!("s3_0_c2_c2_0");
+    keys[5] = read_sysreg!("s3_0_c2_c2_1");
+    keys[6] = read_sysreg!("s3_0_c2_c2_2");
+    keys[7] = read_sysreg!("s3_0_c2_c2_3");
+    keys[8] = read_sysreg!("s3_0_c2_c3_0");
+    keys[9] = read_sysreg!("s3_0_c2_c3_1");
 }
 
 /// Saves this CPU's EL1 registers and virtual timer into `vcpu` and stops
@@ -143,6 +359,21 @@ pub fn put(vcpu: &mut Vcpu) {
     r.csselr = read_sysreg!("csselr_el1");
     vcpu.timer.cval = read_sysreg!("cntv_cval_el0");
     vcpu.timer.ctl = read_sysreg!("cntv_ctl_el0");
+    let features = features();
+    if features.pauth {
+        save_pauth_keys(&mut vcpu.pauth.keys);
+    }
+    // Z, P and FFR were stored at the last exit; ZCR_EL1 is still in the
+    // hardware. A state that holds nothing but FP/SIMD goes back to lazy.
+    let regs = &mut vcpu.regs;
+    if features.sve_vl != 0 && regs.sve_live != 0 {
+        set_sve_trap(false);
+        regs.sve.zcr_el1 = read_sysreg!("s3_0_c1_c2_0");
+        if regs.sve.is_fpsimd_only(&regs.q, features.sve_vl) {
+            regs.sve_live = 0;
+        }
+    }
+    set_sve_trap(true);
     // SAFETY: disabling the EL1 virtual timer of the vCPU being descheduled;
     // its state was saved just above.
     unsafe {

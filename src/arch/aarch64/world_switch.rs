@@ -10,6 +10,11 @@
 //! `enter_guest` with the kind of exit. EL1 system registers, timers and the
 //! GIC list registers are switched in Rust around this call
 //! ([`super::vcpu`]), and only when a different vCPU is loaded.
+//!
+//! SVE: while `GuestRegs::sve_live` is set, the exit path also stores Z0-Z31,
+//! P0-P15 and FFR at the hypervisor's vector length (CPTR_EL2.TZ is clear
+//! then), and the entry path loads them after q0-q31 (loading a q register
+//! zeroes the upper bits of its Z register).
 
 use core::arch::global_asm;
 
@@ -34,26 +39,54 @@ unsafe extern "C" {
 
 /// Runs the guest whose registers are `regs` until its next exit.
 ///
+/// A vCPU's first SVE instruction (an EC 0x19 trap while its SVE state is
+/// lazy) is handled here and the guest re-entered: the run loop never sees
+/// it (see [`super::vcpu::sve_trap`]).
+///
 /// # Safety
-/// The caller must have loaded the matching vCPU's EL1 system registers,
-/// stage-2 translation (VTTBR_EL2) and HCR_EL2, so that the guest runs
-/// confined to its own memory; interrupts must be masked at EL2.
+/// The caller must have loaded the matching vCPU's EL1 system registers
+/// (with [`super::vcpu::load`]), stage-2 translation (VTTBR_EL2) and
+/// HCR_EL2, so that the guest runs confined to its own memory; interrupts
+/// must be masked at EL2.
 pub unsafe fn enter_guest(regs: &mut GuestRegs) -> ExitKind {
-    // The assembly only reads/writes inside `regs` and on the current stack,
-    // and preserves all callee-saved registers.
-    // SAFETY: `regs` is valid and exclusively borrowed for the whole call.
-    let kind = unsafe { __guest_enter(regs) };
-    match kind {
-        0 => ExitKind::Sync,
-        1 => ExitKind::Irq,
-        2 => ExitKind::Fiq,
-        _ => ExitKind::SError,
+    loop {
+        super::vcpu::sve_sync_trap(regs);
+        // The assembly only reads/writes inside `regs` and on the current
+        // stack, and preserves all callee-saved registers; SVE is enabled
+        // at EL2 whenever `regs.sve_live` is set (synchronized just above).
+        // SAFETY: `regs` is valid and exclusively borrowed for the whole call.
+        let kind = unsafe { __guest_enter(regs) };
+        let sve_trap = (regs.esr >> 26) & 0x3f == 0x19;
+        if kind == 0 && sve_trap && super::vcpu::sve_trap(regs) {
+            continue;
+        }
+        return match kind {
+            0 => ExitKind::Sync,
+            1 => ExitKind::Irq,
+            2 => ExitKind::Fiq,
+            _ => ExitKind::SError,
+        };
     }
 }
 
 global_asm!(
     r#"
+    .arch_extension sve
     .section .text, "ax"
+
+/* ldr/str of Z0-Z31 at [base, #n, mul vl] (the hypervisor's vector length) */
+.macro SVE_Z op, base
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    \op    z\n, [\base, #\n, mul vl]
+    .endr
+.endm
+/* ldr/str of P0-P15 at [base, #n, mul vl] (vector length / 8) */
+.macro SVE_P op, base
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    \op    p\n, [\base, #\n, mul vl]
+    .endr
+.endm
+
     .global __guest_enter
 __guest_enter:
     /* hypervisor callee-saved state on the EL2 stack */
@@ -98,6 +131,18 @@ __guest_enter:
     ldp     x2, x3, [x1]
     msr     fpsr, x2
     msr     fpcr, x3
+
+    /* guest SVE, if live: Z over the q registers just loaded (their low
+       128 bits), then FFR (through P0) and P0-P15 */
+    ldr     x2, [x0, #840]
+    cbz     x2, .Lsve_loaded
+    add     x1, x0, #848
+    SVE_Z ldr, x1
+    add     x1, x0, #(848 + 2048)
+    ldr     p0, [x1, #16, mul vl]
+    wrffr   p0.b
+    SVE_P ldr, x1
+.Lsve_loaded:
 
     ldp     x2, x3, [x0, #248]
     msr     elr_el2, x2
@@ -191,6 +236,17 @@ guest_exit_common:
     mrs     x4, fpcr
     add     x2, x0, #816
     stp     x3, x4, [x2]
+
+    /* guest SVE, if live: Z, P0-P15, then FFR (through P0) */
+    ldr     x3, [x0, #840]
+    cbz     x3, .Lsve_saved
+    add     x2, x0, #848
+    SVE_Z str, x2
+    add     x2, x0, #(848 + 2048)
+    SVE_P str, x2
+    rdffr   p0.b
+    str     p0, [x2, #16, mul vl]
+.Lsve_saved:
 
     mrs     x3, sp_el0
     str     x3, [x0, #832]
