@@ -42,7 +42,6 @@ pub mod guest_memory;
 pub mod hypercall;
 pub mod id_regs;
 pub mod irq;
-pub mod restart;
 pub mod loader;
 pub mod mmio;
 pub mod net;
