@@ -63,7 +63,7 @@ help:
 	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites, Linux, firmware guard"
 	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
 	@echo "  make test-host     host cargo tests only"
-	@echo "  make lint          rustfmt check + clippy (host and aarch64-unknown-none)"
+	@echo "  make lint          module cycle/layer check, rustfmt check, clippy (host and aarch64-unknown-none)"
 	@echo "  make doc           build the API docs (target/doc/hypervisor/index.html)"
 	@echo "  make build         build both EL2 images"
 	@echo "  make clean         remove build outputs"
@@ -166,7 +166,11 @@ bench: elf guest-images
 test-host: need-tools
 	cargo test --workspace
 
+# The module check: no import cycle, no upward import in the logic layer
+# (layers as in docs/architecture.md); its self-test proves it can fail.
 lint: need-tools
+	python3 tests/lint/module_graph.py --self-test
+	python3 tests/lint/module_graph.py
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --target $(TARGET) -- -D warnings

@@ -24,12 +24,9 @@
 //! 4. The two images (`src/main.rs`, `src/bin/selftest.rs`): entry points
 //!    that hand every physical CPU to the run loop.
 //!
-//! Within layer 2 the modules still import each other in cycles:
-//! `devices` → `virtio::net` → [`net`] → `devices` (the device manager holds
-//! the virtio-net device, which forwards through the switch, and
-//! [`net::attach_virtio_net`] puts it into the device manager), `net` ↔
-//! `virtio::net`, and inside `virtio`: `chain` ↔ `queue`, `chain` ↔ `stats`,
-//! `lifecycle` ↔ `stats`.
+//! Within layer 2 the modules form a hierarchy without cycles (the order
+//! is in `docs/architecture.md`; `make lint` checks it with
+//! `tests/lint/module_graph.py`).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

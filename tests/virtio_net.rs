@@ -6,16 +6,17 @@
 
 mod support;
 
-use hypervisor::devices::DeviceManager;
+use hypervisor::devices::{DeviceManager, NetAttachError, attach_virtio_net_to};
 use hypervisor::mmio::AccessSize;
 use hypervisor::net::{
-    BROADCAST, DrainOutcome, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetAttachError,
-    NetRxRing, PortConfig, PortError, VSwitch, attach_virtio_net_to, drain_rx,
+    BROADCAST, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig,
+    PortError, VSwitch,
 };
 use hypervisor::platform;
 use hypervisor::virtio::VirtioMmioTransport;
 use hypervisor::virtio::net::{
-    NET_HDR_LEN, NetHdr, NetSwitch, OFFERED_FEATURES, RX_QUEUE, TX_QUEUE, VirtioNet,
+    DrainOutcome, NET_HDR_LEN, NetDeviceReport, NetHdr, OFFERED_FEATURES, RX_QUEUE, TX_QUEUE,
+    VirtioNet, drain_rx,
 };
 use hypervisor::virtio::regs::{feature, offset};
 use support::{Buf, Driver, XorShift};
@@ -621,7 +622,7 @@ fn two_vms_exchange_frames_end_to_end() {
         "{text}"
     );
     assert!(text.contains("  52:54:00:00:00:02 port 1 age 0"), "{text}");
-    let dev = hypervisor::net::NetDeviceReport(&vm0.dev).to_string();
+    let dev = NetDeviceReport(&vm0.dev).to_string();
     assert!(
         dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/64\n"),
         "{dev}"

@@ -12,6 +12,8 @@ pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
+use crate::net::{NetSwitch, PortConfig, PortError, VSWITCH};
+use crate::platform;
 use crate::virtio::VirtioMmioTransport;
 use crate::virtio::blk::VirtioBlk;
 use crate::virtio::net::VirtioNet;
@@ -189,6 +191,46 @@ impl DeviceManager {
             _ => None,
         })
     }
+}
+
+/// Why a virtio-net device could not be attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetAttachError {
+    /// The switch has no port for this VM.
+    Port(PortError),
+    /// The device manager refused the device.
+    Device(AttachError),
+}
+
+/// Attaches VM `vm`'s virtio-net device (slot 1) to `devices` and adds
+/// port `vm` to [`VSWITCH`] with the source-MAC lock set to the device's
+/// MAC. Nothing is changed if either step would fail.
+pub fn attach_virtio_net(devices: &mut DeviceManager, vm: usize) -> Result<(), NetAttachError> {
+    attach_virtio_net_to(devices, vm, &VSWITCH)
+}
+
+/// [`attach_virtio_net`] with another switch (tests).
+pub fn attach_virtio_net_to(
+    devices: &mut DeviceManager,
+    vm: usize,
+    switch: &'static NetSwitch,
+) -> Result<(), NetAttachError> {
+    let ports = switch.port_capacity();
+    if vm >= ports {
+        return Err(NetAttachError::Port(PortError::OutOfRange {
+            port: vm,
+            ports,
+        }));
+    }
+    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
+    let net = VirtioNet::with_switch(vm, switch);
+    let lock = PortConfig::locked_to(net.mac());
+    devices
+        .attach(Device::VirtioNet(VirtioMmioTransport::new(
+            base, intid, net,
+        )))
+        .map_err(NetAttachError::Device)?;
+    switch.add_port(vm, lock).map_err(NetAttachError::Port)
 }
 
 #[cfg(test)]

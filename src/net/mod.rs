@@ -19,9 +19,10 @@
 //!
 //! # What the run loop calls
 //! ```no_run
-//! use hypervisor::devices::DeviceManager;
+//! use hypervisor::devices::{DeviceManager, attach_virtio_net};
 //! use hypervisor::mmio::DeviceContext;
-//! use hypervisor::net::{PORT_RX, VSWITCH, attach_virtio_net, drain_rx};
+//! use hypervisor::net::{PORT_RX, VSWITCH};
+//! use hypervisor::virtio::net::{NetDeviceReport, drain_rx};
 //!
 //! fn boot(devices: &mut DeviceManager, vm: usize) {
 //!     // Device in slot 1 + switch port `vm` with its MAC lock.
@@ -47,7 +48,7 @@
 //!     hypervisor::hv_println!("{}", VSWITCH.snapshot());
 //!     // One VM's device: its port plus the transport's counters.
 //!     if let Some(net) = devices.virtio_net() {
-//!         hypervisor::hv_println!("{}", hypervisor::net::NetDeviceReport(net));
+//!         hypervisor::hv_println!("{}", NetDeviceReport(net));
 //!     }
 //! }
 //! ```
@@ -55,7 +56,6 @@
 pub mod rx_ring;
 pub mod vswitch;
 
-pub use crate::virtio::net::{DrainOutcome, NetDeviceReport, VirtioNet, drain_rx};
 pub use rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH, NetRxRing, StoreError};
 pub use vswitch::{
     BROADCAST, Counter, MAC_TABLE_SIZE, MAX_PORTS, Mac, MacAddr, MacEntry, PortConfig,
@@ -63,10 +63,8 @@ pub use vswitch::{
     port_bit,
 };
 
-use crate::devices::{AttachError, Device, DeviceManager};
-use crate::platform;
-use crate::virtio::VirtioMmioTransport;
-use crate::virtio::net::NetSwitch;
+/// Switch type the hypervisor's virtio-net devices are connected to.
+pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH>;
 
 /// The port rings of the hypervisor switch: `PORT_RX[n]` holds the frames
 /// waiting for VM `n` (producer: [`VSWITCH`]; consumer: VM `n`'s run loop
@@ -74,45 +72,9 @@ use crate::virtio::net::NetSwitch;
 pub static PORT_RX: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
 
 /// The hypervisor's switch, over [`PORT_RX`]. Ports are added by
-/// [`attach_virtio_net`] (or [`VSwitch::add_port`]).
+/// [`attach_virtio_net`](crate::devices::attach_virtio_net) (or
+/// [`VSwitch::add_port`]).
 pub static VSWITCH: NetSwitch = VSwitch::new(&PORT_RX);
 
-/// Why a virtio-net device could not be attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetAttachError {
-    /// The switch has no port for this VM.
-    Port(PortError),
-    /// The device manager refused the device.
-    Device(AttachError),
-}
-
-/// Attaches VM `vm`'s virtio-net device (slot 1) to `devices` and adds
-/// port `vm` to [`VSWITCH`] with the source-MAC lock set to the device's
-/// MAC. Nothing is changed if either step would fail.
-pub fn attach_virtio_net(devices: &mut DeviceManager, vm: usize) -> Result<(), NetAttachError> {
-    attach_virtio_net_to(devices, vm, &VSWITCH)
-}
-
-/// [`attach_virtio_net`] with another switch (tests).
-pub fn attach_virtio_net_to(
-    devices: &mut DeviceManager,
-    vm: usize,
-    switch: &'static NetSwitch,
-) -> Result<(), NetAttachError> {
-    let ports = switch.port_capacity();
-    if vm >= ports {
-        return Err(NetAttachError::Port(PortError::OutOfRange {
-            port: vm,
-            ports,
-        }));
-    }
-    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    let net = VirtioNet::with_switch(vm, switch);
-    let lock = PortConfig::locked_to(net.mac());
-    devices
-        .attach(Device::VirtioNet(VirtioMmioTransport::new(
-            base, intid, net,
-        )))
-        .map_err(NetAttachError::Device)?;
-    switch.add_port(vm, lock).map_err(NetAttachError::Port)
-}
+#[cfg(doc)]
+use crate::virtio::net::{VirtioNet, drain_rx};

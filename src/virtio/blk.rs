@@ -19,21 +19,46 @@
 //! | GET_ID (8) | writes the 20-byte ID (truncated to the buffer) | — |
 //! | anything else | — | UNSUPP |
 //!
+//! Every request goes through the [`BlkRequest`] typestate:
+//! [`HeaderPending`] → [`Data`] (the header was read; data can be read
+//! from the readable part or written into the writable part *without* its
+//! last byte) → [`StatusWritten`] (remaining data bytes zeroed, status
+//! written last) → completed. A request dropped before its status is
+//! written is returned with used length 0.
+//!
+//! ```
+//! use hypervisor::virtio::blk::{BlkRequest, HeaderPending, request_type, status};
+//!
+//! /// Answers every request with its type's status, moving no data.
+//! fn answer(request: BlkRequest<'_, HeaderPending>) -> Option<u32> {
+//!     let (header, data) = request.read_header().ok()?;
+//!     let code = match header.map(|h| h.request_type.get()) {
+//!         Some(request_type::FLUSH) => status::OK,
+//!         Some(_) => status::UNSUPP,
+//!         None => status::IOERR, // shorter than 16 bytes
+//!     };
+//!     Some(data.finish(code).ok()?.complete())
+//! }
+//! ```
+//!
 //! A header shorter than 16 bytes is IOERR. A chain with no writable byte
 //! has nowhere to put a status: it is completed with length 0 and counted
 //! ([`BlkStats::no_status_byte`]). When a request fails, data bytes it did
 //! not fill are zeroed, so the used length (always data + status, as QEMU
 //! reports it) never claims bytes the device did not write.
 
+use core::marker::PhantomData;
 use core::ops::Range;
 
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::chain::{Chain, Reader, Writer};
+use super::chain::{Chain, MAX_CHAIN_DESCRIPTORS, QueueRole, Reader, Writer, sealed};
+use super::device::{VirtioDevice, read_config_bytes};
+use super::error::BufferError;
 use super::lifecycle::{Features, LiveQueues};
+use super::regs;
 use super::stats::bump;
-use super::{MAX_CHAIN_DESCRIPTORS, VirtioDevice, read_config_bytes, regs};
 
 /// Bytes per sector: the unit of `capacity` and `sector`, always 512.
 pub const SECTOR_SIZE: u64 = 512;
@@ -270,6 +295,114 @@ pub struct BlkStats {
     pub no_status_byte: u64,
 }
 
+/// The role of a virtio-blk request queue: every chain it yields is a
+/// [`BlkRequest`]`<`[`HeaderPending`]`>`.
+#[derive(Debug)]
+pub enum Requests {}
+
+impl sealed::Enter for Requests {
+    fn enter(chain: Chain<'_>) -> BlkRequest<'_, HeaderPending> {
+        BlkRequest {
+            chain,
+            state: PhantomData,
+        }
+    }
+}
+
+impl QueueRole for Requests {
+    type Entry<'c> = BlkRequest<'c, HeaderPending>;
+}
+
+/// Request state: nothing read yet.
+#[derive(Debug)]
+pub struct HeaderPending;
+/// Request state: the header was read; data moves next.
+#[derive(Debug)]
+pub struct Data;
+/// Request state: the status byte was written; only completion remains.
+#[derive(Debug)]
+pub struct StatusWritten;
+
+/// The chain has no writable byte, so no status can be reported. It was
+/// returned with used length 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoStatusByte;
+
+/// A virtio-blk request in state `S`: [`HeaderPending`] → [`Data`] →
+/// [`StatusWritten`] → completed.
+#[must_use = "a block request must get its status and be completed"]
+#[derive(Debug)]
+pub struct BlkRequest<'c, S> {
+    chain: Chain<'c>,
+    state: PhantomData<S>,
+}
+
+impl<'c> BlkRequest<'c, HeaderPending> {
+    /// Reads the 16-byte header: `Some` if the readable part holds a whole
+    /// one, `None` (the request must then fail with IOERR) otherwise. A
+    /// chain with no writable byte has nowhere to put the status: it is
+    /// returned at once (used length 0) as [`NoStatusByte`].
+    pub fn read_header(
+        mut self,
+    ) -> Result<(Option<RequestHeader>, BlkRequest<'c, Data>), NoStatusByte> {
+        if self.chain.writable_len() == 0 {
+            self.chain.discard();
+            return Err(NoStatusByte);
+        }
+        let header = self.chain.reader().read_obj::<RequestHeader>().ok();
+        Ok((
+            header,
+            BlkRequest {
+                chain: self.chain,
+                state: PhantomData,
+            },
+        ))
+    }
+}
+
+impl<'c> BlkRequest<'c, Data> {
+    /// The data the driver sent: the readable bytes after the header.
+    pub fn data_in(&mut self) -> Reader<'_> {
+        self.chain.reader()
+    }
+
+    /// Room for data to the driver: the writable part without the status
+    /// byte, which only [`BlkRequest::finish`] writes.
+    pub fn data_out(&mut self) -> Writer<'_> {
+        self.chain.writer_reserving(1)
+    }
+
+    /// Zeroes the data bytes not written (so the used length never claims
+    /// bytes the device did not write), then writes `status` as the last
+    /// writable byte. On a copy failure (impossible for a validated chain)
+    /// the request is returned with used length 0.
+    pub fn finish(mut self, status: u8) -> Result<BlkRequest<'c, StatusWritten>, BufferError> {
+        let mut reply = self.chain.writer();
+        let unfilled = reply.remaining().saturating_sub(1);
+        match reply
+            .fill(0, unfilled)
+            .and_then(|()| reply.write_obj(&status))
+        {
+            Ok(()) => Ok(BlkRequest {
+                chain: self.chain,
+                state: PhantomData,
+            }),
+            Err(e) => {
+                self.chain.discard();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl BlkRequest<'_, StatusWritten> {
+    /// Returns the request to the driver; the used length is data +
+    /// status.
+    pub fn complete(self) -> u32 {
+        self.chain.complete()
+    }
+}
+
 /// The virtio-blk backend.
 #[derive(Debug)]
 pub struct VirtioBlk {
@@ -324,28 +457,28 @@ impl VirtioBlk {
         }
     }
 
-    /// Serves one request and writes its status as the last writable byte.
-    fn serve(&mut self, chain: &mut Chain<'_>) {
-        let (mut request, mut reply) = chain.split();
-        let Some(data_len) = reply.capacity().checked_sub(1) else {
+    /// Serves one request: header, data, status, completion.
+    fn serve(&mut self, request: BlkRequest<'_, HeaderPending>) {
+        let Ok((header, mut data)) = request.read_header() else {
             bump(&mut self.stats.no_status_byte);
             return;
         };
-        let result = match request.read_obj::<RequestHeader>() {
-            Err(_) => {
+        let result = match header {
+            None => {
                 bump(&mut self.stats.short_headers);
                 status::IOERR
             }
-            Ok(header) => match header.request_type.get() {
-                request_type::IN => self.read(header.sector.get(), &mut reply, data_len),
-                request_type::OUT => self.write(header.sector.get(), &mut request),
+            Some(header) => match header.request_type.get() {
+                request_type::IN => self.read(header.sector.get(), &mut data.data_out()),
+                request_type::OUT => self.write(header.sector.get(), &mut data.data_in()),
                 request_type::FLUSH => {
                     bump(&mut self.stats.flushes);
                     status::OK
                 }
                 request_type::GET_ID => {
                     bump(&mut self.stats.get_ids);
-                    let n = (data_len as usize).min(ID_BYTES);
+                    let mut reply = data.data_out();
+                    let n = (reply.capacity() as usize).min(ID_BYTES);
                     match reply.write_all(&self.id[..n]) {
                         Ok(()) => status::OK,
                         Err(_) => status::IOERR,
@@ -359,21 +492,19 @@ impl VirtioBlk {
             status::UNSUPP => bump(&mut self.stats.unsupported),
             _ => {}
         }
-        // Zero the data bytes the request did not fill, then the status.
-        let unfilled = reply.remaining().saturating_sub(1);
-        if reply
-            .fill(0, unfilled)
-            .and_then(|()| reply.write_obj(&result))
-            .is_err()
-        {
-            // Unreachable for a validated chain; leave the used length at
-            // what was written so the driver is not told otherwise.
-            bump(&mut self.stats.io_errors);
+        match data.finish(result) {
+            Ok(done) => {
+                done.complete();
+            }
+            // Unreachable for a validated chain; returned with length 0.
+            Err(_) => bump(&mut self.stats.io_errors),
         }
     }
 
-    /// IN: disk → guest. `len` is the writable data length (before status).
-    fn read(&mut self, sector: u64, reply: &mut Writer<'_>, len: u32) -> u8 {
+    /// IN: disk → guest, as many bytes as `reply` holds (the writable
+    /// data before the status byte).
+    fn read(&mut self, sector: u64, reply: &mut Writer<'_>) -> u8 {
+        let len = reply.capacity();
         if u64::from(len) % SECTOR_SIZE != 0 {
             bump(&mut self.stats.misaligned);
             return status::IOERR;
@@ -431,12 +562,11 @@ impl VirtioDevice for VirtioBlk {
     }
 
     fn queue_notify(&mut self, queue: u16, queues: &mut LiveQueues<'_>) {
-        let Some(mut requests) = queues.queue(queue) else {
+        let Some(mut requests) = queues.queue::<Requests>(queue) else {
             return;
         };
-        while let Some(mut chain) = requests.pop() {
-            self.serve(&mut chain);
-            chain.complete();
+        while let Some(request) = requests.pop() {
+            self.serve(request);
         }
     }
 

@@ -45,15 +45,24 @@
 //! A chain reaches the used ring exactly once. [`Chain::complete`] consumes
 //! the chain and publishes it with the number of bytes written through its
 //! [`Writer`] (the used `len` is a fact the chain knows, not a parameter a
-//! backend could get wrong). A chain dropped without `complete` is
-//! completed by its destructor in the same way and counted in
-//! [`QueueStats::completed_on_drop`], so an early return never leaks the
-//! driver's descriptors.
+//! backend could get wrong); only a typestate's final state calls it. A
+//! refusal calls [`Chain::discard`] (used length 0). A chain dropped before
+//! either is returned by its destructor with used length 0 — never the
+//! partial length written so far — and counted in
+//! [`QueueStats::completed_on_drop`], so an early return neither leaks the
+//! driver's descriptors nor shows it a half-filled buffer.
+//!
+//! # Roles
+//! This module is private to `virtio`: devices never see a [`Chain`] or a
+//! guest address. A [`LiveQueue`] is borrowed in a [`QueueRole`], and
+//! [`LiveQueue::pop`] wraps each chain in that role's first typestate.
 
 use core::fmt;
+use core::marker::PhantomData;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::error::{BufferError, ChainError, QueueFault};
 use super::queue::{QueueLayout, Virtqueue};
 use super::ring::{DESC_F_INDIRECT, DESC_F_KNOWN, DESC_F_NEXT, DESC_F_WRITE, Descriptor};
 use super::stats::{QueueStats, bump};
@@ -64,103 +73,9 @@ use crate::guest_memory::{GuestMemory, GuestRange, MemError};
 /// The spec lets a device set "a reasonable limit" (2.7.4.1). Linux uses at
 /// most `MAX_SKB_FRAGS + 2` (19) for a virtio-net packet and `seg_max + 2`
 /// for a virtio-blk request (the block device advertises
-/// `seg_max = MAX_CHAIN_DESCRIPTORS - 2`). The limit keeps a [`Chain`] a
+/// `seg_max = MAX_CHAIN_DESCRIPTORS - 2`). The limit keeps a chain a
 /// fixed-size value (no allocation).
 pub const MAX_CHAIN_DESCRIPTORS: usize = 64;
-
-/// Why a descriptor chain was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChainError {
-    /// A head or `next` index at or beyond the queue size.
-    IndexOutOfRange {
-        /// The offending index.
-        index: u16,
-        /// The queue size.
-        size: u16,
-    },
-    /// More descriptors than `limit` (a loop, or simply too long).
-    TooLong {
-        /// min(queue size, [`MAX_CHAIN_DESCRIPTORS`]).
-        limit: usize,
-    },
-    /// The descriptor could not be read (only possible if the descriptor
-    /// table were outside RAM, which queue validation rules out).
-    DescriptorUnreadable {
-        /// Index of the descriptor.
-        index: u16,
-    },
-    /// `VIRTQ_DESC_F_INDIRECT` set, but indirect descriptors were not
-    /// negotiated.
-    Indirect {
-        /// Index of the descriptor.
-        index: u16,
-    },
-    /// Flag bits the split ring does not define.
-    UnknownFlags {
-        /// Index of the descriptor.
-        index: u16,
-        /// Its flags.
-        flags: u16,
-    },
-    /// A descriptor with `len == 0`.
-    ZeroLength {
-        /// Index of the descriptor.
-        index: u16,
-    },
-    /// A buffer not entirely inside guest RAM (including `addr + len`
-    /// overflowing 64 bits).
-    BufferOutOfRange {
-        /// Index of the descriptor.
-        index: u16,
-        /// Its address.
-        addr: u64,
-        /// Its length.
-        len: u32,
-    },
-    /// A device-readable descriptor after a device-writable one.
-    ReadableAfterWritable {
-        /// Index of the offending readable descriptor.
-        index: u16,
-    },
-    /// The chain's total length does not fit in a `u32`.
-    LengthOverflow {
-        /// Index of the descriptor that pushed the total over.
-        index: u16,
-    },
-}
-
-impl fmt::Display for ChainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ChainError::IndexOutOfRange { index, size } => {
-                write!(f, "descriptor index {index} >= queue size {size}")
-            }
-            ChainError::TooLong { limit } => write!(f, "chain longer than {limit} descriptors"),
-            ChainError::DescriptorUnreadable { index } => {
-                write!(f, "descriptor {index} unreadable")
-            }
-            ChainError::Indirect { index } => {
-                write!(f, "descriptor {index} is indirect (not negotiated)")
-            }
-            ChainError::UnknownFlags { index, flags } => {
-                write!(f, "descriptor {index} has unknown flags {flags:#x}")
-            }
-            ChainError::ZeroLength { index } => write!(f, "descriptor {index} has length 0"),
-            ChainError::BufferOutOfRange { index, addr, len } => {
-                write!(
-                    f,
-                    "descriptor {index} buffer {addr:#x}+{len:#x} outside RAM"
-                )
-            }
-            ChainError::ReadableAfterWritable { index } => {
-                write!(f, "readable descriptor {index} after a writable one")
-            }
-            ChainError::LengthOverflow { index } => {
-                write!(f, "chain length overflows u32 at descriptor {index}")
-            }
-        }
-    }
-}
 
 /// One checked buffer of a chain: a guest-physical range inside RAM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,16 +85,19 @@ pub struct Segment {
 }
 
 impl Segment {
+    #[cfg(test)]
     /// Guest-physical address of the first byte.
     pub const fn gpa(&self) -> u64 {
         self.gpa
     }
 
+    #[cfg(test)]
     /// Length in bytes (never 0).
     pub const fn len(&self) -> u32 {
         self.len
     }
 
+    #[cfg(test)]
     /// Always false: zero-length buffers are refused by the walk.
     pub const fn is_empty(&self) -> bool {
         self.len == 0
@@ -226,16 +144,19 @@ impl ChainBuffers {
         self.segments.get(self.readable..self.count).unwrap_or(&[])
     }
 
+    #[cfg(test)]
     /// Number of descriptors in the chain.
     pub fn descriptor_count(&self) -> usize {
         self.count
     }
 
+    #[cfg(test)]
     /// Total bytes of the readable part.
     pub fn readable_len(&self) -> u32 {
         self.readable_bytes
     }
 
+    #[cfg(test)]
     /// Total bytes of the writable part.
     pub fn writable_len(&self) -> u32 {
         self.writable_bytes
@@ -303,39 +224,6 @@ pub fn walk(
             return Ok(buffers);
         }
         index = desc.next.get();
-    }
-}
-
-/// Why a [`Reader`] or [`Writer`] operation did not complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BufferError {
-    /// The request needs more bytes than remain in this part; nothing was
-    /// read or written.
-    TooShort {
-        /// Bytes the operation needed.
-        wanted: usize,
-        /// Bytes that remained.
-        remaining: u32,
-    },
-    /// Guest memory refused the copy (impossible for a validated chain
-    /// over the same memory; reported rather than panicking).
-    Memory(MemError),
-}
-
-impl From<MemError> for BufferError {
-    fn from(e: MemError) -> Self {
-        BufferError::Memory(e)
-    }
-}
-
-impl fmt::Display for BufferError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            BufferError::TooShort { wanted, remaining } => {
-                write!(f, "needed {wanted} bytes, {remaining} remain")
-            }
-            BufferError::Memory(e) => write!(f, "{e}"),
-        }
     }
 }
 
@@ -549,14 +437,15 @@ impl fmt::Debug for Writer<'_> {
     }
 }
 
-/// A validated descriptor chain taken from a live queue.
+/// A validated descriptor chain taken from a live queue (private to the
+/// virtio core).
 ///
-/// Borrow its readable part with [`Chain::reader`], its writable part with
-/// [`Chain::writer`] (or both at once with [`Chain::split`]), then
-/// [`Chain::complete`] it. Cursor positions persist across calls, so a
-/// backend can read a header, hand the chain to a helper, and continue
-/// where it stopped.
-#[must_use = "a chain must be completed (Chain::complete) to return it to the driver"]
+/// Devices never see a `Chain`: a queue hands each one to the device's
+/// typestate entry point ([`QueueRole::Entry`]), which decides in which
+/// order the parts may be read and written and when the chain may be
+/// completed. Cursor positions persist across calls, so a typestate can
+/// read a header in one step and continue where it stopped in the next.
+#[must_use = "a chain must be completed to return it to the driver"]
 pub struct Chain<'c> {
     queue: &'c mut Virtqueue,
     stats: &'c mut QueueStats,
@@ -593,11 +482,6 @@ impl<'c> Chain<'c> {
         self.head
     }
 
-    /// The checked buffers (for inspection; copy through the cursors).
-    pub fn buffers(&self) -> &ChainBuffers {
-        &self.buffers
-    }
-
     /// Total bytes of the readable part.
     pub fn readable_len(&self) -> u32 {
         self.buffers.readable_bytes
@@ -623,6 +507,14 @@ impl<'c> Chain<'c> {
         self.split().1
     }
 
+    /// The writable part without its last `reserved` bytes (e.g. a
+    /// virtio-blk status byte that must stay last).
+    pub fn writer_reserving(&mut self, reserved: u32) -> Writer<'_> {
+        let mut writer = self.writer();
+        writer.total = writer.total.saturating_sub(reserved);
+        writer
+    }
+
     /// Both parts at once (e.g. read a request, write its reply).
     pub fn split(&mut self) -> (Reader<'_>, Writer<'_>) {
         let (readable, writable) = (self.buffers.readable(), self.buffers.writable());
@@ -643,16 +535,23 @@ impl<'c> Chain<'c> {
     }
 
     /// Returns the chain to the driver through the used ring, reporting the
-    /// bytes written through its [`Writer`]; returns that length.
+    /// bytes written through its [`Writer`]; returns that length. Only a
+    /// typestate's final state calls this.
     ///
     /// Whether the driver gets an interrupt is decided by the transport
     /// once the current batch of work ends.
     pub fn complete(mut self) -> u32 {
-        self.publish()
+        let len = self.write.done;
+        self.publish(len)
     }
 
-    fn publish(&mut self) -> u32 {
-        let len = self.write.done;
+    /// Returns the chain with used length 0, whatever was written: a
+    /// refused or abandoned request never reports partial work.
+    pub fn discard(mut self) -> u32 {
+        self.publish(0)
+    }
+
+    fn publish(&mut self, len: u32) -> u32 {
         self.completed = true;
         self.queue.push_used(self.mem, self.head, len);
         bump(&mut self.stats.chains_completed);
@@ -661,10 +560,13 @@ impl<'c> Chain<'c> {
 }
 
 impl Drop for Chain<'_> {
+    /// A chain dropped before its typestate finished is returned with used
+    /// length 0 (never the partial length written so far) and counted in
+    /// [`QueueStats::completed_on_drop`].
     fn drop(&mut self) {
         if !self.completed {
             bump(&mut self.stats.completed_on_drop);
-            self.publish();
+            self.publish(0);
         }
     }
 }
@@ -681,6 +583,132 @@ impl fmt::Debug for Chain<'_> {
             .finish()
     }
 }
+
+pub(super) mod sealed {
+    use super::{Chain, QueueRole};
+
+    /// How a role turns a raw chain into its entry state. Only the virtio
+    /// core implements it, so no code outside `virtio` sees a [`Chain`].
+    pub trait Enter {
+        /// Wraps `chain` in the role's first typestate.
+        fn enter(chain: Chain<'_>) -> <Self as QueueRole>::Entry<'_>
+        where
+            Self: QueueRole;
+    }
+}
+
+/// What a queue of a given device yields: the first state of that
+/// device's typestate.
+///
+/// The roles are [`net::Transmit`](super::net::Transmit)
+/// ([`TxChain`](super::net::TxChain)`<HeaderPending>`),
+/// [`net::Receive`](super::net::Receive)
+/// ([`RxChain`](super::net::RxChain)`<Empty>`) and
+/// [`blk::Requests`](super::blk::Requests)
+/// ([`BlkRequest`](super::blk::BlkRequest)`<HeaderPending>`). The trait is
+/// sealed: a backend picks one of these, it cannot define a role that
+/// hands out the raw chain.
+pub trait QueueRole: sealed::Enter {
+    /// The typestate every chain of this queue starts in.
+    type Entry<'c>;
+}
+
+/// A live queue lent to a backend in role `R`: [`LiveQueue::pop`] yields
+/// `R`'s entry state.
+///
+/// Obtained from [`LiveQueues::queue`](super::LiveQueues::queue), which
+/// only exists while the device is Live.
+pub struct LiveQueue<'a, R> {
+    vq: &'a mut Virtqueue,
+    stats: &'a mut QueueStats,
+    mem: &'a GuestMemory,
+    role: PhantomData<fn() -> R>,
+}
+
+impl<'a, R: QueueRole> LiveQueue<'a, R> {
+    pub(crate) fn new(
+        vq: &'a mut Virtqueue,
+        stats: &'a mut QueueStats,
+        mem: &'a GuestMemory,
+    ) -> Self {
+        LiveQueue {
+            vq,
+            stats,
+            mem,
+            role: PhantomData,
+        }
+    }
+
+    /// Index of this queue (0-based, as in `QueueSel`).
+    pub fn index(&self) -> u16 {
+        self.vq.index()
+    }
+
+    /// Queue size the driver chose.
+    pub fn size(&self) -> u16 {
+        self.vq.layout().size()
+    }
+
+    /// True if the driver has made at least one chain available that the
+    /// device has not taken yet. Cheap: one acquire load of `avail.idx`.
+    pub fn has_available(&self) -> bool {
+        self.vq.has_available(self.mem)
+    }
+
+    /// Why the queue stopped, if it did (it then never yields chains again
+    /// until the driver resets the device).
+    pub fn fault(&self) -> Option<QueueFault> {
+        self.vq.fault()
+    }
+
+    /// Takes the next well-formed chain from the available ring, in the
+    /// role's entry state.
+    ///
+    /// Malformed chains are not returned: each one is completed at once
+    /// with length 0 (so the driver gets its descriptors back and the queue
+    /// keeps moving) and counted in [`QueueStats::malformed`] by reason.
+    ///
+    /// At most one queue size of heads (good or malformed) is taken per
+    /// batch of work, however often `pop` is called, so a driver refilling
+    /// the ring from another CPU cannot keep the hypervisor in a
+    /// `while let Some(chain) = queue.pop()` loop. Nothing is lost: the
+    /// device never sets `VIRTQ_USED_F_NO_NOTIFY`, so chains added after
+    /// the budget ran out come with a notification of their own (and the
+    /// run loop can check [`LiveQueue::has_available`]).
+    ///
+    /// The returned state borrows this queue: finish (complete or drop)
+    /// it before taking the next one.
+    pub fn pop(&mut self) -> Option<R::Entry<'_>> {
+        self.pop_chain().map(R::enter)
+    }
+
+    fn pop_chain(&mut self) -> Option<Chain<'_>> {
+        loop {
+            let head = self.vq.next_head(self.mem, self.stats)?;
+            match walk(self.mem, self.vq.layout(), head) {
+                Ok(buffers) => {
+                    return Some(Chain::new(self.vq, self.stats, self.mem, head, buffers));
+                }
+                Err(error) => {
+                    self.stats.malformed.record(error);
+                    self.vq.push_used(self.mem, head, 0);
+                }
+            }
+        }
+    }
+}
+
+impl<R> fmt::Debug for LiveQueue<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveQueue")
+            .field("queue", &self.vq)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+#[path = "chain_tests.rs"]
+mod random_tests;
 
 #[cfg(test)]
 mod tests {
@@ -877,8 +905,10 @@ mod tests {
         assert_eq!(stats.chains_completed, 1);
         let used_idx: U16 = m.read_obj(BASE + 0x5000 + 2).unwrap();
         assert_eq!(used_idx.get(), 1);
+        // Used length 0, not the 3 bytes written: partial work is never
+        // reported to the driver.
         let elem: crate::virtio::ring::UsedElem = m.read_obj(BASE + 0x5004).unwrap();
-        assert_eq!((elem.id.get(), elem.len.get()), (2, 3));
+        assert_eq!((elem.id.get(), elem.len.get()), (2, 0));
     }
 
     #[test]

@@ -27,7 +27,9 @@
 use hal::virtio_mmio::{DeviceStatus, feature};
 
 use super::MAX_QUEUES;
-use super::queue::{LiveQueue, QueueConfig, QueueLayout, Virtqueue};
+use super::chain::{LiveQueue, QueueRole};
+use super::error::{FeatureError, QueueError, TransitionError, TransitionRefusal};
+use super::queue::{QueueConfig, QueueLayout, Virtqueue};
 use super::stats::QueueStats;
 use crate::guest_memory::GuestMemory;
 
@@ -50,19 +52,6 @@ impl Features {
     }
 }
 
-/// Why the device refused the driver's features (FEATURES_OK stays clear).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeatureError {
-    /// The driver accepted bits the device did not offer.
-    NotOffered {
-        /// The offending bits (bits 64 and up are reported as bit 63).
-        bits: u64,
-    },
-    /// The driver did not accept `VIRTIO_F_VERSION_1`, which the version 2
-    /// MMIO transport requires.
-    Version1Missing,
-}
-
 /// What a legal status write does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusStep {
@@ -80,34 +69,6 @@ pub enum StatusStep {
     DriverOk,
     /// FAILED added: the driver gave up.
     Failed,
-}
-
-/// Why a status write was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransitionRefusal {
-    /// Bits the status field does not define (16, 32, above 128).
-    UndefinedBits,
-    /// The write clears a bit that is set (only a reset may do that).
-    ClearsBits,
-    /// The write adds more than one bit at once.
-    SeveralBits,
-    /// The added bit is not the next step on the spec's path.
-    OutOfOrder,
-    /// FAILED is set: only a reset is accepted.
-    AfterFailed,
-    /// DRIVER_OK while the device reports DEVICE_NEEDS_RESET.
-    NeedsReset,
-}
-
-/// A refused status write, with the state it was refused in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TransitionError {
-    /// The status before the write.
-    pub from: DeviceStatus,
-    /// The value written.
-    pub written: u32,
-    /// Why it was refused.
-    pub reason: TransitionRefusal,
 }
 
 /// Decides what writing `written` to the Status register does when the
@@ -249,11 +210,7 @@ impl QueueSetup {
 
     /// QueueReady=1: validates the configuration; on success the queue is
     /// ready and its registers are frozen.
-    pub fn make_ready(
-        &mut self,
-        max_size: u16,
-        mem: &GuestMemory,
-    ) -> Result<(), super::queue::QueueError> {
+    pub fn make_ready(&mut self, max_size: u16, mem: &GuestMemory) -> Result<(), QueueError> {
         self.ready = Some(QueueLayout::validate(&self.config, max_size, mem)?);
         Ok(())
     }
@@ -427,8 +384,9 @@ impl LiveQueues<'_> {
         self.features
     }
 
-    /// Queue `index`, if the device has it and the driver enabled it.
-    pub fn queue(&mut self, index: u16) -> Option<LiveQueue<'_>> {
+    /// Queue `index` in role `R` (which decides the typestate its chains
+    /// start in), if the device has it and the driver enabled it.
+    pub fn queue<R: QueueRole>(&mut self, index: u16) -> Option<LiveQueue<'_, R>> {
         let i = usize::from(index);
         let vq = self.queues.get_mut(i)?.as_mut()?;
         let stats = self.stats.get_mut(i)?;

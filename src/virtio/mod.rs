@@ -16,7 +16,9 @@
 //! |---|---|
 //! | [`ring`] | the split-ring wire format as zerocopy structs |
 //! | [`queue`] | queue configuration → validated [`QueueLayout`]; taking and returning chains; interrupt suppression |
-//! | [`chain`] | the chain walk, [`Reader`] / [`Writer`], completion |
+//! | `chain` (private) | the chain walk, [`Reader`] / [`Writer`], completion, [`LiveQueue`] and the [`QueueRole`]s |
+//! | [`error`] | every error type (a leaf: it imports nothing from `virtio`) |
+//! | [`device`] | the [`VirtioDevice`] trait a backend implements |
 //! | [`lifecycle`] | status transitions; the Negotiating → Negotiated → Live typestate |
 //! | [`transport`] | the MMIO register file ([`VirtioMmioTransport`]) |
 //! | [`stats`] | counters for everything refused or repaired |
@@ -36,8 +38,9 @@
 //!    and then used (no double fetch).
 //! 2. **Check once, keep the proof in a type.** A queue's registers are
 //!    validated when the driver sets `QueueReady` and become a
-//!    [`QueueLayout`]; a chain is validated by [`chain::walk`] and becomes
-//!    [`ChainBuffers`]; the negotiated feature set is a [`Features`] that
+//!    [`QueueLayout`]; a chain is validated by the walk and becomes a set
+//!    of checked buffers that never leave the virtio core; the negotiated
+//!    feature set is a [`Features`] that
 //!    only negotiation creates. Code that holds one of these does not
 //!    re-check, and code that does not hold one cannot proceed.
 //! 3. **Bound every loop the guest controls.** A chain walk reads at most
@@ -53,9 +56,12 @@
 //!    before the ring entry and descriptors; the used element is written
 //!    before `used.idx` is published with release; a full fence separates
 //!    publishing `used.idx` from reading `avail.flags`.
-//! 6. **A chain is completed exactly once.** [`Chain::complete`] consumes
-//!    the chain; dropping an uncompleted chain completes it too (and is
-//!    counted), so the driver always gets its descriptors back, once.
+//! 6. **A chain is completed exactly once, and only when its work is
+//!    whole.** A device only ever holds a chain in its typestate
+//!    ([`QueueRole`]), whose last state alone can complete it, by value.
+//!    Dropping an unfinished chain returns it with used length 0 (and is
+//!    counted in [`QueueStats::completed_on_drop`]), so the driver always
+//!    gets its descriptors back, once, and never sees partial work.
 //! 7. **Only a Live device touches its queues.** Queues exist as
 //!    [`LiveQueues`] only inside the Live lifecycle state, reached through
 //!    FEATURES_OK and DRIVER_OK.
@@ -67,18 +73,43 @@
 //! | [`Negotiating`] | reset | writing driver features |
 //! | [`Negotiated`] | [`Negotiating::accept_features`] (FEATURES_OK) | configuring queues |
 //! | [`Live`] | [`Negotiated::go_live`] (DRIVER_OK) | lending [`LiveQueues`] to the backend |
-//! | [`LiveQueue`] | [`LiveQueues::queue`] | [`LiveQueue::pop`] |
-//! | [`Chain`] | [`LiveQueue::pop`] | [`Chain::reader`], [`Chain::writer`], [`Chain::complete`] |
-//! | [`Reader`] | [`Chain::reader`] | copying *out of* the device-readable part |
-//! | [`Writer`] | [`Chain::writer`] | copying *into* the device-writable part |
+//! | [`LiveQueue`]`<R>` | [`LiveQueues::queue`]`::<R>` | [`LiveQueue::pop`]: `R`'s entry state |
+//! | [`TxChain`](net::TxChain)`<HeaderPending>` | a [`net::Transmit`] queue | `read_header` → `FrameReady`: `read_frame` → `FrameRead`: `complete` |
+//! | [`RxChain`](net::RxChain)`<Empty>` | a [`net::Receive`] queue | `write_header` → `HeaderWritten`: `write_frame` → `FrameWritten`: `complete` |
+//! | [`BlkRequest`](blk::BlkRequest)`<HeaderPending>` | a [`blk::Requests`] queue | `read_header` → `Data`: [`Reader`] / [`Writer`] → `finish` (status) → `StatusWritten`: `complete` |
+//! | [`Reader`] | a state that reads (e.g. `BlkRequest<Data>::data_in`) | copying *out of* the device-readable part |
+//! | [`Writer`] | a state that writes (e.g. `BlkRequest<Data>::data_out`) | copying *into* the device-writable part |
+//!
+//! The raw descriptor chain and its guest addresses are private to this
+//! module: a backend gets a queue only in one of the roles above, so the
+//! order each device's protocol requires is the only order that compiles
+//! (`tests/compile_fail/` holds one misuse per file, checked against the
+//! compiler's exact output).
+//!
+//! The lifecycle, step by step (the transport drives it from the Status
+//! register; each step consumes the previous state):
+//!
+//! ```
+//! use hypervisor::virtio::Negotiating;
+//! use hypervisor::virtio::regs::feature::VERSION_1;
+//!
+//! let mut negotiating = Negotiating::new();
+//! negotiating.write_driver_features(1, (VERSION_1 >> 32) as u32);
+//! // FEATURES_OK: only accepted features become `Features`.
+//! let negotiated = negotiating.accept_features(VERSION_1).unwrap();
+//! assert!(negotiated.features().contains(VERSION_1));
+//! // DRIVER_OK: only a `Negotiated` can go live.
+//! let live = negotiated.go_live();
+//! assert!(!live.has_queue(0), "no queue was made ready");
+//! ```
 //!
 //! # Writing a backend
 //!
 //! A backend implements [`VirtioDevice`]: its device ID and queue count,
 //! the device-specific features it offers, its configuration space, and
 //! what to do when the driver notifies a queue. For each notified queue it
-//! pops chains, reads the request through a [`Reader`], writes the reply
-//! through a [`Writer`], and completes the chain. It never raises
+//! takes the queue in its role, pops chains in the role's entry state and
+//! walks each through the typestate to completion. It never raises
 //! interrupts: when the batch ends, the transport sends one used-buffer
 //! interrupt unless the driver suppressed it.
 //!
@@ -86,28 +117,25 @@
 //! network device) goes through [`VirtioMmioTransport::with_live`], which
 //! lends the same queues to a closure if, and only if, the device is Live.
 //!
-//! The example is a loopback device with the shape of virtio-net: the
-//! driver sends messages on queue 1 (a 4-byte header, then a payload, both
-//! device-readable) and the run loop delivers them back on queue 0 (header
-//! then payload, written into device-writable buffers, only if the whole
-//! message fits).
+//! The example is a loopback network device: the driver sends a frame on
+//! the TX queue (12-byte header, then the frame, device-readable) and the
+//! run loop delivers it back on the RX queue (header, then frame, written
+//! into a device-writable buffer only if both fit). Every typestate step
+//! is a line of the example.
 //!
 //! ```
+//! use hypervisor::virtio::net::{NetHdr, Receive, RX_QUEUE, Transmit, TX_QUEUE};
 //! use hypervisor::virtio::{LiveQueues, VirtioDevice, VirtioMmioTransport, read_config_bytes};
-//! use zerocopy::little_endian::U32;
 //!
-//! const RX: u16 = 0;
-//! const TX: u16 = 1;
-//!
-//! /// Remembers the last message sent on TX.
+//! /// Remembers the last frame sent on TX.
 //! #[derive(Default)]
 //! struct Loopback {
 //!     pending: Option<([u8; 64], usize)>,
-//!     bad_headers: u64,
+//!     refused: u64,
 //! }
 //!
 //! impl VirtioDevice for Loopback {
-//!     const DEVICE_ID: u32 = 0x1234;
+//!     const DEVICE_ID: u32 = 1;
 //!     const QUEUE_COUNT: u16 = 2;
 //!
 //!     fn device_features(&self) -> u64 {
@@ -119,24 +147,27 @@
 //!     }
 //!
 //!     fn queue_notify(&mut self, queue: u16, queues: &mut LiveQueues<'_>) {
-//!         if queue != TX {
+//!         if queue != TX_QUEUE {
 //!             return; // RX buffers are consumed by the run loop.
 //!         }
-//!         let Some(mut tx) = queues.queue(TX) else { return };
-//!         while let Some(mut chain) = tx.pop() {
-//!             let mut request = chain.reader();
-//!             // Header first: read whole or not at all.
-//!             match request.read_obj::<U32>() {
-//!                 Ok(header) if header.get() as usize == request.remaining() as usize => {
-//!                     let mut frame = [0u8; 64];
-//!                     if let Ok(n) = request.read_into(&mut frame) {
-//!                         self.pending = Some((frame, n));
-//!                     }
-//!                 }
-//!                 _ => self.bad_headers += 1,
-//!             }
-//!             // TX writes nothing: the used length is 0.
-//!             chain.complete();
+//!         let Some(mut tx) = queues.queue::<Transmit>(TX_QUEUE) else { return };
+//!         // Each chain arrives as a `TxChain<HeaderPending>`.
+//!         while let Some(packet) = tx.pop() {
+//!             // Step 1: the header, whole or not at all (a refusal
+//!             // completes the chain with used length 0).
+//!             let Ok((_hdr, frame_ready)) = packet.read_header() else {
+//!                 self.refused += 1;
+//!                 continue;
+//!             };
+//!             // Step 2: the frame, into a bounded buffer (never truncated).
+//!             let mut frame = [0u8; 64];
+//!             let Ok((len, frame_read)) = frame_ready.read_frame(&mut frame) else {
+//!                 self.refused += 1;
+//!                 continue;
+//!             };
+//!             // Step 3: completion (TX writes nothing: used length 0).
+//!             assert_eq!(frame_read.complete(), 0);
+//!             self.pending = Some((frame, len));
 //!         }
 //!     }
 //!
@@ -184,38 +215,36 @@
 //! #     mem.write_obj(RAM + q * 0x1000 + 0x400 + 4, &U16::new(head)).unwrap();
 //! #     mem.write_obj(RAM + q * 0x1000 + 0x400 + 2, &U16::new(1)).unwrap();
 //! # };
-//! // The driver sends "hello" on TX: header (length 5), then the payload.
-//! mem.write(0x4000_8000, &[5, 0, 0, 0]).unwrap();
+//! // The driver sends "hello" on TX: a 12-byte header, then the frame.
+//! mem.write(0x4000_8000, &[0; 12]).unwrap();
 //! mem.write(0x4000_8100, b"hello").unwrap();
-//! # put(1, 0, 0x4000_8000, 4, DESC_F_NEXT, 1);
+//! # put(1, 0, 0x4000_8000, 12, DESC_F_NEXT, 1);
 //! # put(1, 1, 0x4000_8100, 5, 0, 0);
 //! # offer(1, 0);
-//! dev.write(offset::QUEUE_NOTIFY, AccessSize::Word, 1, &mut ctx);
+//! dev.write(offset::QUEUE_NOTIFY, AccessSize::Word, u64::from(TX_QUEUE), &mut ctx);
 //! assert_eq!(dev.backend().pending.map(|(_, n)| n), Some(5));
 //!
 //! // The driver posts one 64-byte receive buffer on RX ...
 //! # put(0, 0, 0x4000_9000, 64, DESC_F_WRITE, 0);
 //! # offer(0, 0);
-//! // ... and the run loop delivers the message back.
-//! if dev.has_available(RX, &mem) {
+//! // ... and the run loop delivers the frame back.
+//! if dev.has_available(RX_QUEUE, &mem) {
 //!     dev.with_live(&mut ctx, |lo, queues| {
-//!         let Some((frame, n)) = lo.pending else { return };
-//!         let Some(mut rx) = queues.queue(RX) else { return };
-//!         let Some(mut chain) = rx.pop() else { return };
-//!         let mut out = chain.writer();
-//!         // Check the whole message fits before writing any of it.
-//!         if out.remaining() as usize >= 4 + n {
-//!             out.write_obj(&U32::new(n as u32)).unwrap();
-//!             out.write_all(&frame[..n]).unwrap();
-//!             lo.pending = None;
-//!         }
-//!         let used_len = chain.complete(); // 9: header + payload
-//!         assert_eq!(used_len, 9);
+//!         let Some((frame, n)) = lo.pending.take() else { return };
+//!         let Some(mut rx) = queues.queue::<Receive>(RX_QUEUE) else { return };
+//!         // Each buffer arrives as an `RxChain<Empty>`.
+//!         let Some(buffer) = rx.pop() else { return };
+//!         // Step 1: the header, only if header and frame both fit.
+//!         let header_written = buffer.write_header(&NetHdr::rx(), &frame[..n]).unwrap();
+//!         // Step 2: the frame reserved by step 1.
+//!         let frame_written = header_written.write_frame().unwrap();
+//!         // Step 3: completion with the length written: 12 + 5.
+//!         assert_eq!(frame_written.complete(), 17);
 //!     });
 //! }
-//! let mut echoed = [0u8; 9];
+//! let mut echoed = [0u8; 17];
 //! mem.read(0x4000_9000, &mut echoed).unwrap();
-//! assert_eq!(&echoed, b"\x05\0\0\0hello");
+//! assert_eq!(&echoed[10..], b"\x01\0hello"); // num_buffers = 1, then the frame
 //! // One interrupt per batch: the TX completion and the RX delivery.
 //! # drop(ctx);
 //! assert_eq!(irq.edges_on(48), 2);
@@ -253,6 +282,7 @@
 //! - **The used length** is the number of bytes written through the
 //!   chain's [`Writer`], which writes sequentially from the first
 //!   writable byte: exactly the prefix the spec requires `len` to cover.
+//!   A chain returned before its typestate finished reports 0.
 //! - **Interrupts** are one edge per batch of work (a `QueueNotify` or a
 //!   `with_live` call) that completed chains, unless every such queue has
 //!   `VIRTQ_AVAIL_F_NO_INTERRUPT` set. The edge is raised even if the
@@ -262,9 +292,12 @@
 //!   of chains per batch (see [`LiveQueue::pop`]).
 //!
 //! [`GuestMemory`]: crate::guest_memory::GuestMemory
+//! [`QueueStats::completed_on_drop`]: stats::QueueStats::completed_on_drop
 
 pub mod blk;
-pub mod chain;
+mod chain;
+pub mod device;
+pub mod error;
 pub mod lifecycle;
 pub mod net;
 pub mod queue;
@@ -275,14 +308,14 @@ pub mod transport;
 pub use hal::virtio_mmio as regs;
 pub use hal::virtio_mmio::{DeviceStatus, InterruptStatus};
 
-pub use chain::{
-    BufferError, Chain, ChainBuffers, ChainError, MAX_CHAIN_DESCRIPTORS, Reader, Segment, Writer,
+pub use chain::{LiveQueue, MAX_CHAIN_DESCRIPTORS, QueueRole, Reader, Writer};
+pub use device::{VirtioDevice, read_config_bytes};
+pub use error::{
+    BufferError, ChainError, FeatureError, QueueError, QueueFault, RingPart, TransitionError,
+    TransitionRefusal,
 };
-pub use lifecycle::{
-    DeviceState, FeatureError, Features, Live, LiveQueues, Negotiated, Negotiating,
-    TransitionError, TransitionRefusal,
-};
-pub use queue::{LiveQueue, QueueConfig, QueueError, QueueFault, QueueLayout};
+pub use lifecycle::{DeviceState, Features, Live, LiveQueues, Negotiated, Negotiating};
+pub use queue::{QueueConfig, QueueLayout};
 pub use stats::{DeviceStats, MalformedStats, QueueStats, RegisterStats, TransportStats};
 pub use transport::VirtioMmioTransport;
 
@@ -291,88 +324,3 @@ pub const MAX_QUEUES: usize = 8;
 
 /// Default `QueueNumMax` of every queue.
 pub const DEFAULT_QUEUE_SIZE: u16 = 256;
-
-/// A virtio device backend: what makes a block device a block device.
-///
-/// The transport calls these methods; a backend never sees registers,
-/// status bits or raw rings.
-pub trait VirtioDevice {
-    /// Virtio device ID (1 network, 2 block, ...; see [`regs::device_id`]).
-    const DEVICE_ID: u32;
-    /// Number of virtqueues (at most [`MAX_QUEUES`], checked at compile
-    /// time when the transport is built).
-    const QUEUE_COUNT: u16;
-
-    /// Device-specific feature bits offered to the driver (bits 0..=23 and
-    /// 50..). Transport bits are masked out; `VERSION_1` is added.
-    fn device_features(&self) -> u64;
-
-    /// `QueueNumMax` of `queue` (rounded down to a power of two by the
-    /// transport).
-    fn queue_max_size(&self, queue: u16) -> u16 {
-        let _ = queue;
-        DEFAULT_QUEUE_SIZE
-    }
-
-    /// Fills `data` with the configuration space bytes at `offset`
-    /// (little-endian, as the driver sees them). Returns false if the range
-    /// is not inside the configuration space; the transport then counts the
-    /// access and reads 0. [`read_config_bytes`] does this for a byte
-    /// slice.
-    fn read_config(&self, offset: u32, data: &mut [u8]) -> bool;
-
-    /// Handles a driver write to the configuration space. Returns false if
-    /// the field is read-only or does not exist (counted by the transport).
-    fn write_config(&mut self, offset: u32, data: &[u8]) -> bool {
-        let _ = (offset, data);
-        false
-    }
-
-    /// The driver set DRIVER_OK with these features: the device is Live.
-    fn activate(&mut self, features: Features) {
-        let _ = features;
-    }
-
-    /// The driver notified `queue` (which exists and is live). Pop chains
-    /// from `queues.queue(queue)`, process them and complete them.
-    fn queue_notify(&mut self, queue: u16, queues: &mut LiveQueues<'_>);
-
-    /// The driver reset the device: forget everything negotiated.
-    fn reset(&mut self);
-}
-
-/// Copies `config[offset..offset + data.len()]` into `data`; false (and
-/// `data` untouched) if that range is not inside `config`.
-pub fn read_config_bytes(config: &[u8], offset: u32, data: &mut [u8]) -> bool {
-    let Ok(start) = usize::try_from(offset) else {
-        return false;
-    };
-    match start
-        .checked_add(data.len())
-        .and_then(|end| config.get(start..end))
-    {
-        Some(bytes) => {
-            data.copy_from_slice(bytes);
-            true
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_bytes_bounds() {
-        let cfg = [1u8, 2, 3, 4, 5, 6];
-        let mut out = [0u8; 4];
-        assert!(read_config_bytes(&cfg, 2, &mut out));
-        assert_eq!(out, [3, 4, 5, 6]);
-        assert!(!read_config_bytes(&cfg, 3, &mut out));
-        assert!(!read_config_bytes(&cfg, u32::MAX, &mut out));
-        let mut one = [0u8; 1];
-        assert!(read_config_bytes(&cfg, 5, &mut one));
-        assert_eq!(one, [6]);
-    }
-}

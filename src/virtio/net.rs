@@ -83,35 +83,15 @@
 //! }
 //! ```
 //!
-//! Writing the frame before the header does not compile:
+//! Writing the frame before the header, completing before the frame, using
+//! a chain after completion: none of these compiles. Each misuse is a file
+//! in `tests/compile_fail/` whose exact compiler output is checked by
+//! `tests/typestate_compile_fail.rs`.
 //!
-//! ```compile_fail,E0599
-//! use hypervisor::virtio::net::{Empty, RxChain};
-//!
-//! fn frame_first(rx: RxChain<'_, Empty>) {
-//!     let _ = rx.write_frame(); // no `write_frame` before the header
-//! }
-//! ```
-//!
-//! Nor does completing a chain whose frame has not been written:
-//!
-//! ```compile_fail,E0599
-//! use hypervisor::virtio::net::{HeaderWritten, RxChain};
-//!
-//! fn complete_early(rx: RxChain<'_, HeaderWritten<'_>>) {
-//!     rx.complete(); // only `FrameWritten` completes
-//! }
-//! ```
-//!
-//! Nor reading a TX frame before its header:
-//!
-//! ```compile_fail,E0599
-//! use hypervisor::virtio::net::{HeaderPending, TxChain};
-//!
-//! fn frame_first(tx: TxChain<'_, HeaderPending>, buf: &mut [u8]) {
-//!     let _ = tx.read_frame(buf); // no `read_frame` before the header
-//! }
-//! ```
+//! Dropping a chain before its last state returns it with used length 0
+//! (counted in [`QueueStats::completed_on_drop`](super::QueueStats)), never
+//! with the bytes written so far: a buffer is never half-filled in the
+//! driver's eyes.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -119,13 +99,18 @@ use core::marker::PhantomData;
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::chain::{BufferError, Chain};
+use super::chain::{Chain, QueueRole, sealed};
+use super::device::{VirtioDevice, read_config_bytes};
+use super::error::BufferError;
 use super::lifecycle::{Features, LiveQueues};
-use super::{VirtioDevice, VirtioMmioTransport, read_config_bytes, regs};
+use super::regs;
+use super::transport::VirtioMmioTransport;
 use crate::mmio::DeviceContext;
+#[cfg(doc)]
+use crate::net::VSwitch;
 use crate::net::{
-    Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, PortMask, PortStats, VSWITCH,
-    VSwitch,
+    Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortMask, PortStats,
+    VSWITCH,
 };
 
 /// The receive queue.
@@ -160,9 +145,6 @@ pub const OFFERED_FEATURES: u64 = regs::feature::VERSION_1 | feature::MAC | feat
 
 /// `status` bit: the link is up.
 pub const LINK_UP: u16 = 1;
-
-/// Switch type the hypervisor's devices are connected to.
-pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH>;
 
 /// `struct virtio_net_hdr_v1`: 12 bytes in front of every frame.
 #[derive(
@@ -267,8 +249,27 @@ impl fmt::Display for TxError {
     }
 }
 
+/// The role of the TX queue: every chain it yields is a
+/// [`TxChain`]`<`[`HeaderPending`]`>`.
+#[derive(Debug)]
+pub enum Transmit {}
+
+impl sealed::Enter for Transmit {
+    fn enter(chain: Chain<'_>) -> TxChain<'_, HeaderPending> {
+        TxChain {
+            chain,
+            state: PhantomData,
+        }
+    }
+}
+
+impl QueueRole for Transmit {
+    type Entry<'c> = TxChain<'c, HeaderPending>;
+}
+
 /// A TX chain in state `S`: [`HeaderPending`] → [`FrameReady`] →
-/// [`FrameRead`] → completed. A refusal at any step completes the chain.
+/// [`FrameRead`] → completed. A refusal at any step completes the chain
+/// (used length 0); so does dropping it.
 #[must_use = "a TX chain must be read to the end and completed, or discarded"]
 #[derive(Debug)]
 pub struct TxChain<'c, S> {
@@ -287,7 +288,7 @@ impl<'c, S> TxChain<'c, S> {
     /// Returns the chain to the driver now (used length 0: a TX chain is
     /// never written).
     pub fn discard(self) -> u32 {
-        self.chain.complete()
+        self.chain.discard()
     }
 
     fn refuse(self, error: TxError) -> TxError {
@@ -297,21 +298,22 @@ impl<'c, S> TxChain<'c, S> {
 }
 
 impl<'c> TxChain<'c, HeaderPending> {
-    /// Starts reading a TX packet; refuses a chain with device-writable
-    /// buffers.
-    pub fn new(chain: Chain<'c>) -> Result<Self, TxError> {
-        let tx = TxChain {
-            chain,
-            state: PhantomData,
-        };
-        match tx.chain.writable_len() {
-            0 => Ok(tx),
-            writable => Err(tx.refuse(TxError::WritableBuffers { writable })),
-        }
+    /// Bytes of the readable part: header plus frame.
+    pub fn packet_len(&self) -> u32 {
+        self.chain.readable_len()
     }
 
-    /// Reads the header (whole, or nothing).
+    /// Reads the header (whole, or nothing). Refuses a chain with
+    /// device-writable buffers (not a TX packet) or without a whole header.
+    ///
+    /// The header is returned so that a later offload path can pick the
+    /// next state from it (`flags`, `gso_type`); without offloads every
+    /// frame continues as a plain frame ([`FrameReady`]).
     pub fn read_header(mut self) -> Result<(NetHdr, TxChain<'c, FrameReady>), TxError> {
+        let writable = self.chain.writable_len();
+        if writable != 0 {
+            return Err(self.refuse(TxError::WritableBuffers { writable }));
+        }
         match self.chain.reader().read_obj::<NetHdr>() {
             Ok(hdr) => Ok((hdr, self.into_state())),
             Err(BufferError::TooShort { remaining, .. }) => {
@@ -381,7 +383,7 @@ pub enum RxError {
         capacity: u32,
     },
     /// Guest memory refused a copy (impossible for a validated chain); the
-    /// used length reports what was written.
+    /// buffer was returned with used length 0.
     Memory(BufferError),
 }
 
@@ -396,8 +398,28 @@ impl fmt::Display for RxError {
     }
 }
 
+/// The role of the RX queue: every chain it yields is an
+/// [`RxChain`]`<`[`Empty`]`>`.
+#[derive(Debug)]
+pub enum Receive {}
+
+impl sealed::Enter for Receive {
+    fn enter(chain: Chain<'_>) -> RxChain<'_, Empty> {
+        RxChain {
+            chain,
+            state: Empty,
+        }
+    }
+}
+
+impl QueueRole for Receive {
+    type Entry<'c> = RxChain<'c, Empty>;
+}
+
 /// An RX chain in state `S`: [`Empty`] → [`HeaderWritten`] →
-/// [`FrameWritten`] → completed. A refusal at any step completes it.
+/// [`FrameWritten`] → completed. A refusal at any step, or dropping the
+/// chain before [`FrameWritten`], returns it with used length 0: the
+/// driver never sees a half-filled buffer.
 #[must_use = "an RX chain must be filled and completed, or discarded"]
 #[derive(Debug)]
 pub struct RxChain<'c, S> {
@@ -406,14 +428,6 @@ pub struct RxChain<'c, S> {
 }
 
 impl<'c> RxChain<'c, Empty> {
-    /// An RX buffer, nothing written yet.
-    pub fn new(chain: Chain<'c>) -> Self {
-        RxChain {
-            chain,
-            state: Empty,
-        }
-    }
-
     /// Bytes of the writable part.
     pub fn capacity(&self) -> u32 {
         self.chain.writable_len()
@@ -421,7 +435,7 @@ impl<'c> RxChain<'c, Empty> {
 
     /// Returns the buffer unused (used length 0).
     pub fn discard(self) -> u32 {
-        self.chain.complete()
+        self.chain.discard()
     }
 
     /// Writes `hdr`, reserving room for `frame` right after it: if header
@@ -444,7 +458,7 @@ impl<'c> RxChain<'c, Empty> {
                 state: HeaderWritten { frame },
             }),
             Err(e) => {
-                self.chain.complete();
+                self.chain.discard();
                 Err(RxError::Memory(e))
             }
         }
@@ -460,7 +474,7 @@ impl<'c> RxChain<'c, HeaderWritten<'_>> {
                 state: FrameWritten,
             }),
             Err(e) => {
-                self.chain.complete();
+                self.chain.discard();
                 Err(RxError::Memory(e))
             }
         }
@@ -576,8 +590,11 @@ impl VirtioNet {
     }
 
     /// Reads one TX packet into `frame`; returns the frame length.
-    fn receive_tx(chain: Chain<'_>, frame: &mut [u8; MAX_FRAME_SIZE]) -> Result<usize, TxError> {
-        let (_hdr, ready) = TxChain::new(chain)?.read_header()?;
+    fn receive_tx(
+        tx: TxChain<'_, HeaderPending>,
+        frame: &mut [u8; MAX_FRAME_SIZE],
+    ) -> Result<usize, TxError> {
+        let (_hdr, ready) = tx.read_header()?;
         let (len, done) = ready.read_frame(frame)?;
         done.complete();
         Ok(len)
@@ -585,7 +602,7 @@ impl VirtioNet {
 
     /// TX notify: forwards every available packet.
     fn transmit(&mut self, queues: &mut LiveQueues<'_>) {
-        let Some(mut tx) = queues.queue(TX_QUEUE) else {
+        let Some(mut tx) = queues.queue::<Transmit>(TX_QUEUE) else {
             return;
         };
         let mut frame = [0u8; MAX_FRAME_SIZE];
@@ -608,7 +625,7 @@ impl VirtioNet {
         ring: &NetRxRing<N>,
         queues: &mut LiveQueues<'_>,
     ) -> (u32, u32) {
-        let Some(mut rx) = queues.queue(RX_QUEUE) else {
+        let Some(mut rx) = queues.queue::<Receive>(RX_QUEUE) else {
             return (0, 0);
         };
         let counters = self.switch.counters(self.port);
@@ -618,10 +635,10 @@ impl VirtioNet {
         for _ in 0..N {
             let consumed = ring.peek_with(|frame| {
                 // No buffer: the frame stays at the front of the ring.
-                let Some(chain) = rx.pop() else {
+                let Some(buffer) = rx.pop() else {
                     return false;
                 };
-                let result = RxChain::new(chain)
+                let result = buffer
                     .write_header(&NetHdr::rx(), frame)
                     .and_then(RxChain::write_frame);
                 let counter = match result {

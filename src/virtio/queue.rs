@@ -30,13 +30,13 @@ use core::sync::atomic::{Ordering, fence};
 
 use zerocopy::little_endian::{U16, U32};
 
-use super::chain::{self, Chain};
+use super::error::{QueueError, QueueFault, RingPart};
 use super::ring::{
     self, AVAIL_F_NO_INTERRUPT, AVAIL_RING_ALIGN, DESC_TABLE_ALIGN, Descriptor,
     RING_ENTRIES_OFFSET, RING_IDX_OFFSET, USED_RING_ALIGN, UsedElem,
 };
 use super::stats::{QueueStats, bump};
-use crate::guest_memory::{GuestMemory, MemError};
+use crate::guest_memory::GuestMemory;
 
 /// What the driver wrote into one queue's registers, not yet checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,52 +49,6 @@ pub struct QueueConfig {
     pub driver: u64,
     /// Guest-physical address of the used ring (`QueueDevice*`).
     pub device: u64,
-}
-
-/// One of the three areas of a split virtqueue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RingPart {
-    /// The descriptor table (descriptor area).
-    DescriptorTable,
-    /// The available ring (driver area).
-    AvailRing,
-    /// The used ring (device area).
-    UsedRing,
-}
-
-/// Why a queue configuration was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueError {
-    /// A size of 0.
-    SizeZero,
-    /// A size above the device's `QueueNumMax`.
-    SizeTooLarge {
-        /// The size the driver asked for.
-        size: u32,
-        /// The device's maximum.
-        max: u16,
-    },
-    /// A size that is not a power of two (split rings require one).
-    SizeNotPowerOfTwo {
-        /// The size the driver asked for.
-        size: u32,
-    },
-    /// An area that is not aligned as the spec requires.
-    Misaligned {
-        /// Which area.
-        part: RingPart,
-        /// Its guest-physical address.
-        gpa: u64,
-    },
-    /// An area that is not entirely inside guest RAM.
-    OutsideRam {
-        /// Which area.
-        part: RingPart,
-        /// Its guest-physical address.
-        gpa: u64,
-        /// Its length in bytes.
-        len: u64,
-    },
 }
 
 /// Checks a queue size the driver wrote: `1..=max` and a power of two.
@@ -225,23 +179,6 @@ impl QueueLayout {
     }
 }
 
-/// Why a live queue stopped processing (it stays stopped until reset).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueFault {
-    /// `avail.idx` moved more than the queue size past the device's
-    /// position: the driver claims to have made more buffers available
-    /// than the ring can hold, so the ring contents cannot be trusted.
-    AvailIndexJump {
-        /// The `avail.idx` the driver published.
-        avail_idx: u16,
-        /// The device's next available-ring position.
-        next_avail: u16,
-    },
-    /// A ring area could not be accessed (impossible for a validated
-    /// layout over the same guest memory; kept so that it is not a panic).
-    RingAccess(MemError),
-}
-
 /// Whether a used-buffer interrupt should be sent after a batch of work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NotifyDecision {
@@ -293,6 +230,16 @@ impl Virtqueue {
         self.index
     }
 
+    /// The validated layout this queue runs on.
+    pub(super) fn layout(&self) -> &QueueLayout {
+        &self.layout
+    }
+
+    /// Why the queue stopped, if it did.
+    pub(super) fn fault(&self) -> Option<QueueFault> {
+        self.fault
+    }
+
     fn break_with(&mut self, fault: QueueFault) {
         if self.fault.is_none() {
             self.fault = Some(fault);
@@ -313,7 +260,7 @@ impl Virtqueue {
     /// Returns `None` when the ring is empty, the queue is faulted or this
     /// batch's budget is spent; an index jump faults the queue (and is
     /// counted) instead of being used.
-    fn next_head(&mut self, mem: &GuestMemory, stats: &mut QueueStats) -> Option<u16> {
+    pub(super) fn next_head(&mut self, mem: &GuestMemory, stats: &mut QueueStats) -> Option<u16> {
         if self.fault.is_some() || self.budget == 0 {
             return None;
         }
@@ -394,91 +341,6 @@ impl Virtqueue {
         let fault = self.fault?;
         self.fault_reported = true;
         Some(fault)
-    }
-}
-
-/// A live queue lent to a backend: take chains, complete them.
-///
-/// Obtained from [`LiveQueues::queue`](super::LiveQueues::queue), which
-/// only exists while the device is Live.
-pub struct LiveQueue<'a> {
-    vq: &'a mut Virtqueue,
-    stats: &'a mut QueueStats,
-    mem: &'a GuestMemory,
-}
-
-impl<'a> LiveQueue<'a> {
-    pub(crate) fn new(
-        vq: &'a mut Virtqueue,
-        stats: &'a mut QueueStats,
-        mem: &'a GuestMemory,
-    ) -> Self {
-        LiveQueue { vq, stats, mem }
-    }
-
-    /// Index of this queue (0-based, as in `QueueSel`).
-    pub fn index(&self) -> u16 {
-        self.vq.index
-    }
-
-    /// Queue size the driver chose.
-    pub fn size(&self) -> u16 {
-        self.vq.layout.size
-    }
-
-    /// True if the driver has made at least one chain available that the
-    /// device has not taken yet. Cheap: one acquire load of `avail.idx`.
-    pub fn has_available(&self) -> bool {
-        self.vq.has_available(self.mem)
-    }
-
-    /// Why the queue stopped, if it did (it then never yields chains again
-    /// until the driver resets the device).
-    pub fn fault(&self) -> Option<QueueFault> {
-        self.vq.fault
-    }
-
-    /// Takes the next well-formed chain from the available ring.
-    ///
-    /// Malformed chains are not returned: each one is completed at once
-    /// with length 0 (so the driver gets its descriptors back and the queue
-    /// keeps moving) and counted in [`QueueStats::malformed`] by reason.
-    ///
-    /// At most one queue size of heads (good or malformed) is taken per
-    /// batch of work, however often `pop` is called, so a driver refilling
-    /// the ring from another CPU cannot keep the hypervisor in a
-    /// `while let Some(chain) = queue.pop()` loop. Nothing is lost: the
-    /// device never sets `VIRTQ_USED_F_NO_NOTIFY`, so chains added after
-    /// the budget ran out come with a notification of their own (and the
-    /// run loop can check [`LiveQueue::has_available`]).
-    ///
-    /// The returned [`Chain`] borrows this queue: finish (complete or drop)
-    /// it before taking the next one.
-    pub fn pop(&mut self) -> Option<Chain<'_>> {
-        loop {
-            let head = self.vq.next_head(self.mem, self.stats)?;
-            match chain::walk(self.mem, &self.vq.layout, head) {
-                Ok(buffers) => {
-                    return Some(Chain::new(self.vq, self.stats, self.mem, head, buffers));
-                }
-                Err(error) => {
-                    self.stats.malformed.record(error);
-                    self.vq.push_used(self.mem, head, 0);
-                }
-            }
-        }
-    }
-}
-
-impl core::fmt::Debug for LiveQueue<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("LiveQueue")
-            .field("index", &self.vq.index)
-            .field("size", &self.vq.layout.size)
-            .field("next_avail", &self.vq.next_avail)
-            .field("next_used", &self.vq.next_used)
-            .field("fault", &self.vq.fault)
-            .finish()
     }
 }
 

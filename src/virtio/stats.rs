@@ -9,8 +9,7 @@
 use core::fmt;
 
 use super::MAX_QUEUES;
-use super::chain::ChainError;
-use super::lifecycle::TransitionError;
+use super::error::{ChainError, TransitionError};
 
 /// Adds one to a counter, saturating.
 pub(crate) fn bump(counter: &mut u64) {

@@ -162,7 +162,7 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
         fatal(format_args!("VM {id}: cannot attach virtio-blk: {e:?}"));
     }
     if config.net {
-        if let Err(e) = crate::net::attach_virtio_net(devices, id) {
+        if let Err(e) = crate::devices::attach_virtio_net(devices, id) {
             fatal(format_args!("VM {id}: cannot attach virtio-net: {e:?}"));
         }
     } else {

@@ -31,7 +31,7 @@ use spin::{Mutex, MutexGuard};
 
 use crate::console::{ConsoleMux, ConsoleSink, InputAction};
 use crate::mmio::DeviceContext;
-use crate::net::{NetDeviceReport, PORT_RX, VSWITCH, drain_rx};
+use crate::net::{PORT_RX, VSWITCH};
 use crate::platform::{
     INTID_HYP_TIMER, INTID_VGIC_MAINTENANCE, INTID_VIRT_TIMER, MAX_PCPUS, MAX_VMS, SGI_KICK,
     UART_INTID,
@@ -42,6 +42,7 @@ use crate::sched::{
 };
 use crate::spsc::SpscRing;
 use crate::trap::decode_sync;
+use crate::virtio::net::{NetDeviceReport, drain_rx};
 use crate::vm::{ExitOutcome, Fault, StopReason, Vm};
 
 use super::guest::{self, VmSlot};
