@@ -68,11 +68,15 @@
 //! | `0`-`9`       | focus VM n, if it exists (otherwise a message, no change)   |
 //! | `n`           | focus the next VM (wrapping)                                |
 //! | `s`           | [`InputAction::ShowStats`]: the run loop prints counters    |
+//! | `r` then `0`-`9` | [`InputAction::RestartVm`]: restart VM n (also a stopped one) |
+//! | `k` then `0`-`9` | [`InputAction::StopVm`]: stop VM n                       |
 //! | `h`, `?`      | print help                                                  |
 //! | Ctrl-\\       | deliver a literal 0x1c to the focused VM                    |
 //! | anything else | print help                                                  |
 //!
-//! A focus change prints `[hv] console focus: vm1` through the output path.
+//! A focus change prints `[hv] console focus: vm1` through the output path;
+//! `r`/`k` confirm with `[hv] console: restarting vm1` or
+//! `[hv] console: stopping vm1`, and name a missing VM instead.
 //!
 //! Why Ctrl-\\: QEMU's character-device multiplexer (`-nographic`, i.e.
 //! `-serial mon:stdio`) intercepts only its own escape character, Ctrl-A
@@ -91,6 +95,8 @@ use core::fmt::{self, Write as _};
 
 use crate::platform::MAX_VMS;
 
+#[cfg(test)]
+mod command_tests;
 pub mod sanitize;
 #[cfg(test)]
 mod sanitize_tests;
@@ -205,6 +211,17 @@ pub enum InputAction {
     },
     /// Print device statistics (the mux does not know the devices).
     ShowStats,
+    /// Restart VM `n` (`Ctrl-\ r n`); the mux has printed a confirmation.
+    RestartVm(usize),
+    /// Stop VM `n` (`Ctrl-\ k n`); the mux has printed a confirmation.
+    StopVm(usize),
+}
+
+/// A VM command waiting for its VM number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VmCommand {
+    Restart,
+    Stop,
 }
 
 /// Counters of the multiplexer.
@@ -317,6 +334,8 @@ pub struct ConsoleMux {
     open: Option<Source>,
     focus: usize,
     escape_pending: bool,
+    /// `r` or `k` was typed after the escape key; the VM number comes next.
+    vm_command: Option<VmCommand>,
     stats: ConsoleStats,
     /// Output filters, one per VM.
     sanitizers: [Sanitizer; MAX_VMS],
@@ -329,6 +348,7 @@ impl fmt::Debug for ConsoleMux {
             .field("open", &self.open)
             .field("focus", &self.focus)
             .field("escape_pending", &self.escape_pending)
+            .field("vm_command", &self.vm_command)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -363,6 +383,7 @@ impl ConsoleMux {
             open: None,
             focus: 0,
             escape_pending: false,
+            vm_command: None,
             stats: ConsoleStats {
                 lines: 0,
                 partial_flushes: 0,
@@ -407,9 +428,10 @@ impl ConsoleMux {
         self.stats
     }
 
-    /// True while an escape key has been read and its command byte not yet.
+    /// True while an escape key has been read and its command is not yet
+    /// complete (the command byte, or the VM number after `r` or `k`).
     pub const fn escape_pending(&self) -> bool {
-        self.escape_pending
+        self.escape_pending || self.vm_command.is_some()
     }
 
     /// Turns prefix colouring on or off.
@@ -515,11 +537,13 @@ impl ConsoleMux {
 
     /// Prints the escape-key help through the output path.
     pub fn print_help(&mut self, out: &mut dyn ConsoleSink) {
-        const HELP: [&[u8]; 6] = [
+        const HELP: [&[u8]; 8] = [
             b"console: escape is Ctrl-\\ (0x1c), then:",
             b"  0-9     focus that vm",
             b"  n       focus the next vm",
             b"  s       show device statistics",
+            b"  r N     restart vm N (also after it stopped)",
+            b"  k N     stop vm N",
             b"  h ?     this help",
             b"  Ctrl-\\  send a literal Ctrl-\\ to the focused vm",
         ];
@@ -540,6 +564,9 @@ impl ConsoleMux {
     /// escape commands produce (focus changes, help) are written to `out`.
     pub fn feed_input(&mut self, byte: u8, out: &mut dyn ConsoleSink) -> InputAction {
         self.stats.input_bytes += 1;
+        if let Some(command) = self.vm_command.take() {
+            return self.vm_command(command, byte, out);
+        }
         if !self.escape_pending {
             if byte == ESCAPE_BYTE {
                 self.escape_pending = true;
@@ -568,6 +595,14 @@ impl ConsoleMux {
                 self.stats.commands += 1;
                 InputAction::ShowStats
             }
+            b'r' => {
+                self.vm_command = Some(VmCommand::Restart);
+                InputAction::None
+            }
+            b'k' => {
+                self.vm_command = Some(VmCommand::Stop);
+                InputAction::None
+            }
             b'h' | b'?' => {
                 self.stats.commands += 1;
                 self.print_help(out);
@@ -579,6 +614,43 @@ impl ConsoleMux {
                 InputAction::None
             }
         }
+    }
+
+    /// The VM number after `Ctrl-\ r` or `Ctrl-\ k`.
+    fn vm_command(
+        &mut self,
+        command: VmCommand,
+        byte: u8,
+        out: &mut dyn ConsoleSink,
+    ) -> InputAction {
+        let vm = match byte {
+            b'0'..=b'9' => usize::from(byte - b'0'),
+            _ => {
+                self.stats.bad_commands += 1;
+                self.print_help(out);
+                return InputAction::None;
+            }
+        };
+        let mut msg = StackBuf::<64>::new();
+        if vm >= self.config.vm_count {
+            self.stats.bad_commands += 1;
+            let _ = write!(
+                msg,
+                "console: no vm{} (vm0-vm{})",
+                vm,
+                self.config.vm_count - 1
+            );
+            self.announce(msg.as_bytes(), out);
+            return InputAction::None;
+        }
+        self.stats.commands += 1;
+        let (verb, action) = match command {
+            VmCommand::Restart => ("restarting", InputAction::RestartVm(vm)),
+            VmCommand::Stop => ("stopping", InputAction::StopVm(vm)),
+        };
+        let _ = write!(msg, "console: {verb} vm{vm}");
+        self.announce(msg.as_bytes(), out);
+        action
     }
 
     fn deliver(&mut self, byte: u8) -> InputAction {

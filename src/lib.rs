@@ -45,6 +45,7 @@ pub mod net;
 pub mod platform;
 pub mod print;
 pub mod psci;
+pub mod restart;
 pub mod sched;
 pub mod selftest;
 pub mod spsc;

@@ -38,7 +38,8 @@ pub enum PsciAction {
     CpuOff,
     /// Power the whole VM off.
     SystemOff,
-    /// Reset the whole VM.
+    /// Reset the whole VM (SYSTEM_RESET, or SYSTEM_RESET2 with any reset
+    /// type: every reset of a VM is a cold restart).
     SystemReset,
 }
 
@@ -85,6 +86,8 @@ pub fn handle(fid: u32, args: [u64; 3], vcpus: &[PowerState], ram: (u64, u64)) -
                     | id::MIGRATE_INFO_TYPE
                     | id::SYSTEM_OFF
                     | id::SYSTEM_RESET
+                    | id::SYSTEM_RESET2_32
+                    | id::SYSTEM_RESET2_64
             );
             ret(if supported {
                 id::SUCCESS
@@ -142,7 +145,10 @@ pub fn handle(fid: u32, args: [u64; 3], vcpus: &[PowerState], ram: (u64, u64)) -
         }
         id::MIGRATE_INFO_TYPE => ret(id::MIGRATE_TYPE_NOT_PRESENT),
         id::SYSTEM_OFF => PsciAction::SystemOff,
-        id::SYSTEM_RESET => PsciAction::SystemReset,
+        // SYSTEM_RESET2: the architectural warm reset (type 0) and any
+        // vendor-specific type restart the VM the same way as SYSTEM_RESET;
+        // the cookie is ignored. It does not return on success.
+        id::SYSTEM_RESET | id::SYSTEM_RESET2_32 | id::SYSTEM_RESET2_64 => PsciAction::SystemReset,
         // SMCCC_VERSION and everything else (CPU_SUSPEND, ARCH_WORKAROUND_*,
         // vendor calls): not supported. Linux then assumes SMCCC 1.0 and makes
         // no workaround calls.
@@ -186,13 +192,16 @@ mod tests {
             id::SYSTEM_OFF,
             id::AFFINITY_INFO_64,
             id::PSCI_FEATURES,
+            id::SYSTEM_RESET,
+            id::SYSTEM_RESET2_32,
+            id::SYSTEM_RESET2_64,
         ] {
             assert_eq!(
                 ret_i(handle(id::PSCI_FEATURES, [fid as u64, 0, 0], &ALL_ON, RAM)),
                 0
             );
         }
-        for fid in [id::CPU_SUSPEND_64, id::SMCCC_VERSION, 0xc400_0012] {
+        for fid in [id::CPU_SUSPEND_64, id::SMCCC_VERSION, 0x8400_0013] {
             assert_eq!(
                 ret_i(handle(id::PSCI_FEATURES, [fid as u64, 0, 0], &ALL_ON, RAM)),
                 -1
@@ -300,10 +309,12 @@ mod tests {
             handle(id::SYSTEM_OFF, [0; 3], &ALL_ON, RAM),
             PsciAction::SystemOff
         );
-        assert_eq!(
-            handle(id::SYSTEM_RESET, [0; 3], &ALL_ON, RAM),
-            PsciAction::SystemReset
-        );
+        for fid in [id::SYSTEM_RESET, id::SYSTEM_RESET2_32, id::SYSTEM_RESET2_64] {
+            assert_eq!(
+                handle(fid, [0x8000_0000, 7, 0], &ALL_ON, RAM),
+                PsciAction::SystemReset
+            );
+        }
         assert_eq!(
             ret_i(handle(id::MIGRATE_INFO_TYPE, [0; 3], &ALL_ON, RAM)),
             2

@@ -15,6 +15,7 @@ use crate::id_regs;
 use crate::mmio::DeviceContext;
 use crate::platform::MAX_VCPUS;
 use crate::psci::{self, PowerState, PsciAction};
+use crate::restart::{BootImage, RestartPhase};
 use crate::trap::{Exit, MmioAccess};
 use crate::vcpu::Vcpu;
 use crate::vgic::Vgic;
@@ -31,8 +32,11 @@ const ICC_ASGI1R_EL1: u32 = esr::sysreg_id(3, 0, 12, 11, 6);
 pub enum StopReason {
     /// PSCI SYSTEM_OFF.
     PoweredOff,
-    /// PSCI SYSTEM_RESET.
+    /// PSCI SYSTEM_RESET of a VM that has no boot images to restart from
+    /// (a VM with them restarts instead; see [`crate::restart`]).
     ResetRequested,
+    /// Stopped from the console (`Ctrl-\ k N`).
+    StoppedFromConsole,
     /// The guest called the exit hypercall with this status.
     Exited(u64),
     /// The guest did something the hypervisor cannot emulate.
@@ -99,6 +103,9 @@ pub enum ExitOutcome {
     Wake(u32),
     /// The whole VM stopped.
     Stop(StopReason),
+    /// The VM began a restart ([`Vm::begin_restart`]): none of its vCPUs
+    /// runs until the run loop has rebuilt it.
+    Restart,
 }
 
 /// Exit counters by reason.
@@ -148,6 +155,9 @@ impl ExitStats {
 pub enum VmState {
     /// At least one vCPU may run.
     Running,
+    /// Being rebuilt from its boot images (see [`crate::restart`]); no
+    /// vCPU runs.
+    Restarting(RestartPhase),
     /// Stopped; its vCPUs never run again.
     Stopped(StopReason),
 }
@@ -176,6 +186,11 @@ pub struct Vm {
     /// The virtual GIC: interrupt state of every vCPU, and the interrupt
     /// controller the VM's devices raise their lines on.
     pub vgic: Vgic,
+    /// The pristine images the VM boots from, kept for its restarts (none
+    /// for test guests: they stop on a reset request).
+    pub boot: Option<BootImage>,
+    /// Restarts completed since the VM was created.
+    pub restarts: u64,
 }
 
 /// A small byte buffer for hypercall console output.
@@ -239,11 +254,14 @@ impl Vm {
             cntvoff: 0,
             hypercall_output: OutputBuffer::new(),
             vgic: Vgic::new(1),
+            boot: None,
+            restarts: 0,
         }
     }
 
     /// Re-initialises this VM in place as VM `id` with `mem` and
-    /// `nr_vcpus` vCPUs (all off), no devices, and fresh counters.
+    /// `nr_vcpus` vCPUs (all off), no devices, no boot images, and fresh
+    /// counters.
     pub fn reset(&mut self, id: usize, mem: GuestMemory, nr_vcpus: usize) {
         self.id = id;
         self.mem = mem;
@@ -257,6 +275,8 @@ impl Vm {
         self.cntvoff = 0;
         self.hypercall_output = OutputBuffer::new();
         self.vgic = Vgic::new(self.nr_vcpus);
+        self.boot = None;
+        self.restarts = 0;
     }
 
     /// Powers on vCPU 0 at `entry` with `x0 = arg0` (the boot CPU).
@@ -488,7 +508,7 @@ impl Vm {
                     ExitOutcome::Block
                 }
                 PsciAction::SystemOff => self.stop_with(StopReason::PoweredOff),
-                PsciAction::SystemReset => self.stop_with(StopReason::ResetRequested),
+                PsciAction::SystemReset => self.begin_restart(),
             };
         }
         match hypercall::decode(fid, x[1]) {

@@ -25,6 +25,10 @@ pub const SYSTEM_OFF: u32 = 0x8400_0008;
 pub const SYSTEM_RESET: u32 = 0x8400_0009;
 /// PSCI_FEATURES.
 pub const PSCI_FEATURES: u32 = 0x8400_000a;
+/// SYSTEM_RESET2 (SMC32, PSCI 1.1).
+pub const SYSTEM_RESET2_32: u32 = 0x8400_0012;
+/// SYSTEM_RESET2 (SMC64, PSCI 1.1).
+pub const SYSTEM_RESET2_64: u32 = 0xc400_0012;
 
 /// PSCI return code: success.
 pub const SUCCESS: i32 = 0;

@@ -771,6 +771,25 @@ impl BootPlan {
     /// instruction cache: the guest starts with its MMU off, so its first
     /// accesses are non-cacheable (booting.rst, "Caches, MMUs").
     pub fn load_into(&self, mem: &GuestMemory, images: &StagedImages<'_>) -> Result<(), LoadError> {
+        for segment in self.segments(images)?.into_iter().flatten() {
+            mem.write(segment.gpa, segment.bytes)
+                .map_err(|error| LoadError::Memory {
+                    what: segment.what,
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// What [`BootPlan::load_into`] copies, in order: the kernel, the
+    /// device tree (its `totalsize` bytes) and the initramfs if any, each
+    /// with its guest-physical address. Fails if `images` are not the ones
+    /// the plan was made from. A VM restart copies the same segments again,
+    /// a piece at a time.
+    pub fn segments<'a>(
+        &self,
+        images: &StagedImages<'a>,
+    ) -> Result<[Option<Segment<'a>>; 3], LoadError> {
         let same = |what, planned: u64, given: usize| {
             if planned == given as u64 {
                 Ok(())
@@ -794,7 +813,11 @@ impl BootPlan {
         let initrd = match (self.initrd, images.initrd) {
             (Some((gpa, size)), Some(bytes)) => {
                 same("initramfs", size, bytes.len())?;
-                Some((gpa, bytes))
+                Some(Segment {
+                    what: "initramfs",
+                    gpa,
+                    bytes,
+                })
             }
             (None, None) => None,
             (planned, given) => {
@@ -805,17 +828,31 @@ impl BootPlan {
                 });
             }
         };
-        let write = |what, gpa, bytes: &[u8]| {
-            mem.write(gpa, bytes)
-                .map_err(|error| LoadError::Memory { what, error })
-        };
-        write("kernel Image", self.kernel_gpa, images.kernel)?;
-        write("device tree", self.dtb_gpa, dtb)?;
-        if let Some((gpa, bytes)) = initrd {
-            write("initramfs", gpa, bytes)?;
-        }
-        Ok(())
+        Ok([
+            Some(Segment {
+                what: "kernel Image",
+                gpa: self.kernel_gpa,
+                bytes: images.kernel,
+            }),
+            Some(Segment {
+                what: "device tree",
+                gpa: self.dtb_gpa,
+                bytes: dtb,
+            }),
+            initrd,
+        ])
     }
+}
+
+/// One image as it is copied into guest RAM (see [`BootPlan::segments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment<'a> {
+    /// What it is ("kernel Image", "device tree", "initramfs").
+    pub what: &'static str,
+    /// Guest-physical address of its first byte.
+    pub gpa: u64,
+    /// Its bytes.
+    pub bytes: &'a [u8],
 }
 
 /// [`BootPlan::new`] with the VM attached to any error.

@@ -483,6 +483,16 @@ impl<'r, const N: usize> VSwitch<'r, N> {
         }
     }
 
+    /// The port's VM restarted: forgets the MAC entries learned on `port`
+    /// and discards the frames waiting in its ring (as its consumer; see
+    /// [`NetRxRing::clear`]), like a cable pulled and plugged back in. Its
+    /// configuration (the source-MAC lock) and counters stay. Returns the
+    /// frames discarded.
+    pub fn reset_port(&self, port: usize) -> usize {
+        self.state.lock().forget_port(port);
+        self.ring(port).map_or(0, NetRxRing::clear)
+    }
+
     /// The configuration of `port`, if it was added.
     pub fn port_config(&self, port: usize) -> Option<PortConfig> {
         self.state.lock().ports.get(port).copied().flatten()
@@ -836,6 +846,33 @@ mod tests {
         assert!(rings[1].is_empty());
         assert_eq!(sw.ports(), 0b01);
         assert_eq!(sw.forward(0, &frame(mac(1), mac(0), 60)), 0);
+    }
+
+    #[test]
+    fn reset_port_forgets_and_drops_but_keeps_the_lock() {
+        let rings: [NetRxRing<4>; 3] = [const { NetRxRing::new() }; 3];
+        let sw = VSwitch::new(&rings);
+        for p in 0..3 {
+            sw.add_port(p, PortConfig::locked_to(mac(p as u8))).unwrap();
+        }
+        sw.forward(1, &frame(BROADCAST, mac(1), 60));
+        sw.forward(2, &frame(BROADCAST, mac(2), 60));
+        sw.forward(0, &frame(mac(1), mac(0), 60));
+        sw.forward(2, &frame(mac(1), mac(2), 60));
+        assert_eq!(rings[1].len(), 3);
+        let before = sw.port_stats(1);
+        assert_eq!(sw.reset_port(1), 3);
+        assert!(rings[1].is_empty());
+        assert_eq!(sw.lookup(&mac(1)), None, "learned entry forgotten");
+        assert_eq!(sw.lookup(&mac(2)), Some(2), "other ports keep theirs");
+        assert_eq!(sw.port_config(1), Some(PortConfig::locked_to(mac(1))));
+        assert_eq!(sw.port_stats(1), before, "counters stay");
+        // The lock still holds: vm1's MAC sent from port 2 is refused, and
+        // frames for it reach port 1 only.
+        sw.forward(2, &frame(BROADCAST, mac(1), 60));
+        assert_eq!(sw.port_stats(2).tx_mac_lock, 1);
+        assert_eq!(sw.forward(0, &frame(mac(1), mac(0), 60)), 0b010);
+        assert_eq!(sw.reset_port(7), 0, "a port that does not exist");
     }
 
     #[test]

@@ -36,6 +36,16 @@
 //!
 //! With these, a vCPU that becomes ready runs within one slice per other
 //! ready vCPU on its pCPU (the host tests check this with random loads).
+//!
+//! ## Work outside guests: VM restarts
+//!
+//! A VM being restarted reports one vCPU with [`VcpuStatus::maintenance`]
+//! (and the others not alive). It takes its turn in the round-robin like a
+//! ready vCPU, but its turn is one bounded unit of restart work
+//! ([`PcpuArch::maintain`], [`Step::Maintained`]) instead of a guest run;
+//! nothing of that VM stays loaded in the CPU while it is rebuilt. So a
+//! guest that reboots in a loop costs each neighbour at most one unit per
+//! round, and the bound above holds with "slice" read as "slice or unit".
 
 use super::{RunQueue, VcpuRef};
 use crate::platform::{MAX_VCPUS, MAX_VMS};
@@ -53,6 +63,11 @@ pub struct VcpuStatus {
     /// watched in software: armed, not yet expired, and the vCPU's state is
     /// not in the hardware.
     pub deadline: Option<u64>,
+    /// Its VM is being restarted: when picked, the policy calls
+    /// [`PcpuArch::maintain`] for one bounded unit of that work instead of
+    /// entering the vCPU. Reported with `alive` and `ready`, on one vCPU of
+    /// the VM.
+    pub maintenance: bool,
 }
 
 /// How one guest exit ended, as far as scheduling is concerned.
@@ -126,6 +141,9 @@ pub trait PcpuArch {
     fn enter(&mut self, v: VcpuRef) -> Exit;
     /// Sleeps until an interrupt (the armed timer, a kick, console input).
     fn idle(&mut self);
+    /// Does one bounded unit of VM `vm`'s restart (none of its vCPUs is
+    /// loaded).
+    fn maintain(&mut self, vm: usize);
 }
 
 /// The policy's time constants, in counter ticks.
@@ -160,6 +178,8 @@ impl SchedParams {
 pub enum Step {
     /// Ran this vCPU for (part of) a slice.
     Ran(VcpuRef),
+    /// Did one unit of the restart of this vCPU's VM.
+    Maintained(VcpuRef),
     /// Nothing was ready: slept with the timer armed for `wake`.
     Idled {
         /// The deadline the timer was armed for (`None`: disarmed).
@@ -237,6 +257,13 @@ impl PcpuPolicy {
             }
         }
         match choice {
+            Some(v) if st[v.vm][v.vcpu].maintenance => {
+                // The VM's vCPUs are rebuilt: none may stay in the CPU
+                // (saving it later would overwrite the fresh state).
+                self.put_loaded(arch);
+                arch.maintain(v.vm);
+                Step::Maintained(v)
+            }
             Some(v) => {
                 self.run(arch, v, &st, now);
                 Step::Ran(v)

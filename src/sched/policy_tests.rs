@@ -38,6 +38,12 @@ struct FakeVcpu {
     ready_since: Option<u64>,
     entries: u64,
     ran: u64,
+    /// The guest resets its VM after running this long since it started.
+    reboot_every: Option<u64>,
+    ran_since_start: u64,
+    /// Units of restart work left (the VM is being restarted while > 0).
+    restart_units: u64,
+    restarts: u64,
 }
 
 impl FakeVcpu {
@@ -57,11 +63,19 @@ impl FakeVcpu {
             ready_since: Some(0),
             entries: 0,
             ran: 0,
+            reboot_every: None,
+            ran_since_start: 0,
+            restart_units: 0,
+            restarts: 0,
         }
     }
 
     fn ready(&self, now: u64) -> bool {
-        self.alive && (!self.waiting || self.pending || self.timer.is_some_and(|t| t <= now))
+        self.alive
+            && (self.restart_units > 0
+                || !self.waiting
+                || self.pending
+                || self.timer.is_some_and(|t| t <= now))
     }
 }
 
@@ -93,6 +107,10 @@ struct FakeArch {
     /// End of the simulation: the guest running then is taken out as if
     /// a console command arrived (a lone busy vCPU never returns otherwise).
     end: u64,
+    /// Ticks one unit of restart work takes, and units per restart.
+    unit_cost: u64,
+    units_per_restart: u64,
+    units_done: u64,
 }
 
 impl FakeArch {
@@ -115,6 +133,9 @@ impl FakeArch {
             running: None,
             ever_armed: false,
             end: u64::MAX,
+            unit_cost: SLICE / 2,
+            units_per_restart: 0,
+            units_done: 0,
         }
     }
 
@@ -195,7 +216,16 @@ impl PcpuArch for FakeArch {
             "policy and machine agree on the loaded vCPU"
         );
         let v = self.vcpu(r);
+        if v.restart_units > 0 {
+            return VcpuStatus {
+                alive: true,
+                ready: true,
+                deadline: None,
+                maintenance: true,
+            };
+        }
         VcpuStatus {
+            maintenance: false,
             alive: v.alive,
             ready: v.ready(now),
             deadline: if loaded || !v.alive || v.ready(now) {
@@ -249,11 +279,15 @@ impl PcpuArch for FakeArch {
                 v.work_left = work;
             }
         }
+        assert_eq!(v.restart_units, 0, "a restarting VM is never entered");
         // How long the guest runs before it exits by itself.
-        let own = match v.behaviour {
+        let mut own = match v.behaviour {
             Behaviour::Hog { exit_every } => exit_every,
             Behaviour::Burst { .. } => v.work_left.max(1),
         };
+        if let Some(every) = v.reboot_every {
+            own = own.min(every.saturating_sub(v.ran_since_start).max(1));
+        }
         let stop_at = v.stop_at;
         let mut until = now + own;
         for t in [self.armed, self.next_event_time(), stop_at]
@@ -265,8 +299,10 @@ impl PcpuArch for FakeArch {
         self.running = Some(r);
         let ran = until - now;
         self.now = until;
+        let units = self.units_per_restart;
         let v = self.vcpu(r);
         v.ran += ran;
+        v.ran_since_start += ran;
         if let Behaviour::Burst { .. } = v.behaviour {
             v.work_left = v.work_left.saturating_sub(ran);
         }
@@ -274,6 +310,13 @@ impl PcpuArch for FakeArch {
         if stop_at.is_some_and(|s| s <= until) {
             v.alive = false;
             exit.action = ExitAction::Stop;
+        } else if v.reboot_every.is_some_and(|e| v.ran_since_start >= e) {
+            // PSCI SYSTEM_RESET: the run loop reports it as a block.
+            v.restart_units = units;
+            v.waiting = false;
+            v.pending = false;
+            v.timer = None;
+            exit.action = ExitAction::Block;
         } else if let Behaviour::Burst { period, .. } = v.behaviour
             && v.work_left == 0
         {
@@ -293,6 +336,44 @@ impl PcpuArch for FakeArch {
         self.running = None;
         self.note_ready();
         exit
+    }
+
+    fn maintain(&mut self, vm: usize) {
+        assert!(
+            self.loaded.is_none_or(|l| l.vm != vm),
+            "vm{vm} is rebuilt while one of its vCPUs is loaded"
+        );
+        let now = self.now;
+        let bound = self.bound;
+        let cost = self.unit_cost;
+        let r = VcpuRef { vm, vcpu: 0 };
+        let v = self.vcpu(r);
+        assert!(v.restart_units > 0, "maintain without restart work");
+        if let Some(since) = v.ready_since.take() {
+            let waited = now - since;
+            assert!(waited <= bound, "{r:?}'s restart waited {waited} > {bound}");
+        }
+        v.restart_units -= 1;
+        if v.restart_units == 0 {
+            v.restarts += 1;
+            v.ran_since_start = 0;
+            if let Behaviour::Burst { work, .. } = v.behaviour {
+                v.work_left = work;
+            }
+        }
+        self.units_done += 1;
+        self.running = Some(r);
+        let until = now + cost;
+        while let Some(t) = self.next_event_time().filter(|&t| t <= until) {
+            self.now = t.max(now);
+            self.apply_event();
+        }
+        self.now = until;
+        if self.armed.is_some_and(|a| a <= self.now) {
+            self.armed = None;
+        }
+        self.running = None;
+        self.note_ready();
     }
 
     fn idle(&mut self) {
@@ -669,4 +750,153 @@ fn hogs_share_the_cpu_fairly() {
         max - min <= 2 * (SLICE + PARAMS.min_run),
         "unequal shares {ran:?}"
     );
+}
+
+#[test]
+fn a_vm_rebooting_in_a_loop_cannot_starve_its_neighbours() {
+    // vm0 answers pings, vm1 is busy, vm2 resets itself after every 2
+    // slices of running; each restart is 40 units of half a slice.
+    let mut vcpus = vec![
+        FakeVcpu::new(
+            v(0, 0),
+            Behaviour::Burst {
+                work: 300,
+                period: Some(4 * SLICE),
+            },
+        ),
+        FakeVcpu::new(
+            v(1, 0),
+            Behaviour::Hog {
+                exit_every: 1_000_000,
+            },
+        ),
+        FakeVcpu::new(v(2, 0), Behaviour::Hog { exit_every: 3_000 }),
+    ];
+    vcpus[2].reboot_every = Some(2 * SLICE);
+    let mut arch = FakeArch::new(vcpus);
+    arch.units_per_restart = 40;
+    arch.events = (1..300)
+        .map(|i| {
+            let ev = if i % 10 == 0 {
+                Event::Command
+            } else {
+                Event::Wake(0)
+            };
+            (i * 3 * SLICE + 17, ev)
+        })
+        .collect();
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    let end = 1000 * SLICE;
+    let steps = simulate(&mut arch, &mut policy, end);
+    // The waits stayed within the bound (checked on every entry and unit);
+    // the reboot loop made progress and the others were not starved.
+    assert!(
+        arch.vcpus[2].restarts >= 10,
+        "{} restarts",
+        arch.vcpus[2].restarts
+    );
+    let maintained = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Maintained(r) if r.vm == 2))
+        .count() as u64;
+    assert_eq!(maintained, arch.units_done);
+    assert!(
+        arch.vcpus[1].ran > end * 2 / 5,
+        "the busy neighbour got {} of {end}",
+        arch.vcpus[1].ran
+    );
+    assert!(
+        arch.vcpus[0].entries >= 270,
+        "vm0 ran {} times",
+        arch.vcpus[0].entries
+    );
+    // A console command waits at most for the unit in progress.
+    assert!(arch.worst_command <= arch.unit_cost);
+}
+
+#[test]
+fn restart_units_run_back_to_back_when_the_others_wait() {
+    let mut vcpus = vec![
+        FakeVcpu::new(
+            v(0, 0),
+            Behaviour::Burst {
+                work: 10,
+                period: Some(500 * SLICE),
+            },
+        ),
+        FakeVcpu::new(v(1, 0), Behaviour::Hog { exit_every: 1_000 }),
+        FakeVcpu::new(v(1, 1), Behaviour::Hog { exit_every: 1_000 }),
+    ];
+    vcpus[0].waiting = true;
+    vcpus[0].timer = Some(400 * SLICE);
+    vcpus[0].ready_since = None;
+    vcpus[1].reboot_every = Some(1_500);
+    let mut arch = FakeArch::new(vcpus);
+    arch.units_per_restart = 25;
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    // vm1's vCPU 0 runs and resets the VM; it is still loaded then.
+    assert_eq!(policy.step(&mut arch), Step::Ran(v(1, 0)));
+    assert_eq!(policy.loaded(), Some(v(1, 0)));
+    assert_eq!(arch.vcpus[1].restart_units, 25);
+    // Its vCPU 1 would run while the VM is rebuilt: the real machine
+    // reports it dead then.
+    arch.vcpus[2].alive = false;
+    for _ in 0..25 {
+        assert_eq!(policy.step(&mut arch), Step::Maintained(v(1, 0)));
+        assert_eq!(policy.loaded(), None, "nothing stays loaded");
+    }
+    assert_eq!(arch.idles, 0, "the CPU never slept with restart work left");
+    assert_eq!(arch.vcpus[1].restarts, 1);
+    assert_eq!(policy.step(&mut arch), Step::Ran(v(1, 0)));
+}
+
+#[test]
+fn random_loads_with_reboot_loops_keep_every_bound() {
+    let mut restarts = 0;
+    for seed in 1..=150u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xd1b5_4a32_d192_ed03) | 1);
+        let nr_vms = 2 + rng.below(3) as usize;
+        let mut vcpus = Vec::new();
+        for vm in 0..nr_vms {
+            let behaviour = if rng.below(2) == 0 {
+                Behaviour::Hog {
+                    exit_every: 1 + rng.below(3 * SLICE),
+                }
+            } else {
+                Behaviour::Burst {
+                    work: 1 + rng.below(2 * SLICE),
+                    period: (rng.below(4) != 0).then(|| 1 + rng.below(8 * SLICE)),
+                }
+            };
+            let mut f = FakeVcpu::new(v(vm, 0), behaviour);
+            if rng.below(2) == 0 {
+                f.reboot_every = Some(1 + rng.below(5 * SLICE));
+            }
+            vcpus.push(f);
+        }
+        let end = 300 * SLICE;
+        let mut arch = FakeArch::new(vcpus);
+        arch.units_per_restart = 1 + rng.below(60);
+        arch.unit_cost = 1 + rng.below(SLICE);
+        let mut t = 0;
+        while t < end {
+            t += 1 + rng.below(4 * SLICE);
+            let ev = if rng.below(10) == 0 {
+                Event::Command
+            } else {
+                Event::Wake(rng.below(nr_vms as u64) as usize)
+            };
+            arch.events.push((t, ev));
+        }
+        let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+        simulate(&mut arch, &mut policy, end);
+        assert!(
+            arch.worst_command <= arch.unit_cost,
+            "seed {seed}: a console command waited {} ticks",
+            arch.worst_command
+        );
+        restarts += arch.vcpus.iter().map(|f| f.restarts).sum::<u64>();
+    }
+    // The loops really rebooted, many times over.
+    assert!(restarts > 1000, "only {restarts} restarts in all seeds");
 }

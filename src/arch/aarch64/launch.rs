@@ -15,6 +15,7 @@ use crate::platform::{
     self, GUEST_RAM_SIZE, HOST_CONFIG_ADDR, HOST_CONFIG_MAX, MAX_PCPUS, RAM_BASE, UART_INTID,
     VIRTIO_BLK_SLOT, VIRTIO_NET_SLOT, virtio_slot,
 };
+use crate::restart::BootImage;
 use crate::sched::{Placement, build_run_queues};
 use crate::vgic::VcpuIfState;
 use crate::virtio::VirtioMmioTransport;
@@ -145,6 +146,8 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
     if let Some((gpa, size)) = plan.initrd {
         clean_guest_range(mem, gpa, size);
     }
+    // A restart loads the same staged images again (they are only read).
+    slot.vm.boot = Some(BootImage { plan, images });
 
     let devices = &mut slot.vm.devices;
     if let Err(e) = devices.attach(Device::Pl011(Pl011::new())) {

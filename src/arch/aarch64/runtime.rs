@@ -19,13 +19,18 @@
 //!   handling), reporting whether it woke another vCPU of this pCPU (a frame
 //!   for its port, console input, an SGI or CPU_ON, a kick) or left a
 //!   console command waiting;
-//! * the EL2 timer and `wfi`.
+//! * the EL2 timer and `wfi`;
+//! * VM restarts (a guest's PSCI `SYSTEM_RESET`, or `Ctrl-\ r N`): one
+//!   bounded unit of [`crate::restart::restart_step`] per turn the policy
+//!   gives the VM ([`PcpuArch::maintain`]), and stops from the console
+//!   (`Ctrl-\ k N`). Console requests reach the VM's pCPU through
+//!   `LIFECYCLE` and a kick, and are carried out in its housekeeping.
 //!
 //! Each VM is only ever touched by the pCPU it is placed on; what crosses
 //! pCPUs goes through lock-free rings (console input, network frames) and a
 //! kick SGI.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
 
@@ -37,15 +42,16 @@ use crate::platform::{
     UART_INTID,
 };
 use crate::psci::PowerState;
+use crate::restart::{RestartProgress, restart_step};
 use crate::sched::{
     Exit, ExitAction, PcpuArch, PcpuPolicy, RunQueue, SchedParams, Step, VcpuRef, VcpuStatus,
 };
 use crate::spsc::SpscRing;
 use crate::trap::decode_sync;
 use crate::virtio::net::{NetDeviceReport, drain_rx};
-use crate::vm::{ExitOutcome, Fault, StopReason, Vm};
+use crate::vm::{ExitOutcome, Fault, StopReason, Vm, VmState};
 
-use super::guest::{self, VmSlot};
+use super::guest::{self, VmSlot, clean_guest_range};
 use super::world_switch::{ExitKind, enter_guest};
 use super::{gic, semihosting, timer, uart, vcpu, vgic_hw};
 
@@ -70,6 +76,18 @@ static PICKS: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
 /// Guest entries of each vCPU (diagnostics).
 static ENTRIES: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
     [const { [const { AtomicUsize::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
+
+/// Console requests for each VM ([`REQUEST_RESTART`], [`REQUEST_STOP`];
+/// producer: pCPU 0's UART handler; consumer: the VM's pCPU).
+static LIFECYCLE: [AtomicU8; MAX_VMS] = [const { AtomicU8::new(0) }; MAX_VMS];
+const REQUEST_RESTART: u8 = 1;
+const REQUEST_STOP: u8 = 2;
+/// Counter value when each VM's current restart began (for the report).
+static RESTART_BEGAN: [AtomicU64; MAX_VMS] = [const { AtomicU64::new(0) }; MAX_VMS];
+/// Bytes of guest RAM one restart unit zeroes or loads: about a few
+/// milliseconds of work, so a VM that reboots in a loop delays its
+/// neighbours by at most that per turn.
+const RESTART_UNIT: u64 = 2 << 20;
 
 /// Set once the run loops may start.
 static STARTED: AtomicBool = AtomicBool::new(false);
@@ -162,7 +180,7 @@ pub fn pcpu_main(cpu: usize) -> ! {
             Step::Ran(r) => {
                 PICKS[r.vm][r.vcpu].fetch_add(1, Ordering::Relaxed);
             }
-            Step::Idled { .. } => {}
+            Step::Idled { .. } | Step::Maintained(_) => {}
             Step::AllStopped => {
                 m.finish();
                 // Other pCPUs' VMs still run: keep serving the console.
@@ -259,6 +277,14 @@ fn console_input(p: &mut Machine) {
                     p.kick_vm(vm);
                 }
             }
+            InputAction::RestartVm(vm) | InputAction::StopVm(vm) if vm < MAX_VMS => {
+                let request = match action {
+                    InputAction::StopVm(_) => REQUEST_STOP,
+                    _ => REQUEST_RESTART,
+                };
+                LIFECYCLE[vm].store(request, Ordering::SeqCst);
+                p.kick_vm(vm);
+            }
             _ => {}
         }
     }
@@ -268,6 +294,10 @@ fn console_input(p: &mut Machine) {
 /// Moves console input and network frames waiting for `vm` into its
 /// devices (which raise their interrupts through the vGIC).
 fn deliver_pending(vm: &mut Vm) {
+    if !vm.is_running() {
+        // Restarting or stopped: input waits (a restart resets the devices).
+        return;
+    }
     let id = vm.id;
     if !PORT_RX[id].is_empty()
         && let Some(net) = vm.devices.virtio_net()
@@ -347,14 +377,53 @@ impl Machine {
         STATS_GENERATION.load(Ordering::SeqCst) != self.stats_seen
     }
 
+    /// A console request (restart, stop) waits for a VM of this pCPU.
+    fn lifecycle_requested(&self) -> bool {
+        (0..MAX_VMS)
+            .any(|vm| self.my_vms & (1 << vm) != 0 && LIFECYCLE[vm].load(Ordering::SeqCst) != 0)
+    }
+
+    /// Carries out the console's restart and stop requests for this
+    /// pCPU's VMs (outside any guest: a restart itself happens in units
+    /// through [`PcpuArch::maintain`]).
+    fn apply_lifecycle_requests(&mut self) {
+        for (id, pending) in LIFECYCLE.iter().enumerate() {
+            if self.my_vms & (1 << id) == 0 {
+                continue;
+            }
+            let request = pending.swap(0, Ordering::SeqCst);
+            if request == 0 {
+                continue;
+            }
+            let mut slot = self.lock(id);
+            let vm = &mut slot.vm;
+            let was_stopped = matches!(vm.state, VmState::Stopped(_));
+            match request {
+                REQUEST_RESTART if vm.boot.is_none() => {
+                    crate::hv_println!("vm{} has no boot images to restart from", vm.id);
+                }
+                REQUEST_RESTART => {
+                    vm.begin_restart();
+                    begin_restart_report(vm.id, "from the console");
+                    if was_stopped {
+                        VMS_RUNNING.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                _ if was_stopped => crate::hv_println!("vm{} is already stopped", vm.id),
+                _ => {
+                    let reason = StopReason::StoppedFromConsole;
+                    vm.stop_with(reason);
+                    report_stop(vm, reason);
+                }
+            }
+        }
+    }
+
     /// Every VM of this pCPU stopped: pCPU 0 ends the run once all pCPUs'
-    /// VMs stopped; the others park.
+    /// VMs stopped; the others wait (the console may restart a VM here).
     fn finish(&mut self) {
         if self.cpu != 0 {
-            loop {
-                // SAFETY: parking a CPU with nothing left to run.
-                unsafe { core::arch::asm!("wfi") };
-            }
+            return;
         }
         if VMS_RUNNING.load(Ordering::SeqCst) == 0 {
             let failed = VMS_FAILED.load(Ordering::SeqCst);
@@ -395,6 +464,7 @@ impl PcpuArch for Machine {
 
     fn housekeeping(&mut self) {
         service_interrupts(self, None);
+        self.apply_lifecycle_requests();
         self.print_stats_if_asked();
         flush_console_idle();
     }
@@ -411,6 +481,15 @@ impl PcpuArch for Machine {
     fn status(&mut self, r: VcpuRef, now: u64, loaded: bool) -> VcpuStatus {
         let mut slot = self.lock(r.vm);
         let vm = &mut slot.vm;
+        if vm.is_restarting() {
+            // One vCPU carries the VM's restart work; the others are off.
+            return VcpuStatus {
+                alive: r.vcpu == 0,
+                ready: r.vcpu == 0,
+                deadline: None,
+                maintenance: r.vcpu == 0,
+            };
+        }
         if !vm.is_running() || r.vcpu >= vm.nr_vcpus || vm.vcpus[r.vcpu].power != PowerState::On {
             return VcpuStatus::default();
         }
@@ -431,6 +510,7 @@ impl PcpuArch for Machine {
             alive: true,
             ready: !vcpu.in_wfi || vm.vgic.has_deliverable(r.vcpu, &vcpu.gic),
             deadline,
+            maintenance: false,
         }
     }
 
@@ -524,13 +604,48 @@ impl PcpuArch for Machine {
                 report_stop(vm, reason);
                 ExitAction::Stop
             }
+            ExitOutcome::Restart => {
+                begin_restart_report(r.vm, "by its guest");
+                ExitAction::Block
+            }
         };
         drop(slot);
         self.running_vm = None;
         Exit {
             action,
             woke_others: core::mem::take(&mut self.woke_others),
-            service: self.stats_requested(),
+            service: self.stats_requested() || self.lifecycle_requested(),
+        }
+    }
+
+    fn maintain(&mut self, vm: usize) {
+        let mut slot = self.lock(vm);
+        let progress = restart_step(&mut slot.vm, RESTART_UNIT, &mut |mem, gpa, len| {
+            clean_guest_range(mem, gpa, len)
+        });
+        match progress {
+            RestartProgress::Working | RestartProgress::Idle => {}
+            RestartProgress::Done => {
+                // Translations the old guest cached under this VMID must
+                // not survive into the new one (nothing of it is loaded).
+                slot.activate();
+                vcpu::flush_guest_tlb();
+                let ms = vcpu::counter()
+                    .wrapping_sub(RESTART_BEGAN[vm].load(Ordering::Relaxed))
+                    .saturating_mul(1000)
+                    / vcpu::counter_frequency().max(1);
+                crate::hv_println!(
+                    "vm{} restarted (restart {}, {} ms), entry {:#x}",
+                    vm,
+                    slot.vm.restarts,
+                    ms,
+                    slot.vm.vcpus[0].regs.elr
+                );
+            }
+            RestartProgress::Failed(e) => {
+                crate::hv_println!("vm{} cannot restart: {}", vm, e);
+                report_stop(&slot.vm, StopReason::ResetRequested);
+            }
         }
     }
 
@@ -544,6 +659,14 @@ impl PcpuArch for Machine {
 }
 
 fn print_vm_stats(vm: &mut Vm) {
+    let state = match vm.state {
+        VmState::Running => "running",
+        VmState::Restarting(_) => "restarting",
+        VmState::Stopped(StopReason::PoweredOff) => "powered off",
+        VmState::Stopped(StopReason::StoppedFromConsole) => "stopped from the console",
+        VmState::Stopped(_) => "stopped",
+    };
+    crate::hv_println!("vm{} state: {}, restarts {}", vm.id, state, vm.restarts);
     let s = vm.stats;
     crate::hv_println!(
         "vm{} exits: hvc={} smc={} mmio={} wfi={} wfe={} sysreg={} irq={} faults={}",
@@ -603,21 +726,28 @@ fn print_vm_stats(vm: &mut Vm) {
     }
 }
 
+/// Notes when VM `id`'s restart began and says why it restarts.
+fn begin_restart_report(id: usize, why: &str) {
+    RESTART_BEGAN[id].store(vcpu::counter(), Ordering::Relaxed);
+    crate::hv_println!("vm{} reset {}: restarting", id, why);
+}
+
 /// Prints why a VM stopped, with the VM id, and accounts for it.
 fn report_stop(vm: &Vm, reason: StopReason) {
     let id = vm.id;
     match reason {
         StopReason::PoweredOff => crate::hv_println!("vm{} powered off", id),
         StopReason::ResetRequested => {
-            crate::hv_println!(
-                "vm{} requested a reset; reset is not supported, VM stopped",
-                id
-            )
+            crate::hv_println!("vm{} requested a reset but cannot restart; VM stopped", id)
         }
+        StopReason::StoppedFromConsole => crate::hv_println!("vm{} stopped from the console", id),
         StopReason::Exited(code) => crate::hv_println!("vm{} exited with status {}", id, code),
         StopReason::Fault(fault) => report_fault(id, fault),
     }
-    let failed = !matches!(reason, StopReason::PoweredOff | StopReason::Exited(0));
+    let failed = !matches!(
+        reason,
+        StopReason::PoweredOff | StopReason::Exited(0) | StopReason::StoppedFromConsole
+    );
     if failed {
         VMS_FAILED.fetch_add(1, Ordering::SeqCst);
     }
