@@ -3,8 +3,9 @@
 //! The self-test image (`src/bin/selftest.rs`, run by `make run`) registers
 //! [`Suite`]s of [`Test`]s; [`Runner`] runs them, prints each test's name and
 //! result, and counts. The final line, printed by [`Runner::finish`], is
-//! `N passed, M failed` with both numbers counted by the runner, and the
-//! image exits QEMU with status 0 only if M is 0.
+//! `N passed, M failed, K skipped` with every number counted by the runner,
+//! and the image exits QEMU with status 0 only if M is 0. A test that cannot
+//! run on the emulated CPU ends with [`skip`] and counts as skipped.
 //!
 //! A test is a plain `fn() -> TestResult`; the [`check!`](crate::check),
 //! [`check_eq!`](crate::check_eq) and [`check_ok!`](crate::check_ok) macros
@@ -55,11 +56,23 @@ pub struct Suite {
     pub tests: &'static [Test],
 }
 
+/// Why the test that is running skipped itself (see [`skip`]).
+static SKIP_REASON: spin::Mutex<Option<&'static str>> = spin::Mutex::new(None);
+
+/// Ends a test that cannot run on this machine (e.g. the CPU lacks the
+/// feature it tests): `return skip("no SVE")`. The runner counts it as
+/// skipped, neither passed nor failed, and prints the reason.
+pub fn skip(reason: &'static str) -> TestResult {
+    *SKIP_REASON.lock() = Some(reason);
+    Ok(())
+}
+
 /// Runs suites and counts results.
 #[derive(Debug, Default)]
 pub struct Runner {
     passed: usize,
     failed: usize,
+    skipped: usize,
 }
 
 impl Runner {
@@ -68,19 +81,29 @@ impl Runner {
         Runner {
             passed: 0,
             failed: 0,
+            skipped: 0,
         }
     }
 
-    /// Runs one test, prints its result and counts it.
+    /// Runs one test, prints its result and counts it. Returns false only
+    /// if it failed.
     pub fn run_test(&mut self, suite: &str, test: &Test) -> bool {
         crate::hv_print!("[{}] {} ... ", suite, test.name);
-        match (test.run)() {
-            Ok(()) => {
+        SKIP_REASON.lock().take();
+        let result = (test.run)();
+        let skipped = SKIP_REASON.lock().take();
+        match (result, skipped) {
+            (Ok(()), None) => {
                 self.passed += 1;
                 crate::hv_println!("ok");
                 true
             }
-            Err(failure) => {
+            (Ok(()), Some(reason)) => {
+                self.skipped += 1;
+                crate::hv_println!("skipped: {}", reason);
+                true
+            }
+            (Err(failure), _) => {
                 self.failed += 1;
                 crate::hv_println!("FAILED\n[{}] {}: {}", suite, test.name, failure);
                 false
@@ -106,9 +129,19 @@ impl Runner {
         self.failed
     }
 
+    /// Tests skipped so far.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
     /// Prints the summary line and returns true if nothing failed.
     pub fn finish(&self) -> bool {
-        crate::hv_println!("\n{} passed, {} failed", self.passed, self.failed);
+        crate::hv_println!(
+            "\n{} passed, {} failed, {} skipped",
+            self.passed,
+            self.failed,
+            self.skipped
+        );
         self.failed == 0
     }
 }
@@ -212,6 +245,13 @@ mod tests {
         Ok(())
     }
 
+    fn skips() -> TestResult {
+        if core::hint::black_box(true) {
+            return skip("not on this machine");
+        }
+        Ok(())
+    }
+
     fn fails_ok() -> TestResult {
         let _v: u32 = check_ok!(Err::<u32, &str>("broken"));
         Ok(())
@@ -237,6 +277,10 @@ mod tests {
                 run: fails_ok,
             },
             Test {
+                name: "skips",
+                run: skips,
+            },
+            Test {
                 name: "passes_again",
                 run: passes,
             },
@@ -244,12 +288,30 @@ mod tests {
     };
 
     #[test]
-    fn runner_counts_passes_and_failures() {
+    fn runner_counts_passes_failures_and_skips() {
         let mut runner = Runner::new();
         runner.run_suite(&SUITE);
         assert_eq!(runner.passed(), 2);
         assert_eq!(runner.failed(), 3);
+        assert_eq!(runner.skipped(), 1);
         assert!(!runner.finish());
+
+        // A skip is neither a pass nor a failure. (One test: the skip
+        // reason is global, so tests that skip must not run in parallel.)
+        static ONLY_SKIP: Suite = Suite {
+            name: "skip",
+            tests: &[Test {
+                name: "skips",
+                run: skips,
+            }],
+        };
+        let mut runner = Runner::new();
+        runner.run_suite(&ONLY_SKIP);
+        assert_eq!(
+            (runner.passed(), runner.failed(), runner.skipped()),
+            (0, 0, 1)
+        );
+        assert!(runner.finish());
     }
 
     #[test]

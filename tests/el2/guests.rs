@@ -38,6 +38,8 @@ unsafe extern "C" {
     static guest_debug_start: u8;
     static guest_debug_end: u8;
     static guest_debug_bp: u8;
+    static guest_sve_pauth_start: u8;
+    static guest_sve_pauth_end: u8;
 }
 
 macro_rules! guest {
@@ -58,6 +60,12 @@ guest!(unmapped, guest_unmapped_start, guest_unmapped_end);
 guest!(no_syndrome, guest_no_syndrome_start, guest_no_syndrome_end);
 guest!(isolation, guest_isolation_start, guest_isolation_end);
 guest!(debug, guest_debug_start, guest_debug_end);
+guest!(sve_pauth, guest_sve_pauth_start, guest_sve_pauth_end);
+
+/// Offset from RAM base where the SVE/pointer-authentication guest stores
+/// its results: the PACGA value, the PACIA-signed pointer, its vector length
+/// in bytes.
+pub const SVE_PAUTH_RESULTS: u64 = 0x1000;
 
 /// Offset in the debug guest of the instruction its breakpoint 0 targets.
 pub fn debug_bp_offset() -> u64 {
@@ -69,6 +77,8 @@ pub const UNMAPPED_GPA: u64 = 0x0c00_0000;
 
 global_asm!(
     r#"
+    .arch_extension sve
+    .arch_extension pauth
     .section .rodata.guests, "a"
     .balign 4
 
@@ -286,6 +296,184 @@ guest_debug_bp:
     GUEST_EXIT x20
     .global guest_debug_end
 guest_debug_end:
+
+/* Store Z0-Z31, P0-P15 and FFR (at the guest's vector length) at \base:
+   Z at n * VL, P and FFR after them at 32 * VL + n * VL / 8. P0 is used to
+   read FFR and reloaded. Uses x12. */
+.macro SVE_SNAPSHOT base
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    str     z\n, [\base, #\n, mul vl]
+    .endr
+    rdvl    x12, #16
+    add     x12, \base, x12, lsl #1
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    str     p\n, [x12, #\n, mul vl]
+    .endr
+    rdffr   p0.b
+    str     p0, [x12, #16, mul vl]
+    ldr     p0, [x12, #0, mul vl]
+.endm
+
+/* x13 = bytes of a snapshot: 32 * VL + 17 * VL / 8. Uses x14, x15. */
+.macro SVE_SNAPSHOT_SIZE
+    rdvl    x13, #16
+    lsl     x13, x13, #1
+    rdvl    x14, #1
+    lsr     x14, x14, #3
+    mov     x15, #17
+    madd    x13, x14, x15, x13
+.endm
+
+    /* x0 = seed (this VM's values and keys), x1 = rounds. Enables SVE
+       (its first use traps to the hypervisor) and checks that the fresh
+       state is all zero; fills Z0-Z31, P0-P15 and FFR with values derived
+       from the seed, sets its pointer-authentication keys and signs a
+       pointer (PACGA and PACIA), stores the results at RAM + 0x1000; then
+       `rounds` times: WFI (the hypervisor switches to the other VM) and
+       checks that every register and both signatures are unchanged and its
+       own key reads back. Finally it leaves only FP/SIMD state (V registers
+       written by AdvSIMD, which zeroes the rest of Z; P and FFR false), WFIs
+       twice, changes V31 in between without SVE, and checks that SVE then
+       sees exactly the V registers, zero-extended. Failure bits in x20. */
+    .global guest_sve_pauth_start
+guest_sve_pauth_start:
+    mov     x20, #0
+    mov     x19, x0
+    mov     x21, x1
+    adr     x10, guest_sve_pauth_start
+    add     x11, x10, #0x12000      /* snapshot B */
+    add     x22, x10, #0x1000       /* results */
+    add     x10, x10, #0x10000      /* snapshot A */
+    movz    x2, #0x33, lsl #16      /* CPACR_EL1.FPEN = ZEN = 0b11 */
+    msr     cpacr_el1, x2
+    isb
+    mov     x2, #0xf                /* ZCR_EL1.LEN: the longest allowed */
+    msr     s3_0_c1_c2_0, x2
+    isb
+    /* 1: the state SVE starts with is all zero (nothing of another VM) */
+    SVE_SNAPSHOT x10
+    SVE_SNAPSHOT_SIZE
+    mov     x12, #0
+.Lsp_zero:
+    ldrb    w16, [x10, x12]
+    cbz     w16, .Lsp_zero_ok
+    orr     x20, x20, #(1 << 0)
+.Lsp_zero_ok:
+    add     x12, x12, #1
+    cmp     x12, x13
+    b.lo    .Lsp_zero
+    /* 2: this VM's values */
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    add     x2, x19, #\n
+    index   z\n\().d, x2, x19
+    .endr
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    add     x3, x19, #(3 * \n)
+    and     x3, x3, #63
+    whilelo p\n\().b, xzr, x3
+    .endr
+    wrffr   p7.b
+    /* pointer-authentication keys: APIAKey and APGAKey from the seed */
+    msr     s3_0_c2_c1_0, x19       /* APIAKeyLo_EL1 */
+    eor     x2, x19, #0xff00
+    msr     s3_0_c2_c1_1, x2        /* APIAKeyHi_EL1 */
+    ror     x2, x19, #17
+    msr     s3_0_c2_c3_0, x2        /* APGAKeyLo_EL1 */
+    msr     s3_0_c2_c3_1, x19       /* APGAKeyHi_EL1 */
+    mov     x2, #16                 /* TCR_EL1.T0SZ = 16: 48-bit VA, PAC above */
+    msr     tcr_el1, x2
+    mrs     x2, sctlr_el1
+    orr     x2, x2, #(1 << 31)      /* SCTLR_EL1.EnIA */
+    msr     sctlr_el1, x2
+    isb
+    pacga   x5, x10, x19
+    mov     x6, x10
+    pacia   x6, x19
+    rdvl    x7, #1
+    stp     x5, x6, [x22]
+    str     x7, [x22, #16]
+    SVE_SNAPSHOT x10
+.Lsp_round:
+    cbz     x21, .Lsp_rounds_done
+    wfi                             /* the other VM runs */
+    SVE_SNAPSHOT x11
+    SVE_SNAPSHOT_SIZE
+    mov     x12, #0
+.Lsp_cmp:
+    ldrb    w16, [x10, x12]
+    ldrb    w17, [x11, x12]
+    cmp     w16, w17
+    b.eq    .Lsp_cmp_ok
+    orr     x20, x20, #(1 << 1)
+.Lsp_cmp_ok:
+    add     x12, x12, #1
+    cmp     x12, x13
+    b.lo    .Lsp_cmp
+    pacga   x7, x10, x19
+    EXPECT  x7, x5, 2
+    mov     x8, x10
+    pacia   x8, x19
+    EXPECT  x8, x6, 3
+    mrs     x9, s3_0_c2_c1_0
+    EXPECT  x9, x19, 4
+    sub     x21, x21, #1
+    b       .Lsp_round
+.Lsp_rounds_done:
+    /* 3: only FP/SIMD state left: V = seed + n (upper Z bits zeroed),
+       P and FFR all false */
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    add     x2, x19, #\n
+    dup     v\n\().2d, x2
+    .endr
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    pfalse  p\n\().b
+    .endr
+    wrffr   p0.b
+    wfi                             /* put: back to lazy */
+    add     v31.2d, v31.2d, v31.2d  /* FP/SIMD while SVE traps */
+    wfi
+    SVE_SNAPSHOT x11                /* traps: state rebuilt from V */
+    rdvl    x14, #1
+    mov     x3, #0
+    mov     x4, x11
+.Lsp_fp_reg:
+    add     x2, x19, x3
+    cmp     x3, #31
+    b.ne    .Lsp_fp_value
+    lsl     x2, x2, #1
+.Lsp_fp_value:
+    ldp     x5, x6, [x4]
+    EXPECT  x5, x2, 5
+    EXPECT  x6, x2, 5
+    mov     x12, #16
+.Lsp_fp_upper:
+    cmp     x12, x14
+    b.hs    .Lsp_fp_next
+    ldr     x5, [x4, x12]
+    EXPECT  x5, xzr, 6
+    add     x12, x12, #8
+    b       .Lsp_fp_upper
+.Lsp_fp_next:
+    add     x4, x4, x14
+    add     x3, x3, #1
+    cmp     x3, #32
+    b.lo    .Lsp_fp_reg
+    /* x4 = P0: 17 * VL / 8 bytes of false predicates */
+    lsr     x13, x14, #3
+    mov     x15, #17
+    mul     x13, x13, x15
+    mov     x12, #0
+.Lsp_fp_pred:
+    ldrb    w16, [x4, x12]
+    cbz     w16, .Lsp_fp_pred_ok
+    orr     x20, x20, #(1 << 7)
+.Lsp_fp_pred_ok:
+    add     x12, x12, #1
+    cmp     x12, x13
+    b.lo    .Lsp_fp_pred
+    GUEST_EXIT x20
+    .global guest_sve_pauth_end
+guest_sve_pauth_end:
     .balign 4
 "#
 );

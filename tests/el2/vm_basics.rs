@@ -1,15 +1,16 @@
 //! Guests at EL1: tiny bare-metal guests make hypercalls, access an
 //! emulated device at every width, fault on purpose, and prove that two VMs
-//! with the same guest-physical layout cannot see each other's memory, PMU
-//! or breakpoints.
+//! with the same guest-physical layout cannot see each other's memory, PMU,
+//! breakpoints, SVE registers or pointer-authentication keys.
 
 use hal::read_sysreg;
 use hypervisor::arch::aarch64::guest::{VmSlot, carve_out, slot};
+use hypervisor::arch::aarch64::vcpu::features;
 use hypervisor::devices::Device;
 use hypervisor::devices::test_device::{TEST_DEVICE_BASE, TestDevice};
 use hypervisor::mmio::AccessSize;
 use hypervisor::platform::RAM_BASE;
-use hypervisor::selftest::{Suite, Test, TestResult};
+use hypervisor::selftest::{Suite, Test, TestResult, skip};
 use hypervisor::vm::{ExitOutcome, Fault, StopReason};
 use hypervisor::{check, check_eq, check_ok};
 use spin::MutexGuard;
@@ -43,6 +44,10 @@ pub static SUITE: Suite = Suite {
         Test {
             name: "pmu_and_breakpoints_do_not_leak",
             run: pmu_and_breakpoints_do_not_leak,
+        },
+        Test {
+            name: "sve_and_pauth_state_stays_per_vm",
+            run: sve_and_pauth_state_stays_per_vm,
         },
     ],
 };
@@ -201,5 +206,63 @@ fn pmu_and_breakpoints_do_not_leak() -> TestResult {
     check_eq!(looker.vm.stats.sysreg_pmu, 6);
     check_eq!(looker.vm.stats.sysreg_debug, 5);
     check_eq!(looker.vm.stats.faults, 0);
+    Ok(())
+}
+
+fn sve_and_pauth_state_stays_per_vm() -> TestResult {
+    const ROUNDS: u64 = 100;
+    const SEED0: u64 = 0x1111_2222_3333_0001;
+    const SEED1: u64 = 0x7777_8888_9999_0003;
+    let f = *features();
+    if f.sve_vl == 0 || !f.pauth {
+        return skip("no SVE or pointer authentication (run with QEMU_CPU=max,pauth-impdef=on)");
+    }
+    // Two VMs on this pCPU, switched at every WFI of their guest: each
+    // load/put moves keys and (once SVE is live) ZCR_EL1, and every world
+    // switch Z/P/FFR. Each guest checks its own registers after every
+    // switch (see the guest's comment for the status bits).
+    let mut vms = [
+        boot(0, guests::sve_pauth(), SEED0, ROUNDS)?,
+        boot(1, guests::sve_pauth(), SEED1, ROUNDS)?,
+    ];
+    let mut done = [false; 2];
+    let mut switches = 0u64;
+    for _ in 0..ROUNDS + 8 {
+        for (vm, finished) in vms.iter_mut().zip(done.iter_mut()) {
+            if *finished {
+                continue;
+            }
+            match vm.run_alone(0, MAX_EXITS) {
+                ExitOutcome::Block => switches += 1,
+                outcome => {
+                    check_eq!(outcome, ExitOutcome::Stop(StopReason::Exited(0)));
+                    *finished = true;
+                }
+            }
+        }
+    }
+    check_eq!(done, [true, true]);
+    // ROUNDS switches plus the two of the FP/SIMD-only phase, per VM.
+    check_eq!(switches, 2 * (ROUNDS + 2));
+    let results = RAM_BASE + guests::SVE_PAUTH_RESULTS;
+    let read = |vm: &VmSlot, offset: u64| vm.vm.mem.read_obj::<u64>(results + offset);
+    let (pacga0, pacga1) = (check_ok!(read(&vms[0], 0)), check_ok!(read(&vms[1], 0)));
+    let (signed0, signed1) = (check_ok!(read(&vms[0], 8)), check_ok!(read(&vms[1], 8)));
+    // Different keys, different signatures of the same pointer.
+    check!(pacga0 != pacga1);
+    check!(signed0 != signed1);
+    // PACIA inserted a code into the pointer's upper bits.
+    check!(signed0 != RAM_BASE + 0x10000);
+    // The guests ran at the vector length the hypervisor switches.
+    check_eq!(check_ok!(read(&vms[0], 16)), f.sve_vl as u64);
+    for vm in &vms {
+        let vcpu = &vm.vm.vcpus[0];
+        // SVE trapped exactly twice: first use, and after the guest was back
+        // to FP/SIMD only state (lazy again), which it also is at the end.
+        check_eq!(vcpu.regs.sve.traps, 2);
+        check_eq!(vcpu.regs.sve_live, 0);
+    }
+    check_eq!(vms[0].vm.vcpus[0].pauth.keys[0], SEED0);
+    check_eq!(vms[1].vm.vcpus[0].pauth.keys[0], SEED1);
     Ok(())
 }
