@@ -40,9 +40,8 @@
 
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{Ordering, fence};
+use core::sync::atomic::{AtomicU16, Ordering};
 
-use volatile::VolatilePtr;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Why a guest-memory access was refused.
@@ -127,8 +126,9 @@ pub struct GuestMemory {
 
 // SAFETY: `GuestMemory` only stores the location of memory it owns
 // exclusively (see the constructors). All accesses go through raw-pointer
-// copies and volatile scalar accesses, never through Rust references, so
-// sharing it between CPUs cannot create aliasing references; concurrent
+// copies and atomic ring-index accesses, never through lasting Rust
+// references, so sharing it between CPUs cannot create aliasing
+// references; concurrent
 // writers (guest and hypervisor) only race on guest-owned bytes.
 unsafe impl Send for GuestMemory {}
 // SAFETY: see the `Send` impl; every method takes `&self` and performs
@@ -279,27 +279,48 @@ impl GuestMemory {
         self.write(gpa, value.as_bytes())
     }
 
-    /// Reads a naturally aligned little-endian `u16` with a single volatile
-    /// load followed by an acquire fence: the way a device reads an index the
-    /// driver publishes (e.g. `avail.idx`), so that later reads of the data it
-    /// covers are not reordered before it.
+    /// Reads a naturally aligned little-endian `u16` with an acquire load:
+    /// the way a device reads an index the driver publishes (e.g.
+    /// `avail.idx`), so that later reads of the data it covers (ring
+    /// entries, descriptors) cannot be satisfied before it.
+    ///
+    /// Ring indices are the one place where guest and hypervisor
+    /// synchronise through shared memory, so they are accessed as what the
+    /// Rust memory model calls atomics (`AtomicU16::from_ptr`) rather than
+    /// `volatile` plus a fence: a volatile access is not an atomic one, and
+    /// a fence only orders atomic accesses, so the old pairing relied on
+    /// what the compiler happens to emit. On AArch64 this is an `ldrh`
+    /// followed by the acquire barrier (or `ldarh`), which pairs with the
+    /// driver's `virt_store_release`/`virt_wmb` of the index. The bulk
+    /// copies of descriptors and buffers stay plain copies: they are only
+    /// read after the acquire (or written before the release) and are
+    /// re-validated after every read.
     pub fn load_u16_acquire(&self, gpa: u64) -> Result<u16, MemError> {
         let ptr = self.aligned_ptr::<u16>(gpa)?;
-        // SAFETY: `aligned_ptr` checked range and alignment inside the owned
-        // backing; a volatile read cannot be elided or torn for a u16.
-        let raw = unsafe { VolatilePtr::new_read_only(ptr) }.read();
-        fence(Ordering::Acquire);
-        Ok(u16::from_le(raw))
+        // SAFETY: `aligned_ptr` checked that the u16 is inside the owned
+        // backing and 2-byte aligned on the host (AtomicU16's alignment),
+        // and the backing lives as long as `self`. The reference lives for
+        // this one load. The location is shared with the guest (another
+        // agent outside this program, doing its own atomic-width accesses)
+        // and, in host tests, with simulated drivers that touch ring
+        // indices only through this type's copies between batches; no Rust
+        // reference to it exists elsewhere.
+        let atomic = unsafe { AtomicU16::from_ptr(ptr.as_ptr()) };
+        Ok(u16::from_le(atomic.load(Ordering::Acquire)))
     }
 
-    /// Writes a naturally aligned little-endian `u16` after a release fence:
-    /// the way a device publishes an index (e.g. `used.idx`) after the data
-    /// it covers has been written.
+    /// Writes a naturally aligned little-endian `u16` with a release
+    /// store: the way a device publishes an index (e.g. `used.idx`) after
+    /// the data it covers (the used element) has been written, so the
+    /// driver that reads the index sees that data. See
+    /// [`GuestMemory::load_u16_acquire`] for why this is an atomic access.
     pub fn store_u16_release(&self, gpa: u64, value: u16) -> Result<(), MemError> {
         let ptr = self.aligned_ptr::<u16>(gpa)?;
-        fence(Ordering::Release);
-        // SAFETY: range and alignment were checked by `aligned_ptr`.
-        unsafe { VolatilePtr::new(ptr) }.write(value.to_le());
+        // SAFETY: as in `load_u16_acquire`: checked range and host
+        // alignment inside the owned backing, a reference that lives for
+        // this one store, no other Rust reference to the location.
+        let atomic = unsafe { AtomicU16::from_ptr(ptr.as_ptr()) };
+        atomic.store(value.to_le(), Ordering::Release);
         Ok(())
     }
 
