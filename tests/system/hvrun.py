@@ -257,9 +257,10 @@ def vm_line(vm, body):
     return rf"\[vm{vm}\] {body}"
 
 
-def boot_single(args, check, vcpus, timeout):
-    """Boots one VM with `vcpus` vCPUs and checks it end to end."""
-    cfg = RunConfig(args, f"linux-{vcpus}cpu", vms=1, vcpus=vcpus, placement="timeslice")
+def boot_single(args, check, vcpus, timeout, name=None):
+    """Boots one VM with `vcpus` vCPUs and checks it end to end; returns
+    the seconds from QEMU start to GUEST-READY (None if not reached)."""
+    cfg = RunConfig(args, name or f"linux-{vcpus}cpu", vms=1, vcpus=vcpus, placement="timeslice")
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
         m = con.wait_for(vm_line(0, r"GUEST-READY ip=(\S+) nproc=(\d+) "), timeout)
@@ -318,6 +319,7 @@ def boot_single(args, check, vcpus, timeout):
         con.close()
     if check.failed:
         log(f"  console log: {con.log_path}")
+    return ready
 
 
 def bad_image_case(args, check, name, mutate, expect):
@@ -574,6 +576,91 @@ def three_vm_scenario(args, check):
             log(f"  console log: {con.log_path}")
 
 
+def reboot_scenario(args, check):
+    """Per-VM lifecycle with two VMs on one pCPU: vm0 pings vm1 all along;
+    vm1 writes a marker to /dev/vda and runs `reboot -f`: only vm1
+    restarts, pings resume once it is back (the downtime is reported), the
+    marker survived; then vm1 runs `poweroff -f` and vm0 keeps running;
+    finally `Ctrl-\ k 0` stops vm0 and the run ends cleanly."""
+    label = "reboot"
+    cfg = RunConfig(args, "reboot", vms=2, vcpus=1, placement="timeslice")
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
+        if not all(ready.values()):
+            return
+        for vm in (0, 1):
+            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+        marker = f"REBOOT-MARK-{os.getpid()}"
+        _, wrote = typed(con, 1, f"echo {marker} | dd of=/dev/vda bs=512 seek=16000 conv=notrunc,fsync "
+                                 f"2>/dev/null; sync; echo WROTE-$((40+2))", r"WROTE-42", 60)
+        check.ok(wrote is not None, f"{label}: vm1 wrote a marker to /dev/vda")
+        # vm0 pings vm1 five times a second, in the foreground, all along.
+        _, first = typed(con, 0, "ping -i 0.2 10.0.0.2", r"64 bytes from 10\.0\.0\.2: seq=\d+", 60)
+        check.ok(first is not None, f"{label}: vm0 pings vm1")
+        mark = len(con.buf)
+        con.focus(1)
+        time.sleep(0.3)
+        con.type_line("reboot -f")
+        reset = con.wait_for(r"\[hv\] vm1 reset by its guest: restarting", 60, since=mark)
+        t_reset = con.elapsed()
+        check.ok(reset is not None, f"{label}: vm1's PSCI SYSTEM_RESET restarts vm1 only")
+        done = con.wait_for(r"\[hv\] vm1 restarted \(restart 1, (\d+) ms\)", 60, since=mark)
+        check.ok(done is not None, f"{label}: vm1 rebuilt by the hypervisor")
+        if done:
+            check.note(f"{label}: vm1 RAM cleared and images reloaded in {done.group(1).decode()} ms")
+        again = con.wait_for(vm_line(1, r"GUEST-READY ip=10\.0\.0\.2 "), args.timeout, since=mark)
+        t_ready = con.elapsed()
+        check.ok(again is not None, f"{label}: vm1 booted again to GUEST-READY")
+        check.ok(re.search(rb"\[hv\] vm0 (STOPPED|powered off|reset)", con.buf) is None,
+                 f"{label}: vm0 never stopped")
+        # vm0's ping: replies before the reboot, a gap, replies again.
+        back = con.wait_for(vm_line(0, r"64 bytes from 10\.0\.0\.2: seq=\d+"), 60, since=again.end() if again else mark)
+        check.ok(back is not None, f"{label}: vm0's pings are answered again after vm1 is back")
+        seqs = [int(m) for m in re.findall(rb"\[vm0\] 64 bytes from 10\.0\.0\.2: seq=(\d+)", con.buf)]
+        gaps = [b - a for a, b in zip(seqs, seqs[1:])]
+        if back and gaps:
+            missed = max(gaps) - 1
+            check.ok(missed > 0, f"{label}: vm0's replies paused while vm1 restarted ({missed} pings missed)")
+            check.note(f"{label}: ping downtime about {missed * 0.2:.1f} s ({missed} pings at 5/s unanswered); "
+                       f"vm1 from reset to GUEST-READY in about {t_ready - t_reset:.1f} s")
+        _, read = typed(con, 1, "dd if=/dev/vda bs=512 skip=16000 count=1 2>/dev/null | head -c 40; echo",
+                        rf"{marker}", 60)
+        check.ok(read is not None, f"{label}: vm1 reads back what it wrote to /dev/vda before the reboot")
+        # vm1 powers off; vm0 keeps running.
+        mark = len(con.buf)
+        con.focus(1)
+        time.sleep(0.3)
+        con.type_line("poweroff -f")
+        off = con.wait_for(r"\[hv\] vm1 powered off", 60, since=mark)
+        check.ok(off is not None, f"{label}: vm1 powered off")
+        con.focus(0)
+        time.sleep(0.5)
+        con.send(b"\x03")
+        _, alive = typed(con, 0, "echo ALIVE-$((6*7))", r"ALIVE-42", 60)
+        check.ok(alive is not None and not con.exited(), f"{label}: vm0 keeps running after vm1 powered off")
+        mark = len(con.buf)
+        con.send(ESCAPE + b"s")
+        st0 = con.wait_for(r"\[hv\] vm0 state: running, restarts 0", 20, since=mark)
+        st1 = con.wait_for(r"\[hv\] vm1 state: powered off, restarts 1", 20, since=mark)
+        check.ok(st0 is not None and st1 is not None,
+                 f"{label}: Ctrl-\\ s shows each VM's state and restart count")
+        # Ctrl-\ k 0: the last VM stops and the run ends successfully.
+        mark = len(con.buf)
+        con.send(ESCAPE + b"k0")
+        confirm = con.wait_for(r"\[hv\] console: stopping vm0", 20, since=mark)
+        stopped = con.wait_for(r"\[hv\] vm0 stopped from the console", 20, since=mark)
+        check.ok(confirm is not None and stopped is not None, f"{label}: Ctrl-\\ k 0 confirms and stops vm0")
+        status = con.wait_exit(30)
+        check.ok(status == 0 and re.search(rb"all VMs stopped \(0 unsuccessfully\)", con.buf) is not None,
+                 f"{label}: the run ends when every VM is off (exit status {status})")
+        check.note(f"{label}: scenario took {con.elapsed():.0f} s")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+
+
 def cmd_test_boot(args):
     """One Linux boot (`--vcpus` vCPUs) checked end to end."""
     check = Check("test-boot")
@@ -592,7 +679,90 @@ def cmd_test_multi_vm(args):
             busy_neighbour_scenario(args, check, placement)
     if not only or "three" in only:
         three_vm_scenario(args, check)
+    if not only or "reboot" in only:
+        reboot_scenario(args, check)
     return finish(check)
+
+
+# QEMU CPU models `make test-cpus` runs on (QEMU 7.2): Armv8.0 cores to
+# SVE, pointer authentication and BTI.
+CPU_MODELS = ["cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76", "neoverse-n1", "a64fx",
+              "max,pauth-impdef=on"]
+
+
+def ping_pair(args, check, name, timeout):
+    """Two 1-vCPU VMs on one pCPU run the guest's hvtest=net with a 1 MiB
+    transfer: both reach GUEST-READY, vm0 pings vm1 5/5, both report
+    HVTEST-DONE ok. Returns the seconds until both were ready (or None)."""
+    cfg = RunConfig(args, name, vms=2, vcpus=1, placement="timeslice",
+                    append=("hvtest=net hvtest_mb=1 " + args.append).strip())
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    ready_s = None
+    try:
+        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) nproc=(\d+) ", timeout, "2 VMs: GUEST-READY")
+        if not all(ready.values()):
+            return None
+        ready_s = con.elapsed()
+        ping = con.wait_for(vm_line(0, r"PING-RESULT (\d+)/5 rtt=(\S+)\r?\n"), 120)
+        check.ok(ping is not None and ping.group(1) == b"5", "2 VMs: vm0 ping -c 5 10.0.0.2 got 5/5")
+        for vm in (0, 1):
+            done = con.wait_for(vm_line(vm, r"HVTEST-DONE role=\S+ result=(\w+)\r?\n"), 180)
+            check.ok(done is not None and done.group(1) == b"ok", f"2 VMs: vm{vm} HVTEST-DONE result=ok")
+        check.ok(b"Call trace" not in con.buf and re.search(rb"\[hv\] vm\d STOPPED", con.buf) is None,
+                 "2 VMs: no kernel call trace, no VM stopped")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+    return ready_s
+
+
+def cpu_cells(args, cpu, vcpu_counts):
+    """Linux with each of `vcpu_counts` vCPUs, then the two-VM ping, on the
+    QEMU CPU model `cpu`; returns [(what, passed, seconds to ready)]."""
+    run_args = argparse.Namespace(**vars(args))
+    run_args.cpu = cpu
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
+    cells = []
+    for n in vcpu_counts:
+        check = Check(f"{cpu} Linux {n} vCPU")
+        log(f"-cpu {cpu}: Linux with {n} vCPU(s)")
+        secs = boot_single(run_args, check, n, args.timeout, name=f"cpu-{slug}-linux-{n}cpu")
+        cells.append((f"Linux {n} vCPU", check.failed == 0 and check.passed > 0, secs))
+    check = Check(f"{cpu} 2-VM ping")
+    log(f"-cpu {cpu}: two VMs on one pCPU, ping")
+    secs = ping_pair(run_args, check, f"cpu-{slug}-ping", args.timeout)
+    cells.append(("2-VM ping", check.failed == 0 and check.passed > 0, secs))
+    return cells
+
+
+def cpu_matrix(rows):
+    """The result table: one row per CPU model, a cell per run with pass or
+    FAIL and the seconds from QEMU start to GUEST-READY."""
+    heads = [what for what, _, _ in rows[0][1]]
+    table = [["CPU model"] + heads]
+    for cpu, cells in rows:
+        table.append([cpu] + [("pass" if ok else "FAIL") + (f" {secs:5.1f} s" if secs is not None else "")
+                              for _, ok, secs in cells])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_test_cpus(args, models):
+    counts = [int(n) for n in args.vcpu_counts.split(",") if n]
+    rows = [(cpu, cpu_cells(args, cpu, counts)) for cpu in models]
+    matrix = cpu_matrix(rows)
+    path = os.path.join(args.build, "run", "cpu-matrix.txt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(matrix + "\n")
+    print("\nboot seconds: QEMU start to GUEST-READY (both VMs for the ping)", flush=True)
+    print(matrix, flush=True)
+    failed = sum(not ok for _, cells in rows for _, ok, _ in cells)
+    log(f"test-cpus: {len(rows)} CPU model(s), {failed} failed run(s) (matrix: {path})")
+    return 0 if failed == 0 else 1
 
 
 def cmd_run(args):
@@ -635,14 +805,20 @@ def main():
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
-    ap.add_argument("--only", default="", help="test-multi-vm: comma-separated scenarios (net,busy,three)")
+    ap.add_argument("--only", default="", help="test-multi-vm: comma-separated scenarios (net,busy,three,reboot)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
-    ap.add_argument("command", choices=["run", "test-boot", "test-linux", "test-multi-vm"])
+    ap.add_argument("--vcpu-counts", default="1,4", help="test-cpu(s): vCPU counts of the Linux boots")
+    ap.add_argument("--models", default=" ".join(CPU_MODELS),
+                    help="test-cpus: space-separated QEMU CPU models")
+    ap.add_argument("command", choices=["run", "test-boot", "test-linux", "test-multi-vm", "test-cpu",
+                                        "test-cpus"])
     args = ap.parse_args()
     args.initrd = args.initrd or None
     args.disk = args.disk or None
     if args.command == "run":
         return cmd_run(args)
+    if args.command in ("test-cpu", "test-cpus"):
+        return cmd_test_cpus(args, [args.cpu] if args.command == "test-cpu" else args.models.split())
     return {"test-boot": cmd_test_boot, "test-linux": cmd_test_linux,
             "test-multi-vm": cmd_test_multi_vm}[args.command](args)
 

@@ -84,10 +84,10 @@ const REQUEST_RESTART: u8 = 1;
 const REQUEST_STOP: u8 = 2;
 /// Counter value when each VM's current restart began (for the report).
 static RESTART_BEGAN: [AtomicU64; MAX_VMS] = [const { AtomicU64::new(0) }; MAX_VMS];
-/// Bytes of guest RAM one restart unit zeroes or loads: about a few
-/// milliseconds of work, so a VM that reboots in a loop delays its
-/// neighbours by at most that per turn.
-const RESTART_UNIT: u64 = 2 << 20;
+/// Bytes of guest RAM one restart unit zeroes or loads: about one slice of
+/// work under QEMU's emulation (far less on hardware), so a VM that reboots
+/// in a loop delays each neighbour by at most that per turn.
+const RESTART_UNIT: u64 = 1 << 20;
 
 /// Set once the run loops may start.
 static STARTED: AtomicBool = AtomicBool::new(false);
