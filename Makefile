@@ -29,6 +29,13 @@ GUEST_INITRD ?= $(GUEST_DIR)/initramfs.cpio.gz
 GUEST_DISK   ?= $(GUEST_DIR)/disk.img
 GUEST_APPEND ?=
 SYSTEST_TIMEOUT ?= 240
+# make test-cpus: the QEMU CPU models (space-separated) and the vCPU counts of
+# the Linux boots on each (make test-cpu: the same for QEMU_CPU only).
+CPU_MODELS ?= cortex-a53 cortex-a57 cortex-a72 cortex-a76 neoverse-n1 a64fx max,pauth-impdef=on
+CPU_VCPUS  ?= 1,4
+# A CPU with SVE, pointer authentication and BTI (QEMU's default QARMA
+# algorithm for pointer authentication is very slow under TCG).
+SVE_CPU    := max,pauth-impdef=on
 # make run-multi-vm / run-multi-vm-smp: number of VMs (1-4) and vCPUs per VM (1-4).
 VMS   ?= 2
 VCPUS ?= 1
@@ -46,7 +53,7 @@ REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3
 
 .PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
         run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench \
-        test-no-firmware check-vm-knobs
+        test-no-firmware check-vm-knobs test-cpu test-cpus run-sve
 
 help:
 	@echo "Targets:"
@@ -58,9 +65,12 @@ help:
 	@echo "  make run-linux-smp one Linux VM with 4 vCPUs"
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
 	@echo "  make test-linux    automated Linux boots (1 and 4 vCPUs, virtio-blk, broken images)"
+	@echo "  make test-cpus     Linux 1 and 4 vCPUs and a two-VM ping on every CPU model in CPU_MODELS, as a matrix"
+	@echo "  make test-cpu      the same for QEMU_CPU only"
+	@echo "  make run-sve       the in-QEMU suites on -cpu $(SVE_CPU); fails if a test is skipped"
 	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
 	@echo "  make bench         boot time, inter-VM latency/throughput, cost per frame vs plain QEMU"
-	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites, Linux, firmware guard"
+	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites (also on $(SVE_CPU)), Linux (also on $(SVE_CPU)), firmware guard"
 	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
 	@echo "  make test-host     host cargo tests only"
 	@echo "  make lint          module cycle/layer check, rustfmt check, clippy (host and aarch64-unknown-none)"
@@ -145,6 +155,21 @@ test-linux: elf guest-images
 test-multi-vm: elf guest-images
 	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-multi-vm
 
+# Linux with 1 and 4 vCPUs and two VMs pinging each other on one CPU model
+# (QEMU_CPU) or on each of CPU_MODELS; prints pass/fail and boot seconds as a
+# matrix (also in build/run/cpu-matrix.txt).
+test-cpu: elf guest-images
+	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) --vcpu-counts $(CPU_VCPUS) test-cpu
+
+test-cpus: elf guest-images
+	$(HVRUN) --timeout $(SYSTEST_TIMEOUT) --vcpu-counts $(CPU_VCPUS) --models "$(CPU_MODELS)" test-cpus
+
+# The in-QEMU suites on a CPU with SVE and pointer authentication: the test
+# that two VMs' SVE registers and keys stay apart must run, not skip.
+run-sve:
+	@$(MAKE) --no-print-directory run QEMU_CPU=$(SVE_CPU)
+	@grep -q ', 0 skipped' $(LOG_DIR)/run.log || { echo "run-sve: FAILED: a test was skipped on -cpu $(SVE_CPU)"; exit 1; }
+
 # The in-QEMU suites, one Linux boot under the hypervisor and two plain-QEMU
 # VMs as `make bench` starts them, with QEMU's firmware and ROM directories
 # hidden in a private mount namespace: proves that no QEMU run needs a file a
@@ -184,7 +209,9 @@ test: need-tools
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory doc
 	$(MAKE) --no-print-directory run
+	$(MAKE) --no-print-directory run-sve
 	$(MAKE) --no-print-directory test-linux
+	$(MAKE) --no-print-directory test-cpu QEMU_CPU=$(SVE_CPU) CPU_VCPUS=1
 	$(MAKE) --no-print-directory test-multi-vm
 	$(MAKE) --no-print-directory test-no-firmware
 	@echo "make test: all checks passed"
