@@ -39,10 +39,13 @@ SVE_CPU    := max,pauth-impdef=on
 # make run-multi-vm / run-multi-vm-smp: number of VMs (1-4) and vCPUs per VM (1-4).
 VMS   ?= 2
 VCPUS ?= 1
-# make bench: repetitions of every setup, MiB per TCP transfer, limit per QEMU run (s).
+# make bench: repetitions of every setup, MiB of the nc integrity check, iperf3 seconds
+# (-t, after a -O 2 warm-up), the fixed UDP rate, limit per pair's QEMU run (s; 0 = from the phases).
 BENCH_RUNS    ?= 5
-BENCH_MB      ?= 32
-BENCH_TIMEOUT ?= 420
+BENCH_MB      ?= 16
+BENCH_TIME    ?= 10
+BENCH_UDP     ?= 100M
+BENCH_TIMEOUT ?= 0
 
 HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
         --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
@@ -69,10 +72,12 @@ help:
 	@echo "  make test-cpu      the same for QEMU_CPU only"
 	@echo "  make run-sve       the in-QEMU suites on -cpu $(SVE_CPU); fails if a test is skipped"
 	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
-	@echo "  make bench         boot time, inter-VM latency/throughput, cost per frame vs plain QEMU"
+	@echo "  make bench         boot + VM exits, ping idle and under load, iperf3 TCP/UDP, cost per frame,"
+	@echo "                     each next to plain QEMU; table, results.json, ratios.svg, throughput.svg"
+	@echo "                     in build/bench (not in make test; BENCH_RUNS=1: about 10-15 min on 2 cores)"
 	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites (also on $(SVE_CPU)), Linux (also on $(SVE_CPU)), firmware guard"
 	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
-	@echo "  make test-host     host cargo tests only"
+	@echo "  make test-host     host cargo tests and the bench parser tests (Python)"
 	@echo "  make lint          module cycle/layer check, rustfmt check, clippy (host and aarch64-unknown-none)"
 	@echo "  make doc           build the API docs (target/doc/hypervisor/index.html)"
 	@echo "  make build         build both EL2 images"
@@ -181,15 +186,16 @@ test-no-firmware: elf guest-images
 	@QEMU=$(QEMU) QEMU_CPU=$(QEMU_CPU) tests/system/no-firmware.sh \
 	  bash -c '$(MAKE) --no-print-directory run && $(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-boot$(if $(filter none,$(GUEST_INITRD) $(GUEST_DISK)),, && $(PLAIN_BOOT))'
 
-# Not part of `make test`: about 2-3 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
+# Not part of `make test`: about 10-15 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
 bench: elf guest-images
 	python3 tests/system/bench.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
 	  --kernel "$(GUEST_KERNEL)" --initrd "$(GUEST_INITRD)" --append "$(GUEST_APPEND)" \
-	  --runs $(BENCH_RUNS) --mb $(BENCH_MB) --timeout $(BENCH_TIMEOUT)
+	  --runs $(BENCH_RUNS) --mb $(BENCH_MB) --time $(BENCH_TIME) --udp $(BENCH_UDP) --timeout $(BENCH_TIMEOUT)
 
 # ── host checks ───────────────────────────────────────────────────────
 test-host: need-tools
 	cargo test --workspace
+	PYTHONDONTWRITEBYTECODE=1 python3 tests/system/test_bench_parse.py
 
 # The module check: no import cycle, no upward import in the logic layer
 # (layers as in docs/architecture.md); its self-test proves it can fail.

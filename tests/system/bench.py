@@ -1,72 +1,61 @@
 #!/usr/bin/env python3
-"""`make bench`: boot time, inter-VM latency, inter-VM throughput and the
-cost per frame under the hypervisor, each next to the same guest on plain
-QEMU (no hypervisor) measured in the same invocation.
+"""`make bench`: boot time, inter-VM latency, iperf3 throughput and the cost
+per frame under the hypervisor, each next to the same guest on plain QEMU
+(no hypervisor) measured in the same invocation.
 
 Setups (every one run --runs times, in alternating order, so that slow drift
 of the machine affects hypervisor and baseline alike):
 
-  boot-hv       1 VM under the hypervisor, QEMU start -> GUEST-READY
-  boot-plain    the same kernel, initramfs and memory on plain QEMU
-                (-M virt,gic-version=3 -cpu cortex-a72, QEMU's own DTB)
-  pair-timeslice  2 VMs, both time-sliced on one pCPU, `hvtest=bench`
+  boot-hv         1 VM under the hypervisor: QEMU start -> GUEST-READY, then
+                  the hypervisor's VM exits by reason (Ctrl-\\ s)
+  boot-plain      the same kernel, initramfs and memory on plain QEMU
+                  (-M virt,gic-version=3 -cpu $QEMU_CPU, QEMU's own DTB)
+  pair-timeslice  2 VMs time-sliced on one pCPU, `hvtest=bench`
   pair-per-pcpu   2 VMs, one per pCPU, `hvtest=bench`
-  pair-plain    2 plain QEMUs linked by -netdev socket on 127.0.0.1, `hvtest=bench`
+  pair-plain      2 plain QEMUs linked by -netdev socket on 127.0.0.1, `hvtest=bench`
 
-In a pair, the guests' /init (hvtest=bench) pings 10.0.0.1 -> 10.0.0.2, then
-each side prints BENCH-TCP-READY and waits for a line on its console: the
-harness takes a snapshot of the hypervisor's counters (Ctrl-\\ s), types
-"go" to the server and then to the client, the client sends --mb MiB with
-busybox nc and the server counts and times them; after both report, a
-second snapshot is taken and the difference gives exits and interrupts per
-frame.
+In a pair, the client's /init (10.0.0.1) runs the phases one after the
+other (--phases): idle ping; iperf3 TCP 1 stream, reverse, UDP at a fixed
+rate and unlimited; the nc integrity check; iperf3 TCP 4 streams; ping while
+`iperf3 -R -P 4` runs. Before and after each phase it prints BENCH-WAIT and
+waits for a line on its console: around the 4-stream run the harness takes
+the hypervisor's counters (Ctrl-\\ s) and the guests' eth0 counters there.
+The phases that can hang run last. A phase that fails (iperf3 exit status,
+guest timeout, no output) is reported as failed with its log; a guest that
+stops answering ends its setup after that phase's time limit, and the bench
+goes on with the next setup.
 
-Output: a table on stdout, BUILD/bench/results.json (every raw sample,
-medians, min/max, ratios, versions, machine load) and BUILD/bench/ratios.svg.
+Output: the table on stdout and in BUILD/bench/table.txt, BUILD/bench/
+results.json (raw samples, iperf3 JSON summaries, counter snapshots),
+BUILD/bench/ratios.svg and BUILD/bench/throughput.svg; per run, the console
+logs, QEMU command lines and iperf3 JSON files in BUILD/bench/runs/<run>/.
 Every QEMU runs under `timeout` in its own process group; only those groups
 are ever killed.
 """
 
 import argparse
 import datetime
-import html
 import json
-import math
 import os
 import platform
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hvrun import (  # noqa: E402
-    DEFAULT_BOOTARGS,
-    DEFAULT_MEM,
-    ESCAPE,
-    Console,
-    RunConfig,
-)
+from bench_iperf import decode_block, keep, summarise  # noqa: E402
+from bench_report import PLACEMENT, log, write_outputs  # noqa: E402
+from bench_stats import StatsError, stats_delta, take_stats  # noqa: E402
+from hvrun import DEFAULT_BOOTARGS, DEFAULT_MEM, Console, RunConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXIT_REASONS = ("hvc", "smc", "mmio", "wfi", "wfe", "sysreg", "irq", "faults")
-PAIRS = ("pair-timeslice", "pair-per-pcpu", "pair-plain")
-PLACEMENT = {"pair-timeslice": "timeslice", "pair-per-pcpu": "per-pcpu"}
-LABEL = {
-    "boot-hv": "hypervisor",
-    "boot-plain": "plain QEMU",
-    "pair-timeslice": "hv timeslice",
-    "pair-per-pcpu": "hv per-pcpu",
-    "pair-plain": "plain QEMU",
-}
-
-
-def log(msg):
-    print(f"bench: {msg}", flush=True)
+PHASES = ("ping", "tcp1", "tcpR", "udp", "udp0", "nc", "tcp4", "load")
+IPERF_PHASES = ("tcp1", "tcpR", "udp", "udp0", "tcp4", "load")
+SNAPSHOT_PHASES = ("tcp4",)  # the hypervisor's counters are taken around these
 
 
 class RunFailed(Exception):
@@ -84,20 +73,20 @@ class Guest:
     def __init__(self, con, vm, prefixed, deadline, others=()):
         self.con = con
         self.vm = vm
+        self.prefixed = prefixed
         self.prefix = f"[vm{vm}] " if prefixed else ""
         self.deadline = deadline
         self.others = list(others)
 
-    def wait(self, body, timeout, what):
-        """Waits for a line `body` (regex, anchored at the line start after
-        the prefix); raises RunFailed on timeout or QEMU exit."""
+    def wait(self, body, timeout, what, since=0):
+        """Waits for a whole line `body` (regex, anchored at the line start
+        after the prefix) after byte `since` of the output; raises RunFailed
+        on timeout or QEMU exit."""
         end = min(time.monotonic() + timeout, self.deadline)
-        # The whole line must be there: a match on a half-printed line
-        # would cut a value short.
         rx = re.compile(rb"(?m)^" + re.escape(self.prefix).encode() + body.encode() + rb"[^\r\n]*\r?\n")
         alive = True
         while True:
-            m = rx.search(self.con.buf)
+            m = rx.search(self.con.buf, since)
             if m:
                 return m
             if not alive or time.monotonic() >= end:
@@ -108,8 +97,14 @@ class Guest:
         state = "QEMU exited" if self.con.exited() else f"not within {timeout:.0f} s"
         raise RunFailed(f"vm{self.vm}: no {what} ({state}); log: {self.con.log_path}")
 
-    def type_go(self):
-        self.con.type_line("go")
+    def type(self, line):
+        """Types `line` on this VM's console (switching the hypervisor's
+        console input to this VM first)."""
+        if self.prefixed and getattr(self.con, "bench_focus", 0) != self.vm:
+            self.con.focus(self.vm)
+            self.con.bench_focus = self.vm
+            self.con.pump(0.3)
+        self.con.type_line(line)
 
 
 def drain(con):
@@ -130,11 +125,11 @@ def start_console(cmd, log_path, limit):
 
 
 def plain_cmd(a, vm, netdev, append):
-    # The -netdev replaces the virt machine's default PCI NIC (whose option ROM
-    # would have to exist on the host); virtio-net-device needs no ROM.
+    # `-nic none`: no default PCI NIC (its option ROM need not exist on the
+    # host); the guest's NIC is an MMIO virtio-net-device, which needs no ROM.
     bootargs = DEFAULT_BOOTARGS + (" " + append if append else "")
     return [a.qemu, "-M", "virt,gic-version=3", "-cpu", a.cpu, "-smp", "1",
-            "-m", f"{a.mem >> 20}M", "-nographic", "-no-reboot",
+            "-m", f"{a.mem >> 20}M", "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", a.kernel, "-initrd", a.initrd, "-append", bootargs,
             "-device", f"virtio-net-device,netdev=net0,mac=52:54:00:00:00:{vm + 1:02x}",
             "-netdev", netdev]
@@ -166,302 +161,294 @@ def port_listening(port):
     return False
 
 
+def iperf_limit(a):
+    """The guest's limit for one iperf3 run (init: IPERF_LIMIT)."""
+    return a.time + a.omit + 30
+
+
+def phase_budget(a, ph):
+    """How long the harness waits for a phase before it gives the setup up."""
+    if ph == "ping":
+        return 60 + a.pings * (a.interval + 2)
+    if ph == "nc":
+        return 120 + a.mb * 10
+    return iperf_limit(a) + 10 + 40
+
+
+def run_limit(a):
+    """Limit for one pair's QEMU run: boot plus every phase's budget."""
+    if a.timeout:
+        return a.timeout
+    return 240 + sum(phase_budget(a, ph) + 150 for ph in a.phases)
+
+
 def bench_append(a):
-    return (f"hvtest=bench hvtest_mb={a.mb} hvbench_pings={a.pings} "
-            f"hvbench_interval={a.interval} hvbench_go=120 hvtest_wait=120")
+    return (f"hvtest=bench hvtest_mb={a.mb} hvbench_pings={a.pings} hvbench_interval={a.interval:g} "
+            f"hvbench_time={a.time} hvbench_omit={a.omit} hvbench_udp={a.udp} "
+            f"hvbench_phases={','.join(a.phases)} hvbench_go=300 hvbench_idle=1200 hvtest_wait=120")
 
 
-# ───────────────────────────── hypervisor statistics ─────────────────────────────
+# ───────────────────────────── boot ─────────────────────────────
 
-MAC = r"[0-9a-fA-F:]{17}"
-HV_LINES = [
-    ("switch", r"vswitch: (?P<ports>\d+) ports, \d+/\d+ MAC entries, (?P<seen>\d+) frames seen, "
-               r"(?P<unknown>\d+) from unknown ports"),
-    ("port", rf"port (?P<port>\d+): (?:mac-lock {MAC}|open), ring \d+/\d+"),
-    ("traffic", r"  tx (?P<tx_frames>\d+) frames (?P<tx_bytes>\d+) bytes \| rx (?P<rx_frames>\d+) frames "
-                r"(?P<rx_bytes>\d+) bytes \(queued (?P<queued_frames>\d+) frames (?P<queued_bytes>\d+) bytes\)"),
-    ("drops", r"  drops: too-short (?P<too_short>\d+) too-long (?P<too_long>\d+) malformed (?P<malformed>\d+) "
-              r"mac-lock (?P<mac_lock>\d+) no-destination (?P<no_destination>\d+) ring-full (?P<ring_full>\d+) "
-              r"no-room (?P<no_room>\d+) write-failed (?P<write_failed>\d+)"),
-    ("mactable", r"mac table: learned \d+ moved \d+ evicted \d+"),
-    ("macentry", rf"  {MAC} port \d+ age \d+"),
-    ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),
-    ("vcpu", r"vm(?P<vm>\d+) vcpu(?P<vcpu>\d+): \w+(?: in-wfi)? pc=0x[0-9a-f]+ pending-irqs=\d+ "
-             r"deliverable=(?:true|false) timer-ctl=0x[0-9a-f]+ picked=(?P<picks>\d+) "
-             r"entries=(?P<entries>\d+)"),
-    ("vgic", r"vm(?P<vm>\d+) vgic: delivered sgi=(?P<sgi>\d+) ppi=(?P<ppi>\d+) spi=(?P<spi>\d+); .*"),
-    ("input", r"vm(?P<vm>\d+) console input: \d+ waiting, \d+ dropped \(the guest was not reading\)"),
-    ("uart", r"vm(?P<vm>\d+) uart: tx (?P<tx>\d+) \(dropped \d+\), rx (?P<rx>\d+) \(overflow \d+, "
-             r"empty reads \d+\), bad accesses \d+"),
-    ("net", rf"vm(?P<vm>\d+) virtio-net: virtio-net port (?P<port>\d+) mac {MAC} (?:live|down), ring \d+/\d+"),
-    ("transport", r"  resets=\d+ refused-status=\d+ refused-features=\d+ refused-queues=\d+ needs-reset=\d+ "
-                  r"config-irq=(?P<config_irq>\d+) refused-regs=\d+ \(width=\d+ offset=\d+ direction=\d+ "
-                  r"state=\d+ value=\d+\)"),
-    ("queue", r"  q(?P<q>\d+): chains=(?P<chains>\d+) dropped=\d+ jumps=\d+ irq=(?P<irq>\d+) "
-              r"suppressed=(?P<suppressed>\d+) malformed=\d+ \(index=\d+ long=\d+ unreadable=\d+ "
-              r"indirect=\d+ flags=\d+ zero=\d+ range=\d+ order=\d+ overflow=\d+\)"),
-]
-HV_LINES = [(kind, re.compile(rx + r"$")) for kind, rx in HV_LINES]
-
-
-def ints(m):
-    return {k: int(v) for k, v in m.groupdict().items() if v is not None}
-
-
-def parse_stats(text, vms):
-    """Parses the `[hv] ` lines of one Ctrl-\\ s report. Returns (stats,
-    None) or (None, reason). With one VM per pCPU, both pCPUs print at the
-    same time and their fragments interleave inside lines; every line must
-    therefore match its exact format and every expected line be present,
-    otherwise the report is refused (and the caller asks again)."""
-    sw, ports, vm = None, {}, {}
-    ctx = None
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
-        if not line.startswith("[hv] "):
-            continue  # guest output between the report's lines
-        body = line[5:]
-        for kind, rx in HV_LINES:
-            m = rx.match(body)
-            if m:
-                break
-        else:
-            return None, f"unrecognised line {body[:80]!r}"
-        d = ints(m)
-        if kind == "switch":
-            if sw is not None:
-                return None, "two switch reports"
-            sw, ctx = d, ("switch",)
-        elif kind == "port":
-            ctx = ("port", d["port"])
-            if d["port"] in ports:
-                return None, "port listed twice"
-            ports[d["port"]] = {}
-        elif kind in ("traffic", "drops"):
-            if ctx and ctx[0] == "port":
-                target = ports[ctx[1]]
-            elif ctx and ctx[0] == "net":
-                target = vm[ctx[1]].setdefault("port", {})
-            else:
-                return None, f"{kind} line outside a port report"
-            if kind in target:
-                return None, f"{kind} line twice"
-            target[kind] = d
-        elif kind == "mactable":
-            ctx = ("mac",)
-        elif kind == "macentry":
-            if ctx != ("mac",):
-                return None, "MAC entry outside the MAC table"
-        elif kind == "exits":
-            v = d.pop("vm")
-            if v in vm:
-                return None, f"vm{v} reported twice"
-            vm[v] = {"exits": d, "queues": {}}
-            ctx = ("vm", v)
-        elif kind in ("vcpu", "vgic", "input", "uart", "net"):
-            v = d.pop("vm")
-            if ctx is None or ctx[0] not in ("vm", "net") or ctx[1] != v:
-                return None, f"vm{v} {kind} line out of place"
-            vm[v][kind] = d
-            if kind == "net":
-                ctx = ("net", v)
-        elif kind in ("transport", "queue"):
-            if not ctx or ctx[0] != "net":
-                return None, f"{kind} line outside a virtio-net report"
-            if kind == "transport":
-                vm[ctx[1]]["transport"] = d
-            else:
-                vm[ctx[1]]["queues"][d.pop("q")] = d
-    # Completeness.
-    if sw is None or sw["ports"] != vms:
-        return None, "switch report missing"
-    for p in range(vms):
-        if set(ports.get(p, {})) != {"traffic", "drops"}:
-            return None, f"switch port {p} incomplete"
-    for v in range(vms):
-        r = vm.get(v)
-        if r is None or not {"exits", "uart", "net", "transport", "port"} <= set(r):
-            return None, f"vm{v} report incomplete"
-        if set(r["port"]) != {"traffic", "drops"}:
-            return None, f"vm{v} port counters incomplete"
-    consistent = all(ports[v]["traffic"] == vm[v]["port"]["traffic"] for v in range(vms))
-    return {"switch": sw, "ports": ports, "vms": vm, "consistent": consistent}, None
-
-
-def take_stats(con, vms, deadline, attempts=10):
-    """Ctrl-\\ s until a clean report arrives; returns (stats, attempts)."""
-    why = "no attempt"
-    for attempt in range(1, attempts + 1):
-        mark = len(con.buf)
-        con.send(ESCAPE + b"s")
-        end = min(time.monotonic() + 8, deadline)
-        last_len, quiet_since = len(con.buf), time.monotonic()
-        stats = None
-        while time.monotonic() < end:
-            con.pump(0.1)
-            if len(con.buf) != last_len:
-                last_len, quiet_since = len(con.buf), time.monotonic()
-                continue
-            if time.monotonic() - quiet_since < 0.5:
-                continue
-            text = con.buf[mark:].decode("utf-8", "replace")
-            stats, why = parse_stats(text[: text.rfind("\n") + 1], vms)
-            if stats is not None or time.monotonic() - quiet_since > 2:
-                break
-        if stats is not None:
-            return stats, attempt
-        time.sleep(0.2 + 0.3 * attempt)
-    raise RunFailed(f"no clean Ctrl-\\ s report in {attempts} attempts (last: {why}); log: {con.log_path}")
-
-
-def stats_delta(before, after, vms):
-    """Counter differences over the TCP phase, summed over the VMs."""
-    exits = {r: sum(after["vms"][v]["exits"][r] - before["vms"][v]["exits"][r] for v in range(vms))
-             for r in EXIT_REASONS}
-    queue_irqs = {}
-    for v in range(vms):
-        for q, qa in after["vms"][v]["queues"].items():
-            qb = before["vms"][v]["queues"].get(q, {"irq": 0, "chains": 0, "suppressed": 0})
-            key = f"q{q}"
-            queue_irqs[key] = queue_irqs.get(key, 0) + qa["irq"] - qb["irq"]
-    config = sum(after["vms"][v]["transport"]["config_irq"] - before["vms"][v]["transport"]["config_irq"]
-                 for v in range(vms))
-    delivered = sum(after["ports"][p]["traffic"]["rx_frames"] - before["ports"][p]["traffic"]["rx_frames"]
-                    for p in range(vms))
-    sent = sum(after["ports"][p]["traffic"]["tx_frames"] - before["ports"][p]["traffic"]["tx_frames"]
-               for p in range(vms))
-    entries = sum(after["vms"][v].get("vcpu", {}).get("entries", 0) - before["vms"][v].get("vcpu", {}).get("entries", 0)
-                  for v in range(vms))
-    injected = {k: sum(after["vms"][v].get("vgic", {}).get(k, 0) - before["vms"][v].get("vgic", {}).get(k, 0)
-                       for v in range(vms))
-                for k in ("sgi", "ppi", "spi")}
-    return {
-        "exits": exits,
-        "exits_total": sum(exits.values()),
-        "virtio_net_irqs": sum(queue_irqs.values()) + config,
-        "virtio_net_irqs_by_queue": queue_irqs,
-        "frames_forwarded": delivered,
-        "frames_sent_to_switch": sent,
-        "guest_entries": entries,
-        "irqs_delivered": injected,
-        "irqs_delivered_total": sum(injected.values()),
-    }
-
-
-# ───────────────────────────── the runs ─────────────────────────────
-
-def time_boot(a, cmd, log_path, prefixed):
-    """Boots one VM with `cmd` and times QEMU start -> GUEST-BOOT and
-    -> GUEST-READY. `prefixed`: the console carries `[vm0] ` prefixes (under
-    the hypervisor) or not (plain QEMU)."""
-    con = start_console(cmd, log_path, a.timeout)
-    try:
-        g = Guest(con, 0, prefixed, time.monotonic() + a.timeout)
-        g.wait(r"GUEST-BOOT", a.timeout, "GUEST-BOOT")
-        t_boot = con.elapsed()
-        m = g.wait(r"GUEST-READY ip=\S+ nproc=\d+ kernel=(\S+)", a.timeout, "GUEST-READY")
-        t_ready = con.elapsed()
-        prefix = rb"\[vm0\] " if prefixed else rb""
-        up = re.search(rb"(?m)^" + prefix + rb"init: uptime=([\d.]+)s at GUEST-READY", con.buf)
-        return {"ready_s": t_ready, "init_s": t_boot, "guest_uptime_s": float(up.group(1)) if up else None,
-                "guest_kernel": m.group(1).decode(), "log": con.log_path}
-    finally:
-        con.close()
+def time_boot(a, con, prefixed):
+    """Times QEMU start -> GUEST-BOOT and -> GUEST-READY of one VM."""
+    g = Guest(con, 0, prefixed, time.monotonic() + a.boot_timeout)
+    g.wait(r"GUEST-BOOT", a.boot_timeout, "GUEST-BOOT")
+    t_boot = con.elapsed()
+    m = g.wait(r"GUEST-READY ip=\S+ nproc=\d+ kernel=(\S+)", a.boot_timeout, "GUEST-READY")
+    t_ready = con.elapsed()
+    up = re.search(rb"(?m)^" + re.escape(g.prefix).encode() + rb"init: uptime=([\d.]+)s at GUEST-READY", con.buf)
+    return {"ready_s": t_ready, "init_s": t_boot, "guest_uptime_s": float(up.group(1)) if up else None,
+            "guest_kernel": m.group(1).decode(), "log": con.log_path}
 
 
 def boot_hv(a, name):
     cfg = hv_config(a, name, 1, "timeslice", a.append)
-    return time_boot(a, cfg.prepare(), os.path.join(cfg.dir, "console.log"), True)
+    con = start_console(cfg.prepare(), os.path.join(cfg.dir, "console.log"), a.boot_timeout + 60)
+    try:
+        res = time_boot(a, con, True)
+        # Everything since the hypervisor started; taken right after
+        # GUEST-READY (the idle shell adds timer exits until then).
+        try:
+            stats, res["stats_attempts"] = take_stats(con, 1, time.monotonic() + 60)
+            res["hv"] = stats_delta(None, stats, 1)
+            res["hv"]["taken_at_s"] = round(con.elapsed(), 2)
+        except StatsError as e:
+            res["hv_error"] = str(e)
+        return res
+    finally:
+        con.close()
 
 
 def boot_plain(a, name):
     d = os.path.join(a.out, "runs", name)
     cmd = plain_cmd(a, 0, "user,id=net0,restrict=on", a.append)
-    return time_boot(a, cmd, os.path.join(d, "vm0.log"), False)
+    con = start_console(cmd, os.path.join(d, "vm0.log"), a.boot_timeout + 60)
+    try:
+        return time_boot(a, con, False)
+    finally:
+        con.close()
 
 
-def netstat(guest, phase, timeout):
-    m = guest.wait(rf"BENCH-NETSTAT role=\w+ phase={phase} rx_packets=(\d+) tx_packets=(\d+) irqs=(\d+) "
-                   rf"dev=(\S+) uptime=([\d.]+)", timeout, f"BENCH-NETSTAT phase={phase}")
+# ───────────────────────────── a pair ─────────────────────────────
+
+NETSTAT = (r"BENCH-NETSTAT role=\w+ phase={tag} rx_packets=(\d+) tx_packets=(\d+) irqs=(\d+) "
+           r"dev=(\S+) uptime=([\d.]+)")
+
+
+def netstat(guest, tag, timeout):
+    m = guest.wait(NETSTAT.format(tag=re.escape(tag)), timeout, f"BENCH-NETSTAT phase={tag}")
     return {"rx": int(m.group(1)), "tx": int(m.group(2)), "irqs": int(m.group(3)),
             "dev": m.group(4).decode(), "uptime": float(m.group(5))}
 
 
-def pair_flow(a, client, server, hv_con=None):
-    """Drives one hvtest=bench pair; `hv_con` is the hypervisor's console
-    (None on plain QEMU). Returns the run's figures."""
-    res = {}
-    boot_t = a.timeout
-    m = client.wait(r"GUEST-READY ip=10\.0\.0\.1 nproc=\d+ kernel=(\S+)", boot_t, "client GUEST-READY")
-    res["guest_kernel"] = m.group(1).decode()
-    server.wait(r"GUEST-READY ip=10\.0\.0\.2 ", boot_t, "server GUEST-READY")
-    res["both_ready_s"] = (hv_con or client.con).elapsed()
-    ping_t = 90 + a.pings * (float(a.interval) + 1.0)
-    m = client.wait(r"BENCH-PING n=(\d+) received=(\d+) min=(\S+) avg=(\S+) max=(\S+)", ping_t, "BENCH-PING")
+def ping_result(guest, phase, timeout):
+    m = guest.wait(rf"BENCH-PING phase={phase} n=(\d+) received=(\d+) min=(\S+) avg=(\S+) max=(\S+)",
+                   timeout, f"BENCH-PING phase={phase}")
     n, rcv = int(m.group(1)), int(m.group(2))
-    if rcv != n:
-        raise RunFailed(f"ping: {rcv}/{n} answered; log: {client.con.log_path}")
-    res["ping"] = {"n": n, "received": rcv, "min": float(m.group(3)), "avg": float(m.group(4)),
-                   "max": float(m.group(5))}
-    rtts = []
-    for line in re.findall(rb"(?m)^" + re.escape(client.prefix).encode() + rb"BENCH-PING-RTT ([\d. ]+)",
-                           client.con.buf):
-        rtts += [float(x) for x in line.split()]
-    res["ping"]["rtt_ms"] = rtts
-    client.wait(r"BENCH-TCP-READY ", 60, "client BENCH-TCP-READY")
-    server.wait(r"BENCH-TCP-READY ", 60, "server BENCH-TCP-READY")
 
-    before = None
-    if hv_con is not None:
-        before, res["stats_attempts_before"] = take_stats(hv_con, 2, client.deadline)
-        hv_con.focus(1)
-        time.sleep(0.3)
-    server.type_go()
-    server.wait(r"BENCH-TCP-GO by=console", 30, "server BENCH-TCP-GO by=console")
-    ns_server0 = netstat(server, "start", 30)
-    if hv_con is not None:
-        hv_con.focus(0)
-        time.sleep(0.3)
-    client.type_go()
-    client.wait(r"BENCH-TCP-GO by=console", 30, "client BENCH-TCP-GO by=console")
-    ns_client0 = netstat(client, "start", 30)
-    tcp_t = 120 + a.mb * 10
-    m = server.wait(r"BENCH-TCP bytes=(\d+) seconds=([\d.]+)", tcp_t, "BENCH-TCP")
-    nbytes, secs = int(m.group(1)), float(m.group(2))
-    ns_server1 = netstat(server, "end", 30)
-    server.wait(r"BENCH-TCP-DONE", 30, "BENCH-TCP-DONE")
-    m = client.wait(r"BENCH-TCP-SENT bytes=(\d+) seconds=([\d.]+)", 60, "BENCH-TCP-SENT")
-    ns_client1 = netstat(client, "end", 30)
-    want = a.mb << 20
-    if nbytes != want or int(m.group(1)) != want:
-        raise RunFailed(f"TCP: received {nbytes} of {want} bytes; log: {client.con.log_path}")
-    res["tcp"] = {"bytes": nbytes, "seconds": secs, "mib_s": nbytes / (1 << 20) / max(secs, 0.01),
-                  "sender_seconds": float(m.group(2))}
-    if hv_con is not None:
-        after, res["stats_attempts_after"] = take_stats(hv_con, 2, client.deadline)
-        res["hv"] = stats_delta(before, after, 2)
-        res["hv"]["snapshots_consistent"] = before["consistent"] and after["consistent"]
-        res["hv"]["before"], res["hv"]["after"] = before, after
-    guest = {
-        "frames_sent": (ns_client1["tx"] - ns_client0["tx"]) + (ns_server1["tx"] - ns_server0["tx"]),
-        "frames_received": (ns_client1["rx"] - ns_client0["rx"]) + (ns_server1["rx"] - ns_server0["rx"]),
-        "irqs": (ns_client1["irqs"] - ns_client0["irqs"]) + (ns_server1["irqs"] - ns_server0["irqs"]),
-        "netstat": {"client": [ns_client0, ns_client1], "server": [ns_server0, ns_server1]},
-    }
-    res["guest"] = guest
-    for g in (client, server):
-        d = g.wait(r"HVTEST-DONE role=\w+ result=(\w+)", 30, "HVTEST-DONE")
-        if d.group(1) != b"ok":
-            raise RunFailed(f"vm{g.vm}: HVTEST-DONE result={d.group(1).decode()}; log: {g.con.log_path}")
-    return res
+    def num(b):
+        return None if b == b"none" else float(b)
+
+    rtts = []
+    for line in re.findall(rb"(?m)^" + re.escape(guest.prefix).encode() + rb"BENCH-PING-RTT phase=" +
+                           phase.encode() + rb"((?: [\d.]+)+)\r?$", guest.con.buf):
+        rtts += [float(x) for x in line.split()]
+    return {"n": n, "received": rcv, "lost_percent": 100.0 * (n - rcv) / n if n else None,
+            "min": num(m.group(3)), "avg": num(m.group(4)), "max": num(m.group(5)), "rtt_ms": rtts}
+
+
+class Pair:
+    """Drives one hvtest=bench pair through its phases; `hv` is the
+    hypervisor's console (None on plain QEMU)."""
+
+    def __init__(self, a, run_dir, client, server, hv=None):
+        self.a, self.dir, self.client, self.server, self.hv = a, run_dir, client, server, hv
+        self.res = {"boot": {}, "phases": {}, "aborted": None, "iperf_restarts": []}
+        self.restart_iperf = False
+
+    def snapshot(self, what):
+        if self.hv is None:
+            return None
+        try:
+            stats, tries = take_stats(self.hv, 2, self.client.deadline)
+            self.res.setdefault("stats_attempts", {})[what] = tries
+            return stats
+        except StatsError as e:
+            self.res.setdefault("stats_errors", []).append(f"{what}: {e}")
+            return None
+
+    def go(self):
+        self.client.type("go")
+
+    def server_netstat(self, tag):
+        self.server.type(f"netstat {tag}")
+        return netstat(self.server, tag, 60)
+
+    def run(self):
+        a, c, s = self.a, self.client, self.server
+        m = c.wait(r"GUEST-READY ip=10\.0\.0\.1 nproc=\d+ kernel=(\S+)", a.boot_timeout, "client GUEST-READY")
+        self.res["guest_kernel"] = m.group(1).decode()
+        self.res["boot"]["client_ready_s"] = round(c.con.elapsed(), 3)
+        s.wait(r"GUEST-READY ip=10\.0\.0\.2 ", a.boot_timeout, "server GUEST-READY")
+        self.res["boot"]["both_ready_s"] = round(c.con.elapsed(), 3)
+        current = None
+        try:
+            for i, ph in enumerate(a.phases):
+                current = ph
+                c.wait(rf"BENCH-WAIT phase={ph}(?=\r?\n)", 180 if i == 0 else 90, f"BENCH-WAIT phase={ph}")
+                if i == 0 and self.hv is not None:
+                    st = self.snapshot("boot")
+                    if st is not None:
+                        self.res["boot"]["hv"] = stats_delta(None, st, 2)
+                t0 = time.monotonic()
+                out = getattr(self, "phase_" + ("iperf" if ph in IPERF_PHASES else ph))(ph)
+                out["wall_s"] = round(time.monotonic() - t0, 1)
+                self.res["phases"][ph] = out
+                log(f"  {ph}: {brief_phase(ph, out)} ({out['wall_s']:.0f} s)")
+            current = "end"
+            c.wait(r"BENCH-WAIT phase=end(?=\r?\n)", 90, "BENCH-WAIT phase=end")
+            self.go()
+            if "nc" in a.phases:
+                s.wait(r"BENCH-NC-RECV ", 60, "BENCH-NC-RECV")
+            s.type("end")
+            for g in (c, s):
+                d = g.wait(r"HVTEST-DONE role=\w+ result=(\w+)", 60, "HVTEST-DONE")
+                self.res[f"vm{g.vm}_result"] = d.group(1).decode()
+        except RunFailed as e:
+            self.res["aborted"] = {"phase": current, "error": str(e)}
+            if current in a.phases and current not in self.res["phases"]:
+                self.res["phases"][current] = {"ok": False, "error": str(e)}
+            for ph in a.phases:
+                self.res["phases"].setdefault(ph, {"ok": False, "not_run": True,
+                                                   "error": f"not run: the setup stopped in {current}"})
+            log(f"  {current}: FAILED, setup stopped: {e}")
+        return self.res
+
+    def phase_ping(self, ph):
+        self.go()
+        p = ping_result(self.client, "idle", phase_budget(self.a, ph))
+        out = {"ok": p["received"] == p["n"], "ping": p}
+        if not out["ok"]:
+            out["error"] = f"{p['received']}/{p['n']} pings answered; log: {self.client.con.log_path}"
+        return out
+
+    def phase_nc(self, ph):
+        self.go()
+        m = self.client.wait(r"BENCH-NC-SENT bytes=(\d+) md5=(\S+) seconds=([\d.]+) attempts=(\d+)",
+                             phase_budget(self.a, ph), "BENCH-NC-SENT")
+        r = self.server.wait(r"BENCH-NC-RECV bytes=(\d+) md5=(\S+) rc=(\d+)", 120, "BENCH-NC-RECV")
+        sent = {"bytes": int(m.group(1)), "md5": m.group(2).decode(), "seconds": float(m.group(3)),
+                "attempts": int(m.group(4))}
+        recv = {"bytes": int(r.group(1)), "md5": r.group(2).decode(), "rc": int(r.group(3))}
+        want = self.a.mb << 20
+        ok = sent["bytes"] == recv["bytes"] == want and sent["md5"] == recv["md5"]
+        out = {"ok": ok, "sent": sent, "received": recv, "md5_equal": sent["md5"] == recv["md5"],
+               "mbps": want * 8 / 1e6 / sent["seconds"] if sent["seconds"] > 0 else None}
+        if not ok:
+            out["error"] = (f"nc: sent {sent['bytes']} bytes md5 {sent['md5']}, received {recv['bytes']} "
+                            f"md5 {recv['md5']} (want {want}); log: {self.client.con.log_path}")
+        return out
+
+    def phase_iperf(self, ph):
+        a, c = self.a, self.client
+        snap = ph in SNAPSHOT_PHASES
+        before = after = None
+        ns = {}
+        if self.restart_iperf:
+            # The last iperf3 run failed: its server may still be busy with it.
+            mark = len(self.server.con.buf)
+            self.server.type("iperf-restart")
+            m = self.server.wait(r"IPERF-SERVER (ok|fail)", 60, "IPERF-SERVER after iperf-restart", since=mark)
+            self.res["iperf_restarts"].append({"before": ph, "result": m.group(1).decode()})
+            self.restart_iperf = False
+        if snap:
+            before = self.snapshot(f"{ph}-start")
+            ns["server-start"] = self.server_netstat(f"{ph}-start")
+        self.go()
+        out = {}
+        if ph == "load":
+            out["ping"] = ping_result(c, "load", phase_budget(a, ph))
+        c.wait(rf"BENCH-WAIT phase={ph}-end(?=\r?\n)", phase_budget(a, ph), f"the end of iperf3 {ph}")
+        if snap:
+            after = self.snapshot(f"{ph}-end")
+            ns["server-end"] = self.server_netstat(f"{ph}-end")
+        self.go()
+        c.wait(rf"BENCH-IPERF-END phase={ph}(?=\r?\n)", 180, f"BENCH-IPERF-END phase={ph}")
+        blk = decode_block(c.con.buf, c.prefix, ph)
+        if blk is None:
+            raise RunFailed(f"iperf3 {ph}: incomplete output block; log: {c.con.log_path}")
+        out.update(rc=blk["rc"], seconds=blk["seconds"], limit=blk["limit"], tries=blk["tries"])
+        problems = []
+        if blk["rc"] != 0:
+            timed_out = blk["seconds"] is not None and blk["seconds"] >= blk["limit"] - 0.5
+            problems.append(f"iperf3 exit status {blk['rc']} after {blk['seconds']} s"
+                            + (f" (timed out: limit {blk['limit']} s)" if timed_out else ""))
+        doc = blk["json"]
+        if doc is None:
+            problems.append(blk["problem"])
+        else:
+            path = os.path.join(self.dir, f"iperf3-{ph}.json")
+            with open(path, "w") as fh:
+                json.dump(doc, fh, indent=1)
+            out["json_file"] = path
+            out["summary"] = summarise(doc)
+            out["iperf3"] = keep(doc)
+            if doc.get("error"):
+                problems.append(f"iperf3: {doc['error']}")
+            elif not out["summary"]["complete"]:
+                problems.append("iperf3 reported no end summary")
+        out["ok"] = not problems
+        self.restart_iperf = bool(problems)
+        if problems:
+            out["error"] = "; ".join(problems) + f"; log: {c.con.log_path}"
+        if snap:
+            ns["client-start"] = netstat(c, f"{ph}-start", 5)
+            ns["client-end"] = netstat(c, f"{ph}-end", 5)
+            out["guest"] = guest_counters(ns)
+            if before is not None and after is not None:
+                out["hv"] = stats_delta(before, after, 2)
+                out["hv"]["snapshots_consistent"] = before["consistent"] and after["consistent"]
+                out["hv_snapshots"] = {"before": before, "after": after}
+        return out
+
+
+def guest_counters(ns):
+    """Frames and virtio interrupts both guests counted over a phase."""
+    d = {k: (ns["client-end"][k] - ns["client-start"][k]) + (ns["server-end"][k] - ns["server-start"][k])
+         for k in ("rx", "tx", "irqs")}
+    return {"frames_sent": d["tx"], "frames_received": d["rx"], "irqs": d["irqs"], "netstat": ns}
+
+
+def brief_phase(ph, out):
+    if not out.get("ok"):
+        return "FAILED: " + out.get("error", "?")
+    if ph == "ping":
+        return f"RTT avg {out['ping']['avg']:.3f} ms"
+    if ph == "nc":
+        return f"{out['sent']['bytes']} bytes, md5 equal, {out['mbps']:.1f} Mbit/s"
+    s = out["summary"]
+    txt = f"{s['received_mbps']:.1f} Mbit/s received"
+    if s["protocol"] == "TCP":
+        txt += f", {s['retransmits']} retransmits"
+    else:
+        txt += f", {s['lost_percent']:.2f} % lost"
+    if ph == "load":
+        txt += f"; ping avg {out['ping']['avg']} ms, {out['ping']['received']}/{out['ping']['n']} answered"
+    if "hv" in out:
+        h = out["hv"]
+        fr = h["frames_forwarded"] or 1
+        txt += f"; {h['exits_total'] / fr:.2f} exits/frame"
+    return txt
 
 
 def pair_hv(a, name):
     cfg = hv_config(a, name, 2, PLACEMENT[name.split(".")[0]], (bench_append(a) + " " + a.append).strip())
-    con = start_console(cfg.prepare(), os.path.join(cfg.dir, "console.log"), a.timeout)
+    limit = run_limit(a)
+    con = start_console(cfg.prepare(), os.path.join(cfg.dir, "console.log"), limit)
     try:
-        deadline = time.monotonic() + a.timeout
-        res = pair_flow(a, Guest(con, 0, True, deadline), Guest(con, 1, True, deadline), hv_con=con)
+        deadline = time.monotonic() + limit
+        res = Pair(a, cfg.dir, Guest(con, 0, True, deadline), Guest(con, 1, True, deadline), hv=con).run()
         res["log"] = con.log_path
         return res
     finally:
@@ -472,11 +459,12 @@ def pair_plain(a, name):
     d = os.path.join(a.out, "runs", name)
     append = (bench_append(a) + " " + a.append).strip()
     port = free_port()
+    limit = run_limit(a)
     cons = []
     try:
-        deadline = time.monotonic() + a.timeout
+        deadline = time.monotonic() + limit
         cons.append(start_console(plain_cmd(a, 0, f"socket,id=net0,listen=127.0.0.1:{port}", append),
-                                  os.path.join(d, "vm0.log"), a.timeout))
+                                  os.path.join(d, "vm0.log"), limit))
         for _ in range(100):
             if port_listening(port) or cons[0].exited():
                 break
@@ -484,10 +472,10 @@ def pair_plain(a, name):
         if not port_listening(port):
             raise RunFailed(f"plain QEMU vm0 is not listening on 127.0.0.1:{port}; log: {cons[0].log_path}")
         cons.append(start_console(plain_cmd(a, 1, f"socket,id=net0,connect=127.0.0.1:{port}", append),
-                                  os.path.join(d, "vm1.log"), a.timeout))
+                                  os.path.join(d, "vm1.log"), limit))
         client = Guest(cons[0], 0, False, deadline, others=[cons[1]])
         server = Guest(cons[1], 1, False, deadline, others=[cons[0]])
-        res = pair_flow(a, client, server)
+        res = Pair(a, d, client, server).run()
         res["log"] = [c.log_path for c in cons]
         return res
     finally:
@@ -510,17 +498,14 @@ def loadavg():
 
 def other_qemus():
     """QEMU processes on the machine that this harness did not start."""
-    mine = {os.getpid()}
     found = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) in mine:
+        if not pid.isdigit():
             continue
         try:
-            comm = open(f"/proc/{pid}/comm").read().strip()
-            if not comm.startswith("qemu-system"):
+            if not open(f"/proc/{pid}/comm").read().startswith("qemu-system"):
                 continue
-            stat = open(f"/proc/{pid}/stat").read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
             parent = open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()
             if int(parent[1]) == os.getpid():  # our `timeout` wrapper's child
                 continue
@@ -538,9 +523,11 @@ def cmd_out(cmd):
 
 
 def host_facts(a):
+    qemu = cmd_out([a.qemu, "--version"])
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "qemu": cmd_out([a.qemu, "--version"]).splitlines()[0] if cmd_out([a.qemu, "--version"]) else "?",
+        "qemu": qemu.splitlines()[0] if qemu else "?",
+        "qemu_cpu": a.cpu,
         "host_kernel": platform.release(),
         "host_cpus": os.cpu_count(),
         "host_cpu_model": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
@@ -554,246 +541,15 @@ def host_facts(a):
     }
 
 
-# ───────────────────────────── figures ─────────────────────────────
-
-def summary(samples):
-    s = [x for x in samples if x is not None]
-    if not s:
-        return {"samples": [], "n": 0, "median": None, "min": None, "max": None}
-    return {"samples": s, "n": len(s), "median": statistics.median(s), "min": min(s), "max": max(s)}
-
-
-def ratio(num, den, paired_num=None, paired_den=None):
-    """Ratio of medians, plus the min..max of the per-repetition ratios
-    (hypervisor and baseline of the same repetition)."""
-    out = {"median_ratio": None, "paired": [], "paired_min": None, "paired_max": None}
-    if num["median"] is not None and den["median"]:
-        out["median_ratio"] = num["median"] / den["median"]
-    if paired_num is not None:
-        pr = [x / y for x, y in zip(paired_num, paired_den) if x is not None and y]
-        if pr:
-            out.update(paired=pr, paired_min=min(pr), paired_max=max(pr))
-    return out
-
-
-def per_rep(runs, unit, key, reps):
-    out = []
-    for r in range(reps):
-        v = None
-        for run in runs:
-            if run["unit"] == unit and run["rep"] == r and run["ok"]:
-                v = key(run["result"])
-        out.append(v)
-    return out
-
-
-def figures(runs, reps):
-    f = {}
-    bh = per_rep(runs, "boot-hv", lambda x: x["ready_s"], reps)
-    bp = per_rep(runs, "boot-plain", lambda x: x["ready_s"], reps)
-    f["boot"] = {"unit": "s", "hv": summary(bh), "plain": summary(bp)}
-    f["boot"]["ratio"] = ratio(f["boot"]["hv"], f["boot"]["plain"], bh, bp)
-
-    lat = {"unit": "ms"}
-    for p in PAIRS:
-        lat[p] = {k: summary(per_rep(runs, p, lambda x, k=k: x["ping"][k], reps)) for k in ("min", "avg", "max")}
-    base = per_rep(runs, "pair-plain", lambda x: x["ping"]["avg"], reps)
-    for p in PAIRS[:2]:
-        lat[p]["ratio_avg"] = ratio(lat[p]["avg"], lat["pair-plain"]["avg"],
-                                    per_rep(runs, p, lambda x: x["ping"]["avg"], reps), base)
-    f["latency"] = lat
-
-    thr = {"unit": "MiB/s"}
-    for p in PAIRS:
-        thr[p] = summary(per_rep(runs, p, lambda x: x["tcp"]["mib_s"], reps))
-    base = per_rep(runs, "pair-plain", lambda x: x["tcp"]["mib_s"], reps)
-    for p in PAIRS[:2]:
-        thr[p]["ratio"] = ratio(thr[p], thr["pair-plain"], per_rep(runs, p, lambda x: x["tcp"]["mib_s"], reps), base)
-    f["throughput"] = thr
-
-    cost = {}
-    for p in PAIRS:
-        c = {}
-
-        def per(x, key):
-            fr = x["hv"]["frames_forwarded"]
-            return key(x["hv"]) / fr if fr else None
-
-        if p != "pair-plain":
-            c["frames_forwarded"] = summary(per_rep(runs, p, lambda x: x["hv"]["frames_forwarded"], reps))
-            c["exits_per_frame"] = summary(per_rep(runs, p, lambda x: per(x, lambda h: h["exits_total"]), reps))
-            c["exits_per_frame_by_reason"] = {
-                r: summary(per_rep(runs, p, lambda x, r=r: per(x, lambda h: h["exits"][r]), reps))
-                for r in EXIT_REASONS}
-            c["virtio_irqs_per_frame"] = summary(
-                per_rep(runs, p, lambda x: per(x, lambda h: h["virtio_net_irqs"]), reps))
-            c["entries_per_frame"] = summary(per_rep(runs, p, lambda x: per(x, lambda h: h["guest_entries"]), reps))
-            c["delivered_per_frame"] = summary(
-                per_rep(runs, p, lambda x: per(x, lambda h: h["irqs_delivered_total"]), reps))
-            c["delivered_per_frame_by_kind"] = {
-                k: summary(per_rep(runs, p, lambda x, k=k: per(x, lambda h: h["irqs_delivered"][k]), reps))
-                for k in ("sgi", "ppi", "spi")}
-        c["guest_frames"] = summary(per_rep(runs, p, lambda x: x["guest"]["frames_sent"], reps))
-        c["guest_irqs_per_frame"] = summary(per_rep(
-            runs, p, lambda x: x["guest"]["irqs"] / x["guest"]["frames_sent"] if x["guest"]["frames_sent"] else None,
-            reps))
-        cost[p] = c
-    base = per_rep(runs, "pair-plain", lambda x: x["guest"]["irqs"] / x["guest"]["frames_sent"]
-                   if x["guest"]["frames_sent"] else None, reps)
-    for p in PAIRS[:2]:
-        cost[p]["guest_irqs_ratio"] = ratio(
-            cost[p]["guest_irqs_per_frame"], cost["pair-plain"]["guest_irqs_per_frame"],
-            per_rep(runs, p, lambda x: x["guest"]["irqs"] / x["guest"]["frames_sent"]
-                    if x["guest"]["frames_sent"] else None, reps), base)
-    f["cost"] = cost
-    return f
-
-
-# ───────────────────────────── output ─────────────────────────────
-
-def fmt(v, digits=2):
-    if v is None:
-        return "n/a"
-    if abs(v) >= 1000:
-        return f"{v:.0f}"
-    if abs(v) >= 100:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}"
-
-
-def cell(s, digits=2):
-    if not s or s.get("median") is None:
-        return "n/a"
-    if s["n"] == 1:
-        return fmt(s["median"], digits)
-    return f"{fmt(s['median'], digits)} [{fmt(s['min'], digits)}..{fmt(s['max'], digits)}]"
-
-
-def rcell(r):
-    if r["median_ratio"] is None:
-        return "n/a"
-    out = f"{r['median_ratio']:.2f}x"
-    if len(r["paired"]) > 1:
-        out += f" [{r['paired_min']:.2f}..{r['paired_max']:.2f}]"
-    return out
-
-
-def table(f, meta):
-    lines = []
-    w = lines.append
-    w("")
-    w(f"make bench: {meta['runs']} run(s) per setup; each cell is median [min..max] over the runs;")
-    w("ratio = hypervisor / plain QEMU: median of hypervisor / median of baseline [min..max of the per-run ratios]")
-    w(f"{meta['qemu']}; guest kernel {meta.get('guest_kernel', '?')}; host {meta['host_kernel']}, "
-      f"{meta['host_cpus']} CPUs; load avg {meta['loadavg_start']} -> {meta['loadavg_end']}; "
-      f"other QEMUs running: {meta['other_qemus_start']} at start, {meta['other_qemus_end']} at end")
-    w("")
-    b = f["boot"]
-    w("1. Boot: QEMU start -> GUEST-READY, 1 VM, 1 vCPU, 256 MiB (s, lower is better)")
-    w(f"   {'hypervisor':<16}{cell(b['hv']):<28}")
-    w(f"   {'plain QEMU':<16}{cell(b['plain']):<28}")
-    w(f"   {'ratio':<16}{rcell(b['ratio'])}")
-    w("")
-    lat = f["latency"]
-    w(f"2. Latency: ping 10.0.0.1 -> 10.0.0.2, {meta['pings']} pings every {meta['interval']} s (ms, lower is better)")
-    w(f"   {'':<16}{'min':<24}{'avg':<24}{'max':<24}ratio avg")
-    for p in PAIRS:
-        r = rcell(lat[p]["ratio_avg"]) if "ratio_avg" in lat[p] else "(baseline)"
-        w(f"   {LABEL[p]:<16}{cell(lat[p]['min'], 3):<24}{cell(lat[p]['avg'], 3):<24}{cell(lat[p]['max'], 3):<24}{r}")
-    w("")
-    thr = f["throughput"]
-    w(f"3. Throughput: {meta['mb']} MiB over TCP (busybox nc), timed by the receiver (MiB/s, higher is better)")
-    for p in PAIRS:
-        r = rcell(thr[p]["ratio"]) if "ratio" in thr[p] else "(baseline)"
-        w(f"   {LABEL[p]:<16}{cell(thr[p]):<28}{r}")
-    w("")
-    c = f["cost"]
-    w("4. Cost per frame during the TCP run (go -> done; both VMs summed)")
-    w(f"   {'':<36}{'hv timeslice':<26}{'hv per-pcpu':<26}{'plain QEMU'}")
-
-    def row(label, getter, digits=2, plain=True):
-        vals = []
-        for p in PAIRS:
-            if p == "pair-plain" and not plain:
-                vals.append("-")
-            else:
-                vals.append(cell(getter(c[p]), digits))
-        w(f"   {label:<36}{vals[0]:<26}{vals[1]:<26}{vals[2]}")
-
-    row("frames forwarded (switch)", lambda x: x["frames_forwarded"], 0, plain=False)
-    row("frames sent (guests' eth0)", lambda x: x["guest_frames"], 0)
-    row("VM exits / frame", lambda x: x["exits_per_frame"], plain=False)
-    for r in EXIT_REASONS:
-        if any(c[p]["exits_per_frame_by_reason"][r]["median"] for p in PAIRS[:2]):
-            row(f"  {r}", lambda x, r=r: x["exits_per_frame_by_reason"][r], 3, plain=False)
-    row("virtio-net irqs injected / frame", lambda x: x["virtio_irqs_per_frame"], 3, plain=False)
-    row("virtual irqs delivered / frame", lambda x: x["delivered_per_frame"], 3, plain=False)
-    for k, label in (("spi", "devices (SPI)"), ("ppi", "timer (PPI)"), ("sgi", "IPIs (SGI)")):
-        row(f"  {label}", lambda x, k=k: x["delivered_per_frame_by_kind"][k], 3, plain=False)
-    row("virtio irqs seen by guests / frame", lambda x: x["guest_irqs_per_frame"], 3)
-    w(f"   {'ratio of irqs seen by guests':<36}{rcell(c['pair-timeslice']['guest_irqs_ratio']):<26}"
-      f"{rcell(c['pair-per-pcpu']['guest_irqs_ratio']):<26}(baseline)")
-    w("   (plain QEMU has no hypervisor exits: '-')")
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def svg_chart(f, path, meta):
-    """A horizontal bar chart of the ratios on a log2 axis (1.0 = parity)."""
-    bars = [("boot time", f["boot"]["ratio"], "lower"),
-            ("ping avg, timeslice", f["latency"]["pair-timeslice"]["ratio_avg"], "lower"),
-            ("ping avg, per-pcpu", f["latency"]["pair-per-pcpu"]["ratio_avg"], "lower"),
-            ("TCP MiB/s, timeslice", f["throughput"]["pair-timeslice"]["ratio"], "higher"),
-            ("TCP MiB/s, per-pcpu", f["throughput"]["pair-per-pcpu"]["ratio"], "higher"),
-            ("guest irqs/frame, timeslice", f["cost"]["pair-timeslice"]["guest_irqs_ratio"], None),
-            ("guest irqs/frame, per-pcpu", f["cost"]["pair-per-pcpu"]["guest_irqs_ratio"], None)]
-    vals = [v for _, r, _ in bars for v in (r["median_ratio"], r["paired_min"], r["paired_max"]) if v]
-    lo = min([0.25] + vals)
-    hi = max([4.0] + vals)
-    lo2, hi2 = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
-    left, width, top, rowh = 230, 480, 70, 34
-    height = top + rowh * len(bars) + 60
-
-    def x(v):
-        return left + (math.log2(v) - lo2) / (hi2 - lo2) * width
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
-           f'font-family="sans-serif" font-size="12">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="10" y="22" font-size="15" font-weight="bold">hypervisor / plain QEMU '
-           f'(median of {meta["runs"]} runs; whiskers: per-run ratios)</text>',
-           f'<text x="10" y="38" fill="#555">1x = same as plain QEMU; green: the hypervisor does better, '
-           f'red: worse, blue: neither</text>',
-           f'<text x="10" y="53" fill="#555" font-size="10">{html.escape(meta["date"])}; {html.escape(meta["qemu"])}; '
-           f'load average {meta["loadavg_start"][0]} -&gt; {meta["loadavg_end"][0]}</text>']
-    for e in range(lo2, hi2 + 1):
-        v = 2.0 ** e
-        out.append(f'<line x1="{x(v):.1f}" y1="{top - 5}" x2="{x(v):.1f}" y2="{top + rowh * len(bars)}" '
-                   f'stroke="{"#000" if e == 0 else "#ddd"}" stroke-width="{2 if e == 0 else 1}"/>')
-        out.append(f'<text x="{x(v):.1f}" y="{top + rowh * len(bars) + 16}" text-anchor="middle">'
-                   f'{v:g}x</text>')
-    for i, (label, r, better) in enumerate(bars):
-        y = top + i * rowh
-        out.append(f'<text x="{left - 8}" y="{y + 20}" text-anchor="end">{html.escape(label)}</text>')
-        out.append(f'<text x="{left - 8}" y="{y + 31}" text-anchor="end" fill="#888" font-size="10">'
-                   f'{better + " is better" if better else "fewer = less work per frame"}</text>')
-        v = r["median_ratio"]
-        if not v:
-            out.append(f'<text x="{x(1) + 6:.1f}" y="{y + 21}">n/a</text>')
-            continue
-        if better is None:
-            colour = "#79b"
-        else:
-            colour = "#4a9" if ((v <= 1) if better == "lower" else (v >= 1)) else "#d75"
-        x0, x1 = sorted((x(1), x(v)))
-        out.append(f'<rect x="{x0:.1f}" y="{y + 8}" width="{max(x1 - x0, 1):.1f}" height="18" '
-                   f'fill="{colour}"/>')
-        if r["paired_min"] and r["paired_max"] and len(r["paired"]) > 1:
-            out.append(f'<line x1="{x(r["paired_min"]):.1f}" y1="{y + 17}" x2="{x(r["paired_max"]):.1f}" '
-                       f'y2="{y + 17}" stroke="#222" stroke-width="1.5"/>')
-        out.append(f'<text x="{max(x1, x(r["paired_max"] or v)) + 6:.1f}" y="{y + 21}">{v:.2f}x</text>')
-    out.append("</svg>")
-    with open(path, "w") as fh:
-        fh.write("\n".join(out) + "\n")
+def brief(unit, r):
+    if unit.startswith("boot"):
+        s = f"GUEST-READY after {r['ready_s']:.2f} s"
+        if "hv" in r:
+            s += f", {r['hv']['exits_total']} VM exits until {r['hv']['taken_at_s']:.1f} s"
+        return s
+    failed = [ph for ph, p in r["phases"].items() if not p.get("ok")]
+    return (f"both ready after {r['boot'].get('both_ready_s', 0):.1f} s; "
+            f"{len(r['phases']) - len(failed)} phases ok" + (f", failed: {', '.join(failed)}" if failed else ""))
 
 
 # ───────────────────────────── main ─────────────────────────────
@@ -807,23 +563,41 @@ def main():
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--append", default="", help="extra kernel command line for every VM")
     ap.add_argument("--runs", type=int, default=5, help="repetitions of every setup (default 5)")
-    ap.add_argument("--mb", type=int, default=32, help="MiB per TCP transfer (default 32)")
-    ap.add_argument("--pings", type=int, default=50)
-    ap.add_argument("--interval", default="0.2", help="seconds between pings")
-    ap.add_argument("--timeout", type=int, default=420, help="limit for one QEMU run, seconds")
+    ap.add_argument("--mb", type=int, default=16, help="MiB of the nc integrity check (default 16)")
+    ap.add_argument("--pings", type=int, default=50, help="pings of the idle latency phase (default 50)")
+    ap.add_argument("--interval", type=float, default=0.2, help="seconds between pings (default 0.2)")
+    ap.add_argument("--time", type=int, default=10, help="iperf3 -t, measured seconds (default 10)")
+    ap.add_argument("--omit", type=int, default=2, help="iperf3 -O, warm-up seconds (default 2)")
+    ap.add_argument("--udp", default="100M", help="iperf3 -b of the fixed-rate UDP phase (default 100M)")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"client phases, in order (default {','.join(PHASES)})")
+    ap.add_argument("--timeout", type=int, default=0,
+                    help="limit for one pair's QEMU run, s (default: from the phases' limits)")
+    ap.add_argument("--boot-timeout", type=int, default=240, help="limit for a boot to GUEST-READY, s")
     ap.add_argument("--mem", type=lambda s: int(s, 0), default=DEFAULT_MEM, help="guest RAM (bytes)")
     ap.add_argument("--qemu", default="qemu-system-aarch64")
-    ap.add_argument("--cpu", default=os.environ.get("QEMU_CPU") or "cortex-a72")
+    ap.add_argument("--cpu", default=os.environ.get("QEMU_CPU") or "cortex-a72", help="QEMU -cpu model")
     ap.add_argument("--only", default="", help="comma-separated setups to run (default all)")
+    ap.add_argument("--report", default="", metavar="RESULTS_JSON",
+                    help="run nothing: print the table and draw the charts again from a results.json")
+    if "--report" in sys.argv:
+        for act in ap._actions:
+            act.required = False
     a = ap.parse_args()
+    if a.report:
+        return report_again(a)
     a.out = a.out or os.path.join(a.build, "bench")
+    a.phases = [p for p in a.phases.split(",") if p]
     # What RunConfig reads from hvrun's argument namespace.
     a.vms, a.vcpus, a.placement, a.disk, a.smp = 1, 1, "timeslice", None, 2
     for path, what in ((a.hv, "hypervisor ELF"), (a.kernel, "kernel Image"), (a.initrd, "initramfs")):
         if not os.path.isfile(path):
             sys.exit(f"bench: {what} not found: {path}")
-    if a.runs < 1 or a.mb < 1 or a.pings < 1:
-        sys.exit("bench: --runs, --mb and --pings must be at least 1")
+    bad = [p for p in a.phases if p not in PHASES]
+    if bad or not a.phases:
+        sys.exit(f"bench: unknown phase(s) {', '.join(bad)}; known: {', '.join(PHASES)}")
+    if a.runs < 1 or a.mb < 1 or a.pings < 1 or a.time < 1 or a.omit < 0:
+        sys.exit("bench: --runs, --mb, --pings and --time must be at least 1, --omit at least 0")
     os.makedirs(a.out, exist_ok=True)
 
     # SIGTERM/SIGHUP unwind like Ctrl-C, so every `finally` closes its QEMU.
@@ -837,72 +611,51 @@ def main():
     if a.only:
         units = [u for u in units if u in a.only.split(",")]
     meta = host_facts(a)
-    meta.update(runs=a.runs, mb=a.mb, pings=a.pings, interval=float(a.interval), run_timeout_s=a.timeout,
+    meta.update(runs=a.runs, mb=a.mb, pings=a.pings, interval=a.interval, iperf_time=a.time, iperf_omit=a.omit,
+                udp_rate=a.udp, phases=a.phases, pair_run_limit_s=run_limit(a), iperf_limit_s=iperf_limit(a),
                 loadavg_start=loadavg(), other_qemus_start=len(other_qemus()))
-    log(f"{a.runs} run(s) of {', '.join(units)}; {a.mb} MiB per transfer, {a.pings} pings every {a.interval} s; "
+    log(f"{a.runs} run(s) of {', '.join(units)}; phases {','.join(a.phases)}; iperf3 -t {a.time} -O {a.omit}; "
         f"output in {a.out}")
-    log(f"{meta['qemu']}; load average {meta['loadavg_start']}; other QEMU processes: {meta['other_qemus_start']}")
+    log(f"{meta['qemu']}, -cpu {a.cpu}; load average {meta['loadavg_start']}; "
+        f"other QEMU processes: {meta['other_qemus_start']}")
     t_start = time.monotonic()
     runs = []
     try:
         for rep in range(a.runs):
-            order = units if rep % 2 == 0 else units[::-1]
-            for unit in order:
-                for attempt in (1, 2):
-                    name = f"{unit}.{rep + 1}" + ("" if attempt == 1 else "-retry")
-                    run = {"unit": unit, "rep": rep, "attempt": attempt, "name": name,
-                           "loadavg_before": loadavg(), "other_qemus_before": len(other_qemus())}
-                    t0 = time.monotonic()
-                    try:
-                        run["result"] = RUNNERS[unit](a, name)
-                        run["ok"] = True
-                    except RunFailed as e:
-                        run["ok"], run["error"] = False, str(e)
-                    run["wall_s"] = time.monotonic() - t0
-                    run["loadavg_after"] = loadavg()
-                    runs.append(run)
-                    if run["ok"]:
-                        log(f"[{rep + 1}/{a.runs}] {name}: {brief(unit, run['result'])} "
-                            f"({run['wall_s']:.0f} s, load {run['loadavg_after'][0]})")
-                        break
-                    log(f"[{rep + 1}/{a.runs}] {name}: FAILED: {run['error']}")
+            for unit in (units if rep % 2 == 0 else units[::-1]):
+                name = f"{unit}.{rep + 1}"
+                log(f"[{rep + 1}/{a.runs}] {name} ...")
+                run = {"unit": unit, "rep": rep, "name": name,
+                       "loadavg_before": loadavg(), "other_qemus_before": len(other_qemus())}
+                t0 = time.monotonic()
+                try:
+                    run["result"] = RUNNERS[unit](a, name)
+                    run["ok"] = True
+                except RunFailed as e:
+                    run["ok"], run["error"] = False, str(e)
+                run["wall_s"] = round(time.monotonic() - t0, 1)
+                run["loadavg_after"] = loadavg()
+                runs.append(run)
+                log(f"[{rep + 1}/{a.runs}] {name}: " +
+                    (brief(unit, run["result"]) if run["ok"] else f"FAILED: {run['error']}") +
+                    f" ({run['wall_s']:.0f} s, load {run['loadavg_after'][0]})")
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); writing what was measured")
     meta.update(loadavg_end=loadavg(), other_qemus_end=len(other_qemus()),
                 duration_s=round(time.monotonic() - t_start, 1))
     kernels = {r["result"].get("guest_kernel") for r in runs if r["ok"]} - {None}
     meta["guest_kernel"] = ", ".join(sorted(kernels)) or "?"
-    f = figures(runs, a.runs)
-    text = table(f, meta)
-    print(text, flush=True)
-    results = {"meta": meta, "figures": f, "runs": runs}
-    jpath = os.path.join(a.out, "results.json")
-    with open(jpath, "w") as fh:
-        json.dump(results, fh, indent=1)
-    with open(os.path.join(a.out, "table.txt"), "w") as fh:
-        fh.write(text.lstrip("\n") + "\n")
-    spath = os.path.join(a.out, "ratios.svg")
-    svg_chart(f, spath, meta)
-    failed = [r["name"] for r in runs if not r["ok"]]
-    log(f"{len(runs)} runs in {meta['duration_s']:.0f} s, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}")
-    log(f"wrote {jpath}, {os.path.join(a.out, 'table.txt')} and {spath}")
-    missing = [u for u in units if not any(r["ok"] and r["unit"] == u for r in runs)]
-    if missing:
-        log(f"no successful run of: {', '.join(missing)}")
-        return 1
-    return 0
+    return write_outputs(a, meta, runs)
 
 
-def brief(unit, r):
-    if unit.startswith("boot"):
-        return f"GUEST-READY after {r['ready_s']:.2f} s"
-    s = f"ping avg {r['ping']['avg']:.3f} ms, TCP {r['tcp']['mib_s']:.2f} MiB/s"
-    if "hv" in r:
-        h = r["hv"]
-        fr = h["frames_forwarded"] or 1
-        s += (f", {h['exits_total'] / fr:.2f} exits and {h['virtio_net_irqs'] / fr:.3f} irqs per frame "
-              f"(snapshots took {r['stats_attempts_before']}+{r['stats_attempts_after']} tries)")
-    return s
+def report_again(a):
+    with open(a.report) as fh:
+        res = json.load(fh)
+    meta = res["meta"]
+    a.runs, a.mb, a.pings, a.interval = meta["runs"], meta["mb"], meta["pings"], meta["interval"]
+    a.time, a.omit, a.udp, a.phases = meta["iperf_time"], meta["iperf_omit"], meta["udp_rate"], meta["phases"]
+    a.out = a.out or os.path.dirname(os.path.abspath(a.report))
+    return write_outputs(a, meta, res["runs"])
 
 
 if __name__ == "__main__":
