@@ -30,42 +30,12 @@
 use crate::devices::pl011::Pl011;
 use crate::devices::test_device::TestDevice;
 use crate::guest_memory::GuestMemory;
-use crate::loader::{BootPlan, LoadError, StagedImages};
+use crate::loader::LoadError;
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice};
 use crate::psci::PowerState;
 use crate::vgic::Vgic;
+pub use crate::vm::{BootImage, RestartPhase};
 use crate::vm::{ExitOutcome, StopReason, Vm, VmState};
-
-/// What a VM boots from, kept for its restarts: the checked plan and the
-/// staged images it was made from (read-only for the hypervisor's
-/// lifetime).
-#[derive(Clone, Copy, Debug)]
-pub struct BootImage {
-    /// Where everything goes.
-    pub plan: BootPlan,
-    /// The pristine staged bytes.
-    pub images: StagedImages<'static>,
-}
-
-/// Where a restart is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestartPhase {
-    /// Reset the vCPUs, the vGIC and the devices (next unit).
-    Reset,
-    /// Zero RAM from guest-physical `next` on.
-    Clear {
-        /// First byte not yet zeroed.
-        next: u64,
-    },
-    /// Copy boot segment `segment` (see [`BootPlan::segments`]) from byte
-    /// `offset` on.
-    Load {
-        /// Index into the segments.
-        segment: usize,
-        /// Bytes of it already copied.
-        offset: u64,
-    },
-}
 
 /// What one [`restart_step`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +46,7 @@ pub enum RestartProgress {
     Done,
     /// The VM is not restarting (nothing was done).
     Idle,
-    /// The boot images no longer match the plan; the VM stopped.
+    /// An image does not fit the VM's RAM; the VM stopped.
     Failed(LoadError),
 }
 
@@ -155,13 +125,7 @@ pub fn restart_step(
         vm.stop_with(StopReason::ResetRequested);
         return RestartProgress::Done;
     };
-    let segments = match boot.plan.segments(&boot.images) {
-        Ok(s) => s,
-        Err(e) => {
-            vm.stop_with(StopReason::ResetRequested);
-            return RestartProgress::Failed(e);
-        }
-    };
+    let segments = boot.segments;
     let (base, size) = (vm.mem.base(), vm.mem.size());
     let next = match phase {
         RestartPhase::Reset => {
@@ -186,42 +150,40 @@ pub fn restart_step(
                 RestartPhase::Clear { next: next + len }
             }
         }
-        RestartPhase::Load { segment, offset } => match segments.get(segment) {
-            Some(Some(seg)) => {
-                let start = offset.min(seg.bytes.len() as u64);
-                let end = start.saturating_add(budget).min(seg.bytes.len() as u64);
-                let gpa = seg.gpa + start;
-                if let Err(error) = vm.mem.write(gpa, &seg.bytes[start as usize..end as usize]) {
-                    vm.stop_with(StopReason::ResetRequested);
-                    return RestartProgress::Failed(LoadError::Memory {
-                        what: seg.what,
-                        error,
-                    });
-                }
-                loaded(&vm.mem, gpa, end - start);
-                if end >= seg.bytes.len() as u64 {
-                    RestartPhase::Load {
-                        segment: segment + 1,
-                        offset: 0,
-                    }
-                } else {
-                    RestartPhase::Load {
-                        segment,
-                        offset: end,
-                    }
-                }
-            }
-            Some(None) => RestartPhase::Load {
-                segment: segment + 1,
-                offset: 0,
-            },
-            None => {
+        RestartPhase::Load { segment, offset } => {
+            // Absent segments (no initramfs) cost no unit of their own.
+            let next = (segment..segments.len()).find(|&i| segments[i].is_some());
+            let Some((index, seg)) = next.and_then(|i| Some((i, segments[i]?))) else {
                 vm.state = VmState::Running;
-                vm.start(boot.plan.entry(), boot.plan.x0());
+                vm.start(boot.entry, boot.x0);
                 vm.restarts += 1;
                 return RestartProgress::Done;
+            };
+            let offset = if index == segment { offset } else { 0 };
+            let len = seg.bytes.len() as u64;
+            let start = offset.min(len);
+            let end = start.saturating_add(budget).min(len);
+            let gpa = seg.gpa + start;
+            if let Err(error) = vm.mem.write(gpa, &seg.bytes[start as usize..end as usize]) {
+                vm.stop_with(StopReason::ResetRequested);
+                return RestartProgress::Failed(LoadError::Memory {
+                    what: seg.what,
+                    error,
+                });
             }
-        },
+            loaded(&vm.mem, gpa, end - start);
+            if end >= len {
+                RestartPhase::Load {
+                    segment: index + 1,
+                    offset: 0,
+                }
+            } else {
+                RestartPhase::Load {
+                    segment: index,
+                    offset: end,
+                }
+            }
+        }
     };
     vm.state = VmState::Restarting(next);
     RestartProgress::Working

@@ -12,10 +12,10 @@ use crate::devices::DeviceManager;
 use crate::guest_memory::GuestMemory;
 use crate::hypercall::{self, Hypercall};
 use crate::id_regs;
+use crate::loader::{BootPlan, LoadError, Segment, StagedImages};
 use crate::mmio::DeviceContext;
 use crate::platform::MAX_VCPUS;
 use crate::psci::{self, PowerState, PsciAction};
-use crate::restart::{BootImage, RestartPhase};
 use crate::trap::{Exit, MmioAccess};
 use crate::vcpu::Vcpu;
 use crate::vgic::Vgic;
@@ -148,6 +148,55 @@ impl ExitStats {
             sysreg_id: 0,
         }
     }
+}
+
+/// What a VM boots from, kept for its restarts: the images to copy into
+/// its RAM (pristine copies the hypervisor only ever reads) and where its
+/// boot vCPU starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootImage {
+    /// The images, copied in this order.
+    pub segments: [Option<Segment<'static>>; 3],
+    /// Guest-physical entry point of vCPU 0.
+    pub entry: u64,
+    /// vCPU 0's `x0` at entry.
+    pub x0: u64,
+}
+
+impl BootImage {
+    /// The boot of a Linux VM: the segments of `plan` over the staged
+    /// `images` (see [`BootPlan::segments`]), entry at the kernel with the
+    /// device tree in `x0`.
+    pub fn from_plan(
+        plan: &BootPlan,
+        images: &StagedImages<'static>,
+    ) -> Result<BootImage, LoadError> {
+        Ok(BootImage {
+            segments: plan.segments(images)?,
+            entry: plan.entry(),
+            x0: plan.x0(),
+        })
+    }
+}
+
+/// Where a restart is (see [`crate::restart`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPhase {
+    /// Reset the vCPUs, the vGIC and the devices (next unit).
+    Reset,
+    /// Zero RAM from guest-physical `next` on.
+    Clear {
+        /// First byte not yet zeroed.
+        next: u64,
+    },
+    /// Copy boot segment `segment` (see [`BootPlan::segments`]) from byte
+    /// `offset` on.
+    Load {
+        /// Index into the segments.
+        segment: usize,
+        /// Bytes of it already copied.
+        offset: u64,
+    },
 }
 
 /// Lifecycle of a VM.

@@ -5,7 +5,7 @@
 use super::*;
 use crate::devices::Device;
 use crate::devices::attach_virtio_net_to;
-use crate::loader::{IMAGE_MAGIC, ImageHeader, plan_boot};
+use crate::loader::{BootPlan, IMAGE_MAGIC, ImageHeader, Segment, StagedImages, plan_boot};
 use crate::net::{NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch};
 use crate::platform::{
     GUEST_RAM_SIZE, INTID_VIRT_TIMER, RAM_BASE, VIRTIO_BLK_SLOT, VIRTIO_NET_SLOT, virtio_slot,
@@ -49,7 +49,7 @@ fn kernel(len: usize) -> &'static [u8] {
     leak(v)
 }
 
-fn boot_image() -> BootImage {
+fn boot_image() -> (BootPlan, BootImage) {
     let images = StagedImages {
         kernel: kernel(KERNEL_LEN),
         initrd: Some(leak(
@@ -61,10 +61,8 @@ fn boot_image() -> BootImage {
         base: RAM_BASE,
         size: GUEST_RAM_SIZE,
     };
-    BootImage {
-        plan: plan_boot(1, ram, &images).expect("valid images"),
-        images,
-    }
+    let plan = plan_boot(1, ram, &images).expect("valid images");
+    (plan, BootImage::from_plan(&plan, &images).unwrap())
 }
 
 fn switch() -> &'static NetSwitch {
@@ -78,9 +76,12 @@ fn switch() -> &'static NetSwitch {
 fn booted_vm(sw: &'static NetSwitch) -> Vm {
     let mem = GuestMemory::from_static(RAM_BASE, leak(vec![0u8; GUEST_RAM_SIZE as usize]));
     let mut vm = Vm::new(1, mem, 2);
-    let boot = boot_image();
-    boot.plan.load_into(&vm.mem, &boot.images).unwrap();
+    let (plan, boot) = boot_image();
+    for seg in boot.segments.iter().flatten() {
+        vm.mem.write(seg.gpa, seg.bytes).unwrap();
+    }
     vm.boot = Some(boot);
+    vm.start(plan.entry(), plan.x0());
     vm.devices.attach(Device::Pl011(Pl011::new())).unwrap();
     let (base, intid) = virtio_slot(VIRTIO_BLK_SLOT);
     let disk = leak((0..DISK_LEN).map(|i| (i % 251) as u8).collect());
@@ -91,7 +92,6 @@ fn booted_vm(sw: &'static NetSwitch) -> Vm {
         )))
         .unwrap();
     attach_virtio_net_to(&mut vm.devices, 1, sw).unwrap();
-    vm.start(boot.plan.entry(), boot.plan.x0());
     vm
 }
 
@@ -127,7 +127,7 @@ fn dirty(vm: &mut Vm, sw: &NetSwitch) {
     ] {
         vm.mem.write(gpa, &[0xee; 8]).unwrap();
     }
-    let kernel_gpa = vm.boot.unwrap().plan.kernel_gpa;
+    let kernel_gpa = vm.boot.unwrap().entry;
     vm.mem.write(kernel_gpa + 0x100, b"overwritten").unwrap();
     vm.vcpus[0].regs.x[5] = 0xdead;
     vm.vcpus[0].el1.sctlr = 0x3055_19fd;
@@ -171,14 +171,7 @@ fn finish(vm: &mut Vm, budget: u64) -> (usize, Vec<(u64, u64)>) {
 
 /// RAM is zero except for the three images, byte for byte.
 fn assert_pristine(vm: &Vm) {
-    let boot = vm.boot.unwrap();
-    let segments: Vec<_> = boot
-        .plan
-        .segments(&boot.images)
-        .unwrap()
-        .into_iter()
-        .flatten()
-        .collect();
+    let segments: Vec<_> = vm.boot.unwrap().segments.into_iter().flatten().collect();
     let mut buf = vec![0u8; MIB as usize];
     let zero = vec![0u8; MIB as usize];
     let mut gpa = RAM_BASE;
@@ -213,7 +206,7 @@ fn a_guest_reset_rebuilds_the_vm_in_bounded_units() {
     // device tree and the initramfs in one each, and the start.
     assert_eq!(units, 1 + 64 + 2 + 1 + 1 + 1);
     assert!(ranges.iter().all(|&(_, len)| len <= UNIT));
-    let plan = vm.boot.unwrap().plan;
+    let (plan, _) = boot_image();
     assert_eq!(ranges[0], (plan.kernel_gpa, UNIT));
     assert_eq!(
         ranges[1],
@@ -310,7 +303,7 @@ fn a_stopped_vm_can_be_restarted_and_a_running_one_is_left_alone() {
         restart_step(&mut vm, UNIT, &mut |_, _, _| {}),
         RestartProgress::Idle
     );
-    assert_eq!(vm.vcpus[0].regs.elr, vm.boot.unwrap().plan.entry());
+    assert_eq!(vm.vcpus[0].regs.elr, vm.boot.unwrap().entry);
     vm.stop_with(StopReason::PoweredOff);
     assert_eq!(vm.begin_restart(), ExitOutcome::Restart);
     finish(&mut vm, UNIT);
@@ -319,16 +312,38 @@ fn a_stopped_vm_can_be_restarted_and_a_running_one_is_left_alone() {
 }
 
 #[test]
-fn changed_staged_images_fail_the_restart_cleanly() {
+fn an_image_outside_ram_fails_the_restart_cleanly() {
     let sw = switch();
     let mut vm = booted_vm(sw);
     let mut boot = vm.boot.unwrap();
-    boot.images.initrd = None;
+    boot.segments[2] = Some(Segment {
+        what: "initramfs",
+        gpa: RAM_BASE + GUEST_RAM_SIZE - 16,
+        bytes: &[1; 32],
+    });
     vm.boot = Some(boot);
     vm.begin_restart();
+    let outcome = loop {
+        match restart_step(&mut vm, 64 * MIB, &mut |_, _, _| {}) {
+            RestartProgress::Working => continue,
+            other => break other,
+        }
+    };
     assert!(matches!(
-        restart_step(&mut vm, UNIT, &mut |_, _, _| {}),
-        RestartProgress::Failed(LoadError::StagedChanged { .. })
+        outcome,
+        RestartProgress::Failed(LoadError::Memory {
+            what: "initramfs",
+            ..
+        })
     ));
     assert_eq!(vm.state, VmState::Stopped(StopReason::ResetRequested));
+}
+
+#[test]
+fn the_boot_image_of_a_plan_is_its_segments() {
+    let (plan, boot) = boot_image();
+    assert_eq!((boot.entry, boot.x0), (plan.entry(), plan.x0()));
+    let whats: Vec<_> = boot.segments.iter().flatten().map(|s| s.what).collect();
+    assert_eq!(whats, ["kernel Image", "device tree", "initramfs"]);
+    assert_eq!(boot.segments[0].unwrap().bytes.len(), KERNEL_LEN);
 }

@@ -7,10 +7,16 @@ use hypervisor::selftest::Suite;
 mod el2_basics;
 mod guests;
 mod net_seed;
+mod restart;
 mod vm_basics;
 
 /// Every suite, in the order they run.
-pub static ALL: &[&Suite] = &[&el2_basics::SUITE, &vm_basics::SUITE, &net_seed::SUITE];
+pub static ALL: &[&Suite] = &[
+    &el2_basics::SUITE,
+    &vm_basics::SUITE,
+    &restart::SUITE,
+    &net_seed::SUITE,
+];
 
 /// Secondary CPUs started by a suite park here unless a suite takes them.
 pub fn secondary_main(_cpu: usize) -> ! {

@@ -127,6 +127,12 @@ impl VmSlot {
         Ok(())
     }
 
+    /// Stage-2 tables taken from this slot's pool (a restart must leave
+    /// the count unchanged).
+    pub fn stage2_tables_used(&self) -> usize {
+        self.pool.used()
+    }
+
     /// The VM's VMID, once created.
     pub fn vmid(&self) -> Option<Vmid> {
         self.active.map(|a| a.vmid)

@@ -147,7 +147,10 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
         clean_guest_range(mem, gpa, size);
     }
     // A restart loads the same staged images again (they are only read).
-    slot.vm.boot = Some(BootImage { plan, images });
+    match BootImage::from_plan(&plan, &images) {
+        Ok(boot) => slot.vm.boot = Some(boot),
+        Err(e) => fatal(format_args!("VM {id}: {e}")),
+    }
 
     let devices = &mut slot.vm.devices;
     if let Err(e) = devices.attach(Device::Pl011(Pl011::new())) {
