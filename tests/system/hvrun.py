@@ -772,7 +772,7 @@ def cmd_run(args):
         print(" ".join(cmd))
         return 0
     log(f"{cfg.vms} VM(s), {cfg.vcpus} vCPU(s) each, placement {cfg.placement}")
-    log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, h help; Ctrl-A X quits QEMU")
+    log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, r N restarts VM N, k N stops it, h help; Ctrl-A X quits QEMU")
     log(f"boot configuration and device trees: {cfg.dir}")
     sys.stdout.flush()
     if args.timeout:
