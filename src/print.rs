@@ -8,29 +8,107 @@
 //! Each call is formatted completely into a buffer first and handed to the
 //! writer in one piece (up to [`PRINT_BUFFER`] bytes), so that messages
 //! printed by two physical CPUs at once do not mix inside a line.
+//!
+//! A panic or an exception taken at EL2 must be reported even when it
+//! happens while the console lock is held — by this CPU (a fault inside
+//! the console code) or by a CPU that will never let it go. The writer
+//! takes the console lock through [`REPORT_GATE`]: in normal operation it
+//! waits for the lock; once a report has begun ([`ReportGate::begin`]) it
+//! tries for a bounded time and otherwise writes around the lock, and every
+//! later line of the report does so at once.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use spin::{Mutex, MutexGuard, Once};
 
 /// A function that writes a string to the hypervisor console.
 pub type WriterFn = fn(&str);
 
-static WRITER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static WRITER: Once<WriterFn> = Once::new();
 
-/// Registers the function that receives all hypervisor output.
-pub fn set_writer(writer: WriterFn) {
-    WRITER.store(writer as *mut (), Ordering::Release);
+/// Registers the function that receives all hypervisor output. Only the
+/// first registration takes effect; returns whether this one did.
+pub fn set_writer(writer: WriterFn) -> bool {
+    let mut registered = false;
+    WRITER.call_once(|| {
+        registered = true;
+        writer
+    });
+    registered
 }
 
 fn writer() -> Option<WriterFn> {
-    let raw = WRITER.load(Ordering::Acquire);
-    if raw.is_null() {
-        None
-    } else {
-        // Function and data pointers have the same size on every target.
-        // SAFETY: the only non-null value ever stored is a `WriterFn` cast
-        // to a data pointer in `set_writer`.
-        Some(unsafe { core::mem::transmute::<*mut (), WriterFn>(raw) })
+    WRITER.get().copied()
+}
+
+/// Attempts a report makes to take the console lock before it writes
+/// around it: far longer than any one console write holds the lock (QEMU's
+/// PL011 never makes the transmitter wait), short enough (tens of
+/// milliseconds under emulation) that a report always comes out.
+pub const REPORT_LOCK_ATTEMPTS: u32 = 1 << 20;
+
+const GATE_NORMAL: u8 = 0;
+const GATE_REPORTING: u8 = 1;
+const GATE_BYPASS: u8 = 2;
+
+/// Decides whether console output may wait for the console lock.
+pub struct ReportGate {
+    state: AtomicU8,
+}
+
+/// The gate the hypervisor's console writer goes through.
+pub static REPORT_GATE: ReportGate = ReportGate::new();
+
+impl ReportGate {
+    /// A gate in normal operation.
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU8::new(GATE_NORMAL),
+        }
+    }
+
+    /// A panic or exception report begins: from now on the console lock
+    /// is never waited for without bound.
+    pub fn begin(&self) {
+        let _ = self.state.compare_exchange(
+            GATE_NORMAL,
+            GATE_REPORTING,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Whether output has given up on the lock (a report found it held).
+    pub fn bypassing(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == GATE_BYPASS
+    }
+
+    /// Takes `lock` for one console write. In normal operation this waits
+    /// for the lock. During a report it tries `attempts` times; if the
+    /// lock stays held it returns `None` (the caller writes to the device
+    /// directly) and so does every later call, without trying again.
+    pub fn lock<'a, T>(&self, lock: &'a Mutex<T>, attempts: u32) -> Option<MutexGuard<'a, T>> {
+        match self.state.load(Ordering::SeqCst) {
+            GATE_NORMAL => Some(lock.lock()),
+            GATE_REPORTING => {
+                for _ in 0..attempts {
+                    if let Some(guard) = lock.try_lock() {
+                        return Some(guard);
+                    }
+                    core::hint::spin_loop();
+                }
+                self.state.store(GATE_BYPASS, Ordering::SeqCst);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Default for ReportGate {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -105,9 +183,8 @@ macro_rules! hv_println {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    static CALLS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static CALLS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
     fn record(s: &str) {
         // Other tests may print concurrently; keep only this test's text.
@@ -116,9 +193,12 @@ mod tests {
         }
     }
 
+    fn ignore(_: &str) {}
+
     #[test]
     fn a_line_reaches_the_writer_in_one_piece() {
-        set_writer(record);
+        assert!(set_writer(record), "the first writer is registered");
+        assert!(!set_writer(ignore), "a second writer is refused");
         crate::hv_println!("vm{} exits: hvc={} mmio={}", 1, 2, 3);
         let long = "x".repeat(PRINT_BUFFER + 10);
         crate::hv_print!("{}{}", "ab", long);
@@ -127,5 +207,55 @@ mod tests {
         // Longer than the buffer: still complete, in order.
         let start = calls.iter().position(|c| c.starts_with("ab")).unwrap();
         assert_eq!(calls[start..].concat(), format!("ab{long}"));
+    }
+
+    #[test]
+    fn normal_output_waits_for_the_lock() {
+        let gate = ReportGate::new();
+        let lock = Mutex::new(0u32);
+        *gate.lock(&lock, 1).expect("free lock") += 1;
+        assert_eq!(*lock.lock(), 1);
+        assert!(!gate.bypassing());
+    }
+
+    #[test]
+    fn a_report_takes_a_free_lock() {
+        let gate = ReportGate::new();
+        gate.begin();
+        let lock = Mutex::new(());
+        assert!(gate.lock(&lock, 1).is_some());
+        assert!(!gate.bypassing());
+    }
+
+    #[test]
+    fn a_report_writes_around_a_lock_held_by_its_own_cpu() {
+        let gate = ReportGate::new();
+        let lock = Mutex::new(());
+        let held = lock.lock(); // the console code was interrupted here
+        gate.begin();
+        assert!(gate.lock(&lock, 1000).is_none(), "no deadlock");
+        assert!(gate.bypassing());
+        drop(held);
+        // The rest of the report does not try again, even with the lock free.
+        assert!(gate.lock(&lock, 1000).is_none());
+    }
+
+    #[test]
+    fn a_report_waits_for_a_lock_released_by_another_cpu() {
+        let gate = ReportGate::new();
+        let lock = Mutex::new(());
+        let taken = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let held = lock.lock();
+                taken.wait();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                drop(held);
+            });
+            taken.wait();
+            gate.begin();
+            assert!(gate.lock(&lock, u32::MAX).is_some());
+        });
+        assert!(!gate.bypassing());
     }
 }

@@ -95,6 +95,9 @@ pub fn take_trap() -> Option<(u64, u64)> {
 
 /// Prints a decoded report of an exception.
 pub fn report(kind: &str, frame: &TrapFrame) {
+    // The exception may have struck inside the console code with the
+    // console lock held: never wait for it without bound from here on.
+    crate::print::REPORT_GATE.begin();
     let esr = Esr(frame.esr);
     let class = esr.class();
     crate::hv_println!("\n=== UNEXPECTED EXCEPTION AT EL2: {} ===", kind);

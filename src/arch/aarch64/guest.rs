@@ -56,6 +56,20 @@ pub fn slot(id: usize) -> Option<MutexGuard<'static, VmSlot>> {
     SLOTS.get(id).map(|s| s.lock())
 }
 
+/// Locks VM slot `id` where the lock must be free, and panics naming the
+/// slot if it is not: the run loops use this, because once the loops have
+/// started a VM's slot is locked only by the pCPU the VM is placed on, one
+/// lock at a time, so a held lock there is a bug (another pCPU touching the
+/// VM, or this pCPU re-entering it) that must not turn into a silent hang
+/// or a wait behind a running guest. `None` if there is no slot `id`.
+pub fn slot_uncontended(id: usize) -> Option<MutexGuard<'static, VmSlot>> {
+    SLOTS.get(id).map(|s| {
+        s.try_lock().unwrap_or_else(|| {
+            panic!("VM slot {id} is locked already: a VM is run only by its own pCPU")
+        })
+    })
+}
+
 /// Why a VM could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateError {

@@ -21,24 +21,14 @@ pub mod vcpu;
 pub mod vgic_hw;
 pub mod world_switch;
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 
-static CONSOLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
-/// Writes hypervisor output to the physical UART, one message at a time
-/// across CPUs (bypassing the lock once a panic is being reported).
-fn console_write(s: &str) {
-    if PANICKING.load(Ordering::Relaxed) {
-        uart::write_bytes(s.as_bytes());
-        return;
-    }
-    let _guard = CONSOLE_LOCK.lock();
-    uart::write_bytes(s.as_bytes());
-}
-
-/// First initialisation on the boot CPU: the console.
+/// First initialisation on the boot CPU: the console. Every hypervisor
+/// message goes through [`runtime::console_write_hv`] from here on (straight
+/// to the UART until the console multiplexer is installed).
 pub fn init_console() {
     uart::init();
-    crate::print::set_writer(console_write);
+    crate::print::set_writer(runtime::console_write_hv);
 }

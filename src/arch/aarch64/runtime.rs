@@ -41,6 +41,7 @@ use crate::platform::{
     INTID_HYP_TIMER, INTID_VGIC_MAINTENANCE, INTID_VIRT_TIMER, MAX_PCPUS, MAX_VMS, SGI_KICK,
     UART_INTID,
 };
+use crate::print::{REPORT_GATE, REPORT_LOCK_ATTEMPTS};
 use crate::psci::PowerState;
 use crate::restart::{RestartProgress, restart_step};
 use crate::sched::{
@@ -101,10 +102,19 @@ impl ConsoleSink for UartSink {
 }
 
 /// Writes hypervisor messages through the console multiplexer (so they
-/// never land in the middle of a guest's line).
+/// never land in the middle of a guest's line), or straight to the UART
+/// before the multiplexer is installed. The console lock also keeps
+/// messages of different pCPUs apart. During a panic or exception report
+/// the lock is taken through [`crate::print::REPORT_GATE`]: if it stays
+/// held (by this CPU, interrupted inside the console code, or by a CPU
+/// that stopped) the report goes to the UART directly instead of
+/// deadlocking.
 pub fn console_write_hv(s: &str) {
     let now = vcpu::counter();
-    let mut console = CONSOLE.lock();
+    let Some(mut console) = REPORT_GATE.lock(&CONSOLE, REPORT_LOCK_ATTEMPTS) else {
+        uart::write_bytes(s.as_bytes());
+        return;
+    };
     match console.as_mut() {
         Some(mux) => mux.write_hv(s.as_bytes(), now, &mut UartSink),
         None => uart::write_bytes(s.as_bytes()),
@@ -121,7 +131,6 @@ fn console_write_vm(vm: usize, bytes: &[u8]) {
 /// Installs the console multiplexer and routes hypervisor output through it.
 pub fn install_console(mux: ConsoleMux) {
     *CONSOLE.lock() = Some(mux);
-    crate::print::set_writer(console_write_hv);
 }
 
 /// Registers VM `vm` as placed on `pcpu` and running.
@@ -334,10 +343,16 @@ fn drain_output(vm: &mut Vm) {
 }
 
 impl Machine {
+    /// Locks VM `vm`'s slot. Invariant: after boot (the VMs are created
+    /// before `STARTED`), a VM's slot is locked only by the pCPU it is
+    /// placed on, one slot lock at a time, never across a call into the
+    /// policy; other pCPUs reach a VM only through lock-free rings and
+    /// atomics. So the lock is always free here, and holding it across
+    /// the guest run in [`PcpuArch::enter`] (the vCPU's registers live in
+    /// the slot) makes no one wait. `try_lock` asserts that: a held lock
+    /// panics with the slot's number instead of deadlocking.
     fn lock(&self, vm: usize) -> MutexGuard<'static, VmSlot> {
-        // Only this pCPU runs `vm`, and no lock is held across a call into
-        // the policy, so the lock is uncontended except for a moment at boot.
-        guest::slot(vm).unwrap_or_else(|| panic!("no VM slot {vm}"))
+        guest::slot_uncontended(vm).unwrap_or_else(|| panic!("no VM slot {vm}"))
     }
 
     /// VMs on this pCPU other than the running one with input waiting.
