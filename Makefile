@@ -74,7 +74,7 @@ help:
 	@echo "  make test-multi-vm automated inter-VM tests (ping, 16 MiB TCP, console, crash isolation)"
 	@echo "  make bench         boot + VM exits, ping idle and under load, iperf3 TCP/UDP, cost per frame,"
 	@echo "                     each next to plain QEMU; table, results.json, ratios.svg, throughput.svg"
-	@echo "                     in build/bench (not in make test; BENCH_RUNS=1: about 10-15 min on 2 cores)"
+	@echo "                     in build/bench (not in make test; BENCH_RUNS=1: about 10 min on 2 cores)"
 	@echo "  make test          everything: host tests, lints, docs, in-QEMU suites (also on $(SVE_CPU)), Linux (also on $(SVE_CPU)), firmware guard"
 	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
 	@echo "  make test-host     host cargo tests and the bench parser tests (Python)"
@@ -186,7 +186,7 @@ test-no-firmware: elf guest-images
 	@QEMU=$(QEMU) QEMU_CPU=$(QEMU_CPU) tests/system/no-firmware.sh \
 	  bash -c '$(MAKE) --no-print-directory run && $(HVRUN) --timeout $(SYSTEST_TIMEOUT) test-boot$(if $(filter none,$(GUEST_INITRD) $(GUEST_DISK)),, && $(PLAIN_BOOT))'
 
-# Not part of `make test`: about 10-15 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
+# Not part of `make test`: about 10 minutes per run on 2 cores (BENCH_RUNS=1 for a quick look).
 bench: elf guest-images
 	python3 tests/system/bench.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
 	  --kernel "$(GUEST_KERNEL)" --initrd "$(GUEST_INITRD)" --append "$(GUEST_APPEND)" \
