@@ -257,6 +257,18 @@ def vm_line(vm, body):
     return rf"\[vm{vm}\] {body}"
 
 
+# Warnings a guest kernel prints with a call trace on some CPU models, under
+# plain QEMU as well: Linux 6.1 complains once per DMA-capable device when the
+# cache writeback granule exceeds its ARCH_DMA_MINALIGN of 128 bytes, as on
+# the A64FX (256-byte lines). Not a fault of the hypervisor.
+KNOWN_WARNINGS = [b"ARCH_DMA_MINALIGN smaller than CTR_EL0.CWG"]
+
+
+def unexpected_call_traces(buf):
+    """Kernel call traces in `buf` other than those of KNOWN_WARNINGS."""
+    return buf.count(b"Call trace") - sum(buf.count(w) for w in KNOWN_WARNINGS)
+
+
 def boot_single(args, check, vcpus, timeout, name=None):
     """Boots one VM with `vcpus` vCPUs and checks it end to end; returns
     the seconds from QEMU start to GUEST-READY (None if not reached)."""
@@ -309,7 +321,7 @@ def boot_single(args, check, vcpus, timeout, name=None):
                  f"{vcpus} vCPU: ethtool -k eth0 lists the features (rx-checksumming: "
                  f"{feat.group(1).decode() if feat else '?'}, exit {rc.group(1).decode() if rc else '?'})")
         check.ok(b"soft lockup" not in con.buf and b"rcu_sched detected stalls" not in con.buf
-                 and b"Call trace" not in con.buf,
+                 and unexpected_call_traces(con.buf) == 0,
                  f"{vcpus} vCPU: no soft lockup, RCU stall or kernel call trace")
         mark = len(con.buf)
         con.type_line("grep -E 'arch_timer|uart-pl011' /proc/interrupts")
@@ -708,7 +720,7 @@ def ping_pair(args, check, name, timeout):
         for vm in (0, 1):
             done = con.wait_for(vm_line(vm, r"HVTEST-DONE role=\S+ result=(\w+)\r?\n"), 180)
             check.ok(done is not None and done.group(1) == b"ok", f"2 VMs: vm{vm} HVTEST-DONE result=ok")
-        check.ok(b"Call trace" not in con.buf and re.search(rb"\[hv\] vm\d STOPPED", con.buf) is None,
+        check.ok(unexpected_call_traces(con.buf) == 0 and re.search(rb"\[hv\] vm\d STOPPED", con.buf) is None,
                  "2 VMs: no kernel call trace, no VM stopped")
     finally:
         con.close()
