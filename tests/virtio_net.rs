@@ -1,22 +1,24 @@
 //! virtio-net through the MMIO transport with simulated drivers: TX split
 //! anywhere, RX through `drain_rx` and RX notifies, hostile chains,
 //! undersized buffers, bursts, ring-full drops, interrupt suppression,
-//! reset with frames queued, kicks, the source-MAC lock, the attach helper
-//! and a two-VM exchange.
+//! reset with frames queued, kicks, the source-MAC lock, the attach helper,
+//! a two-VM exchange and the transmit rate limit's backpressure.
 
 mod support;
 
 use hypervisor::devices::{DeviceManager, NetAttachError, attach_virtio_net_to};
 use hypervisor::mmio::AccessSize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hypervisor::net::{
-    BROADCAST, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig,
-    PortError, VSwitch,
+    BROADCAST, Clock, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch,
+    PortConfig, PortError, VSwitch,
 };
 use hypervisor::platform;
 use hypervisor::virtio::VirtioMmioTransport;
 use hypervisor::virtio::net::{
     DrainOutcome, NET_HDR_LEN, NetDeviceReport, NetHdr, OFFERED_FEATURES, RX_QUEUE, TX_QUEUE,
-    VirtioNet, drain_rx,
+    VirtioNet, drain_rx, retry_tx,
 };
 use hypervisor::virtio::regs::{feature, offset};
 use support::{Buf, Driver, XorShift};
@@ -624,7 +626,7 @@ fn two_vms_exchange_frames_end_to_end() {
     assert!(text.contains("  52:54:00:00:00:02 port 1 age 0"), "{text}");
     let dev = NetDeviceReport(&vm0.dev).to_string();
     assert!(
-        dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/64\n"),
+        dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/64, tx unlimited\n"),
         "{dev}"
     );
     assert!(dev.contains("q1: chains=1"), "{dev}");
@@ -747,4 +749,85 @@ fn randomized_traffic_is_delivered_or_counted() {
     for d in &delivered {
         assert!(it.any(|s| s == d), "delivered out of order or corrupted");
     }
+}
+
+/// The rate-limit test's clock (microseconds); only that test uses it.
+static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn fake_now() -> u64 {
+    FAKE_NOW.load(Ordering::SeqCst)
+}
+
+#[test]
+fn rate_limit_holds_frames_in_the_queue_and_retry_sends_them() {
+    const HZ: u64 = 1_000_000;
+    let set = |t: u64| FAKE_NOW.store(t, Ordering::SeqCst);
+    set(1_000);
+    let sw = new_switch();
+    // VM 0 limited to 1 Mbit/s = 125 000 bytes/s; burst: two full frames.
+    let clock = Clock {
+        now: fake_now,
+        freq: HZ,
+    };
+    let mut vm0 = Driver::new(VirtioNet::with_switch(0, sw));
+    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
+    vm0.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_limits(0, sw, 1, clock));
+    vm0.intid = intid;
+    sw.add_port(0, PortConfig::locked_to(mac(0)).with_rate(1))
+        .unwrap();
+    vm0.handshake_all(&[256, 256]);
+    let _vm1 = vm(sw, 1);
+    let burst = vm0.dev.backend().rate_limit().unwrap().burst();
+    assert_eq!(burst, 2 * MAX_FRAME_SIZE as u64);
+    for tag in 0..10 {
+        tx_chain(&mut vm0, &packet(&eth(mac(1), mac(0), 1000, tag)), &[]);
+    }
+    vm0.notify(TX);
+    // The burst (3028 bytes) admits four 1000-byte frames (the last one
+    // overdraws); the other six stay in the available ring.
+    assert_eq!(vm0.take_used(TX).len(), 4);
+    let mut got: Vec<u8> = ring_frames(sw, 1).iter().map(|f| f[14]).collect();
+    assert_eq!(got, vec![0, 1, 2, 3]);
+    let retry = sw.tx_retry(0).expect("paused");
+    assert!(retry > 1_000);
+    assert_eq!(sw.port_stats(0).tx_rate_paused, 1);
+    // A notify during the pause takes nothing and counts no new pause;
+    // neither does a retry before its time.
+    set(retry - 1);
+    vm0.notify(TX);
+    assert!(!vm0.with_ctx(|dev, ctx| retry_tx(dev, ctx, retry - 1)));
+    assert!(vm0.take_used(TX).is_empty());
+    assert_eq!(sw.port_stats(0).tx_rate_paused, 1);
+    // From the retry time on, the run loop's retries drain the queue.
+    let mut now = retry;
+    let mut retries = 0u64;
+    let mut completed = 4;
+    while got.len() < 10 {
+        set(now);
+        assert!(vm0.with_ctx(|dev, ctx| retry_tx(dev, ctx, now)));
+        retries += 1;
+        got.extend(ring_frames(sw, 1).iter().map(|f| f[14]));
+        completed += vm0.take_used(TX).len();
+        match sw.tx_retry(0) {
+            Some(t) => now = t,
+            None => break,
+        }
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u8>>(), "every frame, in order");
+    assert_eq!(completed, 10, "every chain completed once it was sent");
+    // 10 000 bytes at 125 000 bytes/s after a 3028-byte burst: the last
+    // frame left no earlier than the rate allows.
+    let min = (10_000 - 1000 - burst) * HZ / 125_000;
+    assert!(now - 1_000 >= min, "sent by {now}, rate allows {min}");
+    let s = sw.port_stats(0);
+    assert_eq!((s.tx_frames, s.drops(), s.tx_rate_dropped), (10, 0, 0));
+    assert_eq!(s.tx_rate_paused, retries);
+    // Nothing waits any more: no retry is due, and a reset forgets pauses.
+    set(now + HZ);
+    assert!(!vm0.with_ctx(|dev, ctx| retry_tx(dev, ctx, now + HZ)));
+    let text = NetDeviceReport(&vm0.dev).to_string();
+    assert!(
+        text.contains("tx limit 125000 bytes/s burst 3028"),
+        "{text}"
+    );
 }

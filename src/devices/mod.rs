@@ -12,7 +12,7 @@ pub mod pl011;
 pub mod test_device;
 
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
-use crate::net::{NetSwitch, PortConfig, PortError, VSWITCH};
+use crate::net::{Clock, NetSwitch, PortConfig, PortError, VSWITCH};
 use crate::platform;
 use crate::virtio::VirtioMmioTransport;
 use crate::virtio::blk::VirtioBlk;
@@ -209,11 +209,41 @@ pub fn attach_virtio_net(devices: &mut DeviceManager, vm: usize) -> Result<(), N
     attach_virtio_net_to(devices, vm, &VSWITCH)
 }
 
+/// A VM port's network settings beyond its MAC lock (the boot
+/// configuration's `net_vlans` and `net_rate_mbit`).
+#[derive(Clone, Copy, Debug)]
+pub struct NetPortOptions {
+    /// The port's access VLAN.
+    pub vlan: u16,
+    /// Transmit limit in Mbit/s (0: unlimited).
+    pub rate_mbit: u32,
+    /// The device's time source (capture timestamps, rate limit).
+    pub clock: Clock,
+}
+
+/// [`attach_virtio_net`] with a VLAN, a transmit limit and a clock.
+pub fn attach_virtio_net_with(
+    devices: &mut DeviceManager,
+    vm: usize,
+    options: NetPortOptions,
+) -> Result<(), NetAttachError> {
+    attach_port(devices, vm, &VSWITCH, Some(options))
+}
+
 /// [`attach_virtio_net`] with another switch (tests).
 pub fn attach_virtio_net_to(
     devices: &mut DeviceManager,
     vm: usize,
     switch: &'static NetSwitch,
+) -> Result<(), NetAttachError> {
+    attach_port(devices, vm, switch, None)
+}
+
+fn attach_port(
+    devices: &mut DeviceManager,
+    vm: usize,
+    switch: &'static NetSwitch,
+    options: Option<NetPortOptions>,
 ) -> Result<(), NetAttachError> {
     let ports = switch.port_capacity();
     if vm >= ports {
@@ -223,8 +253,20 @@ pub fn attach_virtio_net_to(
         }));
     }
     let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    let net = VirtioNet::with_switch(vm, switch);
-    let lock = PortConfig::locked_to(net.mac());
+    let (net, lock) = match options {
+        Some(o) => {
+            let net = VirtioNet::with_limits(vm, switch, o.rate_mbit, o.clock);
+            let lock = PortConfig::locked_to(net.mac())
+                .with_vlan(o.vlan)
+                .with_rate(o.rate_mbit);
+            (net, lock)
+        }
+        None => {
+            let net = VirtioNet::with_switch(vm, switch);
+            let lock = PortConfig::locked_to(net.mac());
+            (net, lock)
+        }
+    };
     devices
         .attach(Device::VirtioNet(VirtioMmioTransport::new(
             base, intid, net,

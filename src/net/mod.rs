@@ -53,14 +53,19 @@
 //! }
 //! ```
 
+pub mod capture;
+pub mod pcapng;
+pub mod rate;
 pub mod rx_ring;
 pub mod vswitch;
 
+pub use capture::{CaptureRing, CaptureSink, CaptureStats, DropReason, Verdict};
+pub use rate::{Clock, TokenBucket};
 pub use rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH, NetRxRing, StoreError};
 pub use vswitch::{
-    BROADCAST, Counter, MAC_TABLE_SIZE, MAX_PORTS, Mac, MacAddr, MacEntry, PortConfig,
-    PortCounters, PortError, PortMask, PortReport, PortStats, SwitchSnapshot, VSwitch, is_group,
-    port_bit,
+    BROADCAST, Counter, DEFAULT_VLAN, MAC_TABLE_SIZE, MAX_PORTS, MAX_VLAN, Mac, MacAddr, MacEntry,
+    PortConfig, PortCounters, PortError, PortMask, PortReport, PortStats, SwitchSnapshot, VSwitch,
+    is_group, is_tagged, port_bit,
 };
 
 /// Switch type the hypervisor's virtio-net devices are connected to.
@@ -71,10 +76,20 @@ pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH>;
 /// through [`drain_rx`]).
 pub static PORT_RX: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
 
-/// The hypervisor's switch, over [`PORT_RX`]. Ports are added by
+/// Bytes of the hypervisor's capture ring ([`CAPTURE`]): about 80 full
+/// frames; the run loop drains it to the capture file at least every
+/// 10 ms while it holds anything, and at once when it is a quarter full.
+pub const CAPTURE_RING_SIZE: usize = 128 * 1024;
+
+/// The hypervisor's packet capture ring (see [`capture`]); [`VSWITCH`]
+/// records into it while capture is on.
+pub static CAPTURE: CaptureRing<CAPTURE_RING_SIZE> = CaptureRing::new();
+
+/// The hypervisor's switch, over [`PORT_RX`], capturing into [`CAPTURE`].
+/// Ports are added by
 /// [`attach_virtio_net`](crate::devices::attach_virtio_net) (or
 /// [`VSwitch::add_port`]).
-pub static VSWITCH: NetSwitch = VSwitch::new(&PORT_RX);
+pub static VSWITCH: NetSwitch = VSwitch::with_capture(&PORT_RX, &CAPTURE);
 
 #[cfg(doc)]
 use crate::virtio::net::{VirtioNet, drain_rx};

@@ -8,19 +8,38 @@
 //! 2. if the port has a source-MAC lock ([`PortConfig::mac_lock`]), a frame
 //!    whose source MAC is not the port's own is dropped and counted, so a
 //!    guest cannot take over another VM's MAC table entry;
-//! 3. the source MAC is learned on `src_port` (unless it is a group
-//!    address, which no station owns); a MAC seen on another port moves;
-//! 4. a unicast destination that is some port's source-MAC lock goes to
+//! 3. every port is an access port of one VLAN ([`PortConfig::vlan`],
+//!    default [`DEFAULT_VLAN`]): a frame that carries an 802.1Q or 802.1ad
+//!    tag (EtherType 0x8100, 0x88a8 or 0x9100) is dropped and counted
+//!    (`vlan-tagged`), so a guest cannot hop VLANs by double tagging;
+//! 4. the source MAC is learned on `src_port` in the port's VLAN (unless
+//!    it is a group address, which no station owns); a MAC seen on another
+//!    port of that VLAN moves;
+//! 5. a unicast destination that is some port's source-MAC lock goes to
 //!    that port only, learned or not (the lock says who owns the address,
 //!    so traffic to a VM that has not transmitted yet never reaches a third
-//!    VM); otherwise a group destination (I/G bit, `dst[0] & 1`: broadcast
-//!    and multicast) and an unknown unicast destination are flooded to every
-//!    port but the source, and a learned unicast destination goes to its
-//!    port only;
-//! 5. a frame is never delivered back to its source port (a known unicast
+//!    VM) — and if that port is in another VLAN, nowhere: the frame is
+//!    dropped and counted (`vlan`); otherwise a group destination (I/G
+//!    bit, `dst[0] & 1`: broadcast and multicast) and an unknown unicast
+//!    destination are flooded to every port of the VLAN but the source,
+//!    and a unicast destination learned in the VLAN goes to its port only;
+//! 6. a frame is never delivered back to its source port (a known unicast
 //!    destination on the source port is filtered and counted);
-//! 6. each destination gets its own copy in its [`NetRxRing`]; a full ring
+//! 7. each destination gets its own copy in its [`NetRxRing`]; a full ring
 //!    drops that copy and counts it on the destination port.
+//!
+//! # Capture
+//! A switch built with [`VSwitch::with_capture`] records every frame a
+//! known port transmits, with its verdict (forwarded, or dropped and why),
+//! into a [`CaptureSink`] while capture is on ([`VSwitch::set_capture`]).
+//! With capture off the cost is one relaxed atomic load per frame.
+//!
+//! # Transmit rate limits
+//! A port's [`PortConfig::rate_mbit`] is enforced by its transmitter (the
+//! virtio-net device holds the token bucket and leaves frames in the
+//! guest's TX queue while the port has no tokens); the switch keeps the
+//! port's retry time ([`VSwitch::set_tx_retry`]) so that the run loop can
+//! come back then, and shows the limit in its statistics.
 //!
 //! `forward` returns the [`PortMask`] of ports that received the frame, so
 //! the caller can kick the physical CPUs running those VMs.
@@ -51,10 +70,12 @@
 //! same CPU (the hypervisor handles exits with interrupts masked).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use super::capture::{CaptureSink, DropReason, Verdict};
+use super::rate::TokenBucket;
 use super::rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing};
 use crate::platform::MAX_VMS;
 
@@ -100,22 +121,70 @@ pub const fn port_bit(port: usize) -> PortMask {
     }
 }
 
+/// The VLAN of a port unless configured otherwise.
+pub const DEFAULT_VLAN: u16 = 1;
+/// Largest VLAN ID (4095 is reserved).
+pub const MAX_VLAN: u16 = 4094;
+
+/// EtherTypes of VLAN tags (802.1Q, 802.1ad, the old QinQ value).
+pub const VLAN_TAG_TYPES: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+
+/// True if `frame` carries a VLAN tag (its EtherType is one of
+/// [`VLAN_TAG_TYPES`]).
+pub fn is_tagged(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some(&[hi, lo]) => VLAN_TAG_TYPES.contains(&u16::from_be_bytes([hi, lo])),
+        _ => false,
+    }
+}
+
 /// How a port is configured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortConfig {
     /// Source-MAC lock: if set, frames from this port whose source MAC is
     /// not this address are dropped (and counted). On for VM ports.
     pub mac_lock: Option<MacAddr>,
+    /// The port's access VLAN (`1..=`[`MAX_VLAN`]): it exchanges frames
+    /// with ports of the same VLAN only.
+    pub vlan: u16,
+    /// Transmit limit in Mbit/s (0: unlimited), enforced by the port's
+    /// transmitter (see the module docs).
+    pub rate_mbit: u32,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        Self::OPEN
+    }
 }
 
 impl PortConfig {
-    /// No source-MAC lock: any source MAC is accepted (test ports).
-    pub const OPEN: PortConfig = PortConfig { mac_lock: None };
+    /// No source-MAC lock: any source MAC is accepted (test ports);
+    /// VLAN [`DEFAULT_VLAN`], no rate limit.
+    pub const OPEN: PortConfig = PortConfig {
+        mac_lock: None,
+        vlan: DEFAULT_VLAN,
+        rate_mbit: 0,
+    };
 
     /// A VM port: only frames from `mac` are accepted.
     pub const fn locked_to(mac: MacAddr) -> Self {
         PortConfig {
             mac_lock: Some(mac),
+            ..Self::OPEN
+        }
+    }
+
+    /// This configuration in VLAN `vlan`.
+    pub const fn with_vlan(self, vlan: u16) -> Self {
+        PortConfig { vlan, ..self }
+    }
+
+    /// This configuration with a transmit limit of `mbit` Mbit/s.
+    pub const fn with_rate(self, mbit: u32) -> Self {
+        PortConfig {
+            rate_mbit: mbit,
+            ..self
         }
     }
 }
@@ -147,6 +216,8 @@ impl fmt::Display for PortError {
 pub struct MacEntry {
     /// The station's address.
     pub mac: MacAddr,
+    /// The VLAN it was learned in.
+    pub vlan: u16,
     /// The port it was last seen on.
     pub port: usize,
     /// Switch clock when it was last learned or refreshed.
@@ -189,9 +260,19 @@ pub enum Counter {
     /// Frames dropped because writing guest memory failed (impossible for
     /// a validated chain; counted rather than assumed).
     RxWriteFailed,
+    /// TX frames that carried a VLAN tag (dropped: access ports only).
+    TxVlanTagged,
+    /// TX frames for a port of another VLAN (dropped).
+    TxVlan,
+    /// Times the port's transmitter paused because its rate limit had no
+    /// tokens left (the frames waited in the guest's TX queue).
+    TxRatePaused,
+    /// TX frames dropped by the rate limit (none while the transmitter
+    /// can hold frames back).
+    TxRateDropped,
 }
 
-const COUNTERS: usize = Counter::RxWriteFailed as usize + 1;
+const COUNTERS: usize = Counter::TxRateDropped as usize + 1;
 
 /// Lock-free counters of one port (see [`Counter`]).
 pub struct PortCounters {
@@ -263,6 +344,10 @@ impl PortCounters {
             rx_bytes: self.get(C::RxBytes),
             rx_no_room: self.get(C::RxNoRoom),
             rx_write_failed: self.get(C::RxWriteFailed),
+            tx_vlan_tagged: self.get(C::TxVlanTagged),
+            tx_vlan: self.get(C::TxVlan),
+            tx_rate_paused: self.get(C::TxRatePaused),
+            tx_rate_dropped: self.get(C::TxRateDropped),
         }
     }
 }
@@ -292,6 +377,10 @@ pub struct PortStats {
     pub rx_bytes: u64,
     pub rx_no_room: u64,
     pub rx_write_failed: u64,
+    pub tx_vlan_tagged: u64,
+    pub tx_vlan: u64,
+    pub tx_rate_paused: u64,
+    pub tx_rate_dropped: u64,
 }
 
 impl PortStats {
@@ -306,6 +395,9 @@ impl PortStats {
             self.rx_ring_full,
             self.rx_no_room,
             self.rx_write_failed,
+            self.tx_vlan_tagged,
+            self.tx_vlan,
+            self.tx_rate_dropped,
         ]
         .iter()
         .fold(0u64, |sum, n| sum.saturating_add(*n))
@@ -324,18 +416,26 @@ impl fmt::Display for PortStats {
             self.rx_queued_frames,
             self.rx_queued_bytes
         )?;
-        write!(
+        writeln!(
             f,
-            "  drops: too-short {} too-long {} malformed {} mac-lock {} no-destination {} \
-             ring-full {} no-room {} write-failed {}",
+            "  drops: too-short {} too-long {} malformed {} mac-lock {} vlan {} vlan-tagged {} \
+             rate {} no-destination {} ring-full {} no-room {} write-failed {}",
             self.tx_too_short,
             self.tx_too_long,
             self.tx_malformed,
             self.tx_mac_lock,
+            self.tx_vlan,
+            self.tx_vlan_tagged,
+            self.tx_rate_dropped,
             self.tx_no_destination,
             self.rx_ring_full,
             self.rx_no_room,
             self.rx_write_failed
+        )?;
+        write!(
+            f,
+            "  tx paused by the rate limit {} times",
+            self.tx_rate_paused
         )
     }
 }
@@ -372,6 +472,22 @@ impl State {
             .fold(0, |mask, p| mask | port_bit(p))
     }
 
+    /// The ports of VLAN `vlan`.
+    fn vlan_mask(&self, vlan: u16) -> PortMask {
+        (0..MAX_PORTS)
+            .filter(|&p| {
+                self.ports
+                    .get(p)
+                    .is_some_and(|c| c.is_some_and(|c| c.vlan == vlan))
+            })
+            .fold(0, |mask, p| mask | port_bit(p))
+    }
+
+    /// The VLAN of `port`, if it exists.
+    fn vlan_of(&self, port: usize) -> Option<u16> {
+        self.ports.get(port).copied().flatten().map(|c| c.vlan)
+    }
+
     /// The port whose source-MAC lock is `mac`, if any.
     fn lock_owner(&self, mac: &MacAddr) -> Option<usize> {
         self.ports
@@ -379,19 +495,24 @@ impl State {
             .position(|p| p.is_some_and(|c| c.mac_lock == Some(*mac)))
     }
 
-    fn lookup(&self, mac: &MacAddr) -> Option<usize> {
+    fn lookup(&self, vlan: Option<u16>, mac: &MacAddr) -> Option<usize> {
         self.table
             .iter()
             .flatten()
-            .find(|e| e.mac == *mac)
+            .find(|e| e.mac == *mac && vlan.is_none_or(|v| e.vlan == v))
             .map(|e| e.port)
     }
 
-    /// Learns (or refreshes, or moves) `mac` on `port`; evicts the oldest
-    /// entry if the table is full.
-    fn learn(&mut self, mac: MacAddr, port: usize) {
+    /// Learns (or refreshes, or moves) `mac` on `port` in `vlan`; evicts
+    /// the oldest entry if the table is full.
+    fn learn(&mut self, mac: MacAddr, vlan: u16, port: usize) {
         let now = self.clock;
-        if let Some(entry) = self.table.iter_mut().flatten().find(|e| e.mac == mac) {
+        if let Some(entry) = self
+            .table
+            .iter_mut()
+            .flatten()
+            .find(|e| e.mac == mac && e.vlan == vlan)
+        {
             if entry.port != port {
                 entry.port = port;
                 self.moves = self.moves.saturating_add(1);
@@ -401,6 +522,7 @@ impl State {
         }
         let new = MacEntry {
             mac,
+            vlan,
             port,
             stamp: now,
         };
@@ -436,6 +558,13 @@ pub struct VSwitch<'r, const N: usize> {
     rings: &'r [NetRxRing<N>],
     state: Mutex<State>,
     counters: [PortCounters; MAX_PORTS],
+    /// Where captured frames go, if this switch can capture.
+    capture: Option<&'r dyn CaptureSink>,
+    /// Capture is on (changed under `state`'s lock, read relaxed per frame).
+    capture_on: AtomicBool,
+    /// Per port: counter value at which its paused transmitter should be
+    /// retried (`u64::MAX`: not paused).
+    tx_retry: [AtomicU64; MAX_PORTS],
 }
 
 impl<'r, const N: usize> VSwitch<'r, N> {
@@ -446,7 +575,54 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             rings,
             state: Mutex::new(State::new()),
             counters: [const { PortCounters::new() }; MAX_PORTS],
+            capture: None,
+            capture_on: AtomicBool::new(false),
+            tx_retry: [const { AtomicU64::new(u64::MAX) }; MAX_PORTS],
         }
+    }
+
+    /// [`VSwitch::new`] with a capture sink (capture starts off).
+    pub const fn with_capture(rings: &'r [NetRxRing<N>], sink: &'r dyn CaptureSink) -> Self {
+        let mut switch = Self::new(rings);
+        switch.capture = Some(sink);
+        switch
+    }
+
+    /// Turns capture on or off (no effect without a sink); returns the
+    /// switch clock at that moment: with capture on from the start,
+    /// exactly the frames seen before it went off were offered to the
+    /// sink (frames from unknown ports aside).
+    pub fn set_capture(&self, on: bool) -> u64 {
+        let state = self.state.lock();
+        self.capture_on
+            .store(on && self.capture.is_some(), Ordering::Relaxed);
+        state.clock
+    }
+
+    /// Whether capture is on.
+    pub fn capture_enabled(&self) -> bool {
+        self.capture_on.load(Ordering::Relaxed)
+    }
+
+    /// Whether this switch has a capture sink.
+    pub fn can_capture(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Records that `port`'s transmitter is paused until counter value
+    /// `at` (`None`: not paused).
+    pub fn set_tx_retry(&self, port: usize, at: Option<u64>) {
+        if let Some(slot) = self.tx_retry.get(port) {
+            slot.store(at.unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// When `port`'s paused transmitter should be retried, if it is paused.
+    pub fn tx_retry(&self, port: usize) -> Option<u64> {
+        self.tx_retry
+            .get(port)
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|&at| at != u64::MAX)
     }
 
     /// Number of ports this switch can have (its rings, at most
@@ -534,14 +710,26 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             .unwrap_or_default()
     }
 
-    /// The port `mac` was learned on.
+    /// The port `mac` was learned on (in any VLAN).
     pub fn lookup(&self, mac: &MacAddr) -> Option<usize> {
-        self.state.lock().lookup(mac)
+        self.state.lock().lookup(None, mac)
+    }
+
+    /// The port `mac` was learned on in VLAN `vlan`.
+    pub fn lookup_in(&self, vlan: u16, mac: &MacAddr) -> Option<usize> {
+        self.state.lock().lookup(Some(vlan), mac)
     }
 
     /// Switches one frame transmitted on `src_port` (see the
     /// [module docs](self)); returns the ports whose ring received it.
+    /// Captured frames get timestamp 0 ([`VSwitch::forward_at`] gives one).
     pub fn forward(&self, src_port: usize, frame: &[u8]) -> PortMask {
+        self.forward_at(src_port, frame, 0)
+    }
+
+    /// [`VSwitch::forward`] at counter value `now` (the capture's
+    /// timestamp).
+    pub fn forward_at(&self, src_port: usize, frame: &[u8], now: u64) -> PortMask {
         let mut state = self.state.lock();
         state.clock = state.clock.wrapping_add(1);
         let (Some(Some(config)), Some(counters)) = (
@@ -551,40 +739,67 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             state.unknown_source = state.unknown_source.saturating_add(1);
             return 0;
         };
+        let (delivered, verdict) = self.switch_frame(&mut state, src_port, config, counters, frame);
+        // The one cost of capture while it is off: this relaxed load.
+        if self.capture_on.load(Ordering::Relaxed)
+            && let Some(sink) = self.capture
+        {
+            sink.record(src_port, now, frame, verdict);
+        }
+        delivered
+    }
+
+    /// The forwarding decision and delivery for a frame of a known port.
+    fn switch_frame(
+        &self,
+        state: &mut State,
+        src_port: usize,
+        config: PortConfig,
+        counters: &PortCounters,
+        frame: &[u8],
+    ) -> (PortMask, Verdict) {
+        let drop = |counter: Counter, reason: DropReason| {
+            counters.bump(counter);
+            (0, Verdict::Dropped(reason))
+        };
         let len = frame.len();
         if len < MIN_FRAME_SIZE {
-            counters.bump(Counter::TxTooShort);
-            return 0;
+            return drop(Counter::TxTooShort, DropReason::TooShort);
         }
         if len > MAX_FRAME_SIZE {
-            counters.bump(Counter::TxTooLong);
-            return 0;
+            return drop(Counter::TxTooLong, DropReason::TooLong);
         }
         let mut dst: MacAddr = [0; 6];
         let mut src: MacAddr = [0; 6];
         dst.copy_from_slice(frame.get(0..6).unwrap_or(&[0; 6]));
         src.copy_from_slice(frame.get(6..12).unwrap_or(&[0; 6]));
         if config.mac_lock.is_some_and(|own| own != src) {
-            counters.bump(Counter::TxMacLock);
-            return 0;
+            return drop(Counter::TxMacLock, DropReason::MacLock);
         }
+        if is_tagged(frame) {
+            return drop(Counter::TxVlanTagged, DropReason::VlanTagged);
+        }
+        let vlan = config.vlan;
         counters.frame(Counter::TxFrames, Counter::TxBytes, len);
         if !is_group(&src) {
-            state.learn(src, src_port);
+            state.learn(src, vlan, src_port);
         }
-        let active = state.active_mask();
+        let members = state.vlan_mask(vlan);
         let targets = if is_group(&dst) {
-            active
+            members
         } else {
-            match state.lock_owner(&dst).or_else(|| state.lookup(&dst)) {
+            match state.lock_owner(&dst) {
+                // The address belongs to a port of another VLAN.
+                Some(port) if state.vlan_of(port) != Some(vlan) => {
+                    return drop(Counter::TxVlan, DropReason::Vlan);
+                }
                 Some(port) => port_bit(port),
-                None => active,
+                None => state.lookup(Some(vlan), &dst).map_or(members, port_bit),
             }
-        } & active
+        } & members
             & !port_bit(src_port);
         if targets == 0 {
-            counters.bump(Counter::TxNoDestination);
-            return 0;
+            return drop(Counter::TxNoDestination, DropReason::NoDestination);
         }
         let mut delivered = 0;
         for (port, ring) in self.rings.iter().enumerate().take(self.port_capacity()) {
@@ -603,7 +818,10 @@ impl<'r, const N: usize> VSwitch<'r, N> {
                 Err(_) => dest.bump(Counter::RxRingFull),
             }
         }
-        delivered
+        if delivered == 0 {
+            return (0, Verdict::Dropped(DropReason::RingFull));
+        }
+        (delivered, Verdict::Forwarded)
     }
 
     /// A consistent copy of the switch state and counters, for printing
@@ -629,6 +847,7 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             learned: state.learned,
             moves: state.moves,
             evictions: state.evictions,
+            capture: self.capture.map(|_| self.capture_enabled()),
         }
     }
 }
@@ -673,6 +892,8 @@ pub struct SwitchSnapshot {
     pub moves: u64,
     /// Entries evicted because the table was full.
     pub evictions: u64,
+    /// Capture on or off; `None` if the switch cannot capture.
+    pub capture: Option<bool>,
 }
 
 impl SwitchSnapshot {
@@ -691,10 +912,15 @@ impl fmt::Display for SwitchSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ports = self.ports.iter().flatten().count();
         let entries = self.entries().count();
+        let capture = match self.capture {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unavailable",
+        };
         writeln!(
             f,
             "vswitch: {ports} ports, {entries}/{MAC_TABLE_SIZE} MAC entries, {} frames seen, \
-             {} from unknown ports",
+             {} from unknown ports, capture {capture}",
             self.clock, self.unknown_source
         )?;
         for (port, report) in self.ports.iter().enumerate() {
@@ -703,6 +929,14 @@ impl fmt::Display for SwitchSnapshot {
             match report.config.mac_lock {
                 Some(mac) => write!(f, "mac-lock {}", Mac(mac))?,
                 None => write!(f, "open")?,
+            }
+            write!(f, ", vlan {}", report.config.vlan)?;
+            match report.config.rate_mbit {
+                0 => write!(f, ", rate unlimited")?,
+                mbit => {
+                    let burst = TokenBucket::burst_for(u64::from(mbit) * 125_000);
+                    write!(f, ", rate {mbit} Mbit/s (burst {burst} bytes)")?;
+                }
             }
             writeln!(f, ", ring {}/{}", report.queued, self.ring_depth)?;
             writeln!(f, "{}", report.stats)?;
@@ -875,18 +1109,176 @@ mod tests {
         assert_eq!(sw.reset_port(7), 0, "a port that does not exist");
     }
 
+    /// Ports 0 and 1 in VLAN 1, port 2 in VLAN 2, all MAC-locked.
+    fn vlan_switch(rings: &[NetRxRing<8>]) -> VSwitch<'_, 8> {
+        let sw = VSwitch::new(rings);
+        for (p, vlan) in [(0, 1), (1, 1), (2, 2)] {
+            let config = PortConfig::locked_to(mac(p as u8)).with_vlan(vlan);
+            sw.add_port(p, config).unwrap();
+        }
+        sw
+    }
+
+    #[test]
+    fn vlans_keep_floods_and_unicast_apart() {
+        let rings: [NetRxRing<8>; 3] = [const { NetRxRing::new() }; 3];
+        let sw = vlan_switch(&rings);
+        // Broadcast from port 0 reaches port 1 only; from port 2 nobody.
+        assert_eq!(sw.forward(0, &frame(BROADCAST, mac(0), 60)), 0b010);
+        assert_eq!(sw.forward(2, &frame(BROADCAST, mac(2), 60)), 0);
+        assert_eq!(sw.port_stats(2).tx_no_destination, 1);
+        // Unicast to a port of the other VLAN (its locked MAC): dropped
+        // and counted as `vlan`, both ways, learned or not.
+        assert_eq!(sw.forward(0, &frame(mac(2), mac(0), 60)), 0);
+        assert_eq!(sw.forward(2, &frame(mac(0), mac(2), 60)), 0);
+        assert_eq!(sw.port_stats(0).tx_vlan, 1);
+        assert_eq!(sw.port_stats(2).tx_vlan, 1);
+        assert!(rings[2].is_empty(), "vlan 2 never saw a frame of vlan 1");
+        assert_eq!(rings[0].len(), 0);
+        // Same VLAN: unicast works.
+        assert_eq!(sw.forward(1, &frame(mac(0), mac(1), 60)), 0b001);
+        let s = sw.port_stats(0);
+        assert_eq!(s.drops(), 1);
+    }
+
+    #[test]
+    fn learning_is_per_vlan() {
+        let rings: [NetRxRing<8>; 4] = [const { NetRxRing::new() }; 4];
+        let sw = VSwitch::new(&rings);
+        for (p, vlan) in [(0, 1), (1, 1), (2, 2), (3, 2)] {
+            sw.add_port(p, PortConfig::OPEN.with_vlan(vlan)).unwrap();
+        }
+        // The same station address appears in both VLANs: two entries,
+        // no move between VLANs.
+        sw.forward(1, &frame(BROADCAST, mac(9), 60));
+        sw.forward(3, &frame(BROADCAST, mac(9), 60));
+        assert_eq!(sw.lookup_in(1, &mac(9)), Some(1));
+        assert_eq!(sw.lookup_in(2, &mac(9)), Some(3));
+        assert_eq!(sw.snapshot().moves, 0);
+        // Unicast to it goes to the port of the sender's VLAN.
+        assert_eq!(sw.forward(0, &frame(mac(9), mac(0), 60)), 0b0010);
+        assert_eq!(sw.forward(2, &frame(mac(9), mac(2), 60)), 0b1000);
+        // An address learned only in VLAN 2 is unknown in VLAN 1: flooded
+        // within VLAN 1.
+        sw.forward(3, &frame(BROADCAST, mac(7), 60));
+        assert_eq!(sw.lookup_in(1, &mac(7)), None);
+        assert_eq!(sw.forward(0, &frame(mac(7), mac(0), 60)), 0b0010);
+    }
+
+    #[test]
+    fn tagged_frames_are_dropped_on_access_ports() {
+        let rings: [NetRxRing<8>; 3] = [const { NetRxRing::new() }; 3];
+        let sw = vlan_switch(&rings);
+        for tpid in [[0x81, 0x00], [0x88, 0xa8], [0x91, 0x00]] {
+            // A tag asking for VLAN 2, sent from VLAN 1: dropped, counted.
+            let mut f = frame(mac(2), mac(0), 64);
+            f[12..14].copy_from_slice(&tpid);
+            f[14..16].copy_from_slice(&2u16.to_be_bytes());
+            assert!(is_tagged(&f));
+            assert_eq!(sw.forward(0, &f), 0);
+        }
+        let s = sw.port_stats(0);
+        assert_eq!((s.tx_vlan_tagged, s.tx_frames, s.tx_vlan), (3, 0, 0));
+        assert!(rings.iter().all(NetRxRing::is_empty));
+        // An untagged IPv4 frame is fine.
+        let mut f = frame(mac(1), mac(0), 64);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert!(!is_tagged(&f));
+        assert_eq!(sw.forward(0, &f), 0b010);
+    }
+
+    /// A sink that keeps what it is given.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(usize, u64, usize, Verdict)>>);
+
+    impl CaptureSink for Recorder {
+        fn record(&self, port: usize, now: u64, frame: &[u8], verdict: Verdict) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((port, now, frame.len(), verdict));
+        }
+    }
+
+    #[test]
+    fn capture_sees_every_frame_with_its_verdict() {
+        let rings: [NetRxRing<1>; 3] = [const { NetRxRing::new() }; 3];
+        let rec = Recorder::default();
+        let sw = VSwitch::with_capture(&rings, &rec);
+        for (p, vlan) in [(0, 1), (1, 1), (2, 2)] {
+            let config = PortConfig::locked_to(mac(p as u8)).with_vlan(vlan);
+            sw.add_port(p, config).unwrap();
+        }
+        // Off: nothing recorded.
+        sw.forward_at(0, &frame(mac(1), mac(0), 60), 5);
+        assert!(rec.0.lock().unwrap().is_empty());
+        assert!(!sw.capture_enabled());
+        assert_eq!(sw.set_capture(true), 1);
+        assert_eq!(sw.snapshot().capture, Some(true));
+        sw.forward_at(0, &frame(mac(1), mac(0), 70), 10); // ring of port 1 full
+        sw.forward_at(0, &frame(mac(2), mac(0), 60), 11); // other VLAN
+        sw.forward_at(0, &frame(mac(1), mac(9), 60), 12); // spoofed
+        sw.forward_at(0, &[0u8; 10], 13); // too short
+        sw.forward_at(1, &frame(mac(0), mac(1), 80), 14); // delivered
+        sw.forward_at(3, &frame(mac(0), mac(1), 80), 15); // unknown port
+        let clock = sw.set_capture(false);
+        sw.forward_at(1, &frame(mac(0), mac(1), 80), 16);
+        use DropReason as D;
+        let got = rec.0.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![
+                (0, 10, 70, Verdict::Dropped(D::RingFull)),
+                (0, 11, 60, Verdict::Dropped(D::Vlan)),
+                (0, 12, 60, Verdict::Dropped(D::MacLock)),
+                (0, 13, 10, Verdict::Dropped(D::TooShort)),
+                (1, 14, 80, Verdict::Forwarded),
+            ]
+        );
+        // Every frame seen while on, except the unknown port's.
+        assert_eq!(clock, 7);
+        assert_eq!(got.len() as u64, clock - 1 - sw.snapshot().unknown_source);
+        // A switch without a sink cannot turn capture on.
+        let plain = VSwitch::new(&rings);
+        plain.set_capture(true);
+        assert!(!plain.capture_enabled());
+        assert_eq!(plain.snapshot().capture, None);
+    }
+
+    #[test]
+    fn tx_retry_times_per_port() {
+        let rings: [NetRxRing<1>; 2] = [const { NetRxRing::new() }; 2];
+        let sw = VSwitch::new(&rings);
+        assert_eq!(sw.tx_retry(0), None);
+        sw.set_tx_retry(0, Some(42));
+        assert_eq!((sw.tx_retry(0), sw.tx_retry(1)), (Some(42), None));
+        sw.set_tx_retry(0, None);
+        assert_eq!(sw.tx_retry(0), None);
+        sw.set_tx_retry(9, Some(1));
+        assert_eq!(sw.tx_retry(9), None, "no such port");
+    }
+
     #[test]
     fn display_mentions_everything() {
-        let rings: [NetRxRing<2>; 2] = [const { NetRxRing::new() }; 2];
+        let rings: [NetRxRing<2>; 3] = [const { NetRxRing::new() }; 3];
         let sw = VSwitch::new(&rings);
         sw.add_port(0, PortConfig::locked_to(mac(1))).unwrap();
         sw.add_port(1, PortConfig::OPEN).unwrap();
         sw.forward(0, &frame(BROADCAST, mac(1), 60));
         sw.forward(0, &frame(BROADCAST, mac(2), 60));
+        sw.add_port(2, PortConfig::OPEN.with_vlan(7).with_rate(50))
+            .unwrap();
         let text = sw.snapshot().to_string();
-        assert!(text.contains("vswitch: 2 ports, 1/32 MAC entries, 2 frames seen"));
-        assert!(text.contains("port 0: mac-lock 02:00:00:00:00:01, ring 0/2"));
-        assert!(text.contains("port 1: open, ring 1/2"));
+        assert!(text.contains("vswitch: 3 ports, 1/32 MAC entries, 2 frames seen"));
+        assert!(text.contains("capture unavailable"));
+        assert!(
+            text.contains("port 2: open, vlan 7, rate 50 Mbit/s (burst 125000 bytes), ring 0/2")
+        );
+        assert!(text.contains("drops: too-short 0 too-long 0 malformed 0 mac-lock 0 vlan 0"));
+        assert!(
+            text.contains("port 0: mac-lock 02:00:00:00:00:01, vlan 1, rate unlimited, ring 0/2")
+        );
+        assert!(text.contains("port 1: open, vlan 1, rate unlimited, ring 1/2"));
         assert!(text.contains("mac-lock 1"));
         assert!(text.contains("  02:00:00:00:00:01 port 0 age 1"));
     }

@@ -37,6 +37,20 @@
 //! The ports that received frames accumulate until the run loop calls
 //! [`VirtioNet::take_kicked_ports`] to kick the CPUs running them.
 //!
+//! # Transmit rate limit: backpressure
+//! A device made with [`VirtioNet::with_limits`] and a non-zero rate holds
+//! a [`TokenBucket`]. Before taking each chain it asks the bucket; without
+//! tokens it stops and **leaves the chains in the available ring** (they
+//! are neither read nor completed, so nothing is dropped and the guest's
+//! TX queue fills up and stops its stack, as a slow link would). The pause
+//! is counted once (`TxRatePaused`) and its end published as the port's
+//! retry time ([`VSwitch::set_tx_retry`]); the run loop calls
+//! [`retry_tx`] once that time has passed, which carries on where the
+//! notify stopped. Notifications keep their meaning: the device never
+//! sets `VIRTQ_USED_F_NO_NOTIFY`, a notify during a pause finds the bucket
+//! still paused and takes nothing, and completed chains raise the used
+//! interrupt as usual (unless the guest suppressed it).
+//!
 //! # RX (port ring → guest)
 //! Frames wait in the port's [`NetRxRing`] until the guest has a receive
 //! buffer. [`drain_rx`] (the run loop, before entering the VM) and an RX
@@ -109,8 +123,8 @@ use crate::mmio::DeviceContext;
 #[cfg(doc)]
 use crate::net::VSwitch;
 use crate::net::{
-    Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortMask, PortStats,
-    VSWITCH,
+    Clock, Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortMask,
+    PortStats, TokenBucket, VSWITCH,
 };
 
 /// The receive queue.
@@ -498,6 +512,10 @@ pub struct VirtioNet {
     switch: &'static NetSwitch,
     kicked: PortMask,
     features: Option<Features>,
+    /// Timestamps for the capture and time for the rate limit.
+    clock: Option<Clock>,
+    /// The transmit rate limit, if any.
+    bucket: Option<TokenBucket>,
 }
 
 /// What one [`drain_rx`] did.
@@ -530,7 +548,30 @@ impl VirtioNet {
             switch,
             kicked: 0,
             features: None,
+            clock: None,
+            bucket: None,
         }
+    }
+
+    /// The device of VM `vm` on port `vm` of `switch`, reading time from
+    /// `clock` (capture timestamps) and limiting its transmit rate to
+    /// `rate_mbit` Mbit/s (0: unlimited; see the module docs).
+    pub fn with_limits(
+        vm: usize,
+        switch: &'static NetSwitch,
+        rate_mbit: u32,
+        clock: Clock,
+    ) -> Self {
+        VirtioNet {
+            clock: Some(clock),
+            bucket: TokenBucket::new(rate_mbit, clock.freq, clock.now()),
+            ..Self::with_switch(vm, switch)
+        }
+    }
+
+    /// The transmit rate limit, if any.
+    pub fn rate_limit(&self) -> Option<&TokenBucket> {
+        self.bucket.as_ref()
     }
 
     /// The MAC address of VM `vm`: `52:54:00:00:00:(vm+1)` (the last byte
@@ -600,22 +641,43 @@ impl VirtioNet {
         Ok(len)
     }
 
-    /// TX notify: forwards every available packet.
+    /// TX notify: forwards every available packet, or as many as the rate
+    /// limit admits (the rest stay in the available ring; see the module
+    /// docs).
     fn transmit(&mut self, queues: &mut LiveQueues<'_>) {
         let Some(mut tx) = queues.queue::<Transmit>(TX_QUEUE) else {
             return;
         };
+        let now = self.clock.map_or(0, |c| c.now());
         let mut frame = [0u8; MAX_FRAME_SIZE];
-        while let Some(chain) = tx.pop() {
+        let mut paused = None;
+        loop {
+            if let Some(bucket) = self.bucket.as_mut()
+                && tx.has_available()
+                && let Err(until) = bucket.admit(now)
+            {
+                paused = Some(until);
+                break;
+            }
+            let Some(chain) = tx.pop() else {
+                break;
+            };
             match Self::receive_tx(chain, &mut frame) {
                 Ok(len) => {
+                    if let Some(bucket) = self.bucket.as_mut() {
+                        bucket.consume(len);
+                    }
                     let sent = frame.get(..len).unwrap_or(&[]);
-                    self.kicked |= self.switch.forward(self.port, sent);
+                    self.kicked |= self.switch.forward_at(self.port, sent, now);
                 }
                 Err(TxError::TooLong { .. }) => self.count(Counter::TxTooLong),
                 Err(_) => self.count(Counter::TxMalformed),
             }
         }
+        if paused.is_some() && self.switch.tx_retry(self.port).is_none() {
+            self.count(Counter::TxRatePaused);
+        }
+        self.switch.set_tx_retry(self.port, paused);
     }
 
     /// Moves frames from `ring` into RX buffers while both last; returns
@@ -702,6 +764,29 @@ pub fn drain_rx<const N: usize>(
     }
 }
 
+/// Carries on with a transmitter the rate limit paused, once its retry
+/// time (the port's [`VSwitch::tx_retry`]) is at or before `now`: forwards
+/// what the limit now admits, completes those chains and interrupts the
+/// guest as a TX notify would. Returns true if it ran. Does nothing before
+/// the retry time; a device that is not Live just forgets the pause.
+///
+/// Call it from the run loop before entering the VM, and make sure the
+/// loop wakes up at the retry time.
+pub fn retry_tx(
+    transport: &mut VirtioMmioTransport<VirtioNet>,
+    ctx: &mut DeviceContext<'_>,
+    now: u64,
+) -> bool {
+    let (switch, port) = (transport.backend().switch, transport.backend().port);
+    if switch.tx_retry(port).is_none_or(|at| at > now) {
+        return false;
+    }
+    switch.set_tx_retry(port, None);
+    transport
+        .with_live(ctx, |net, queues| net.transmit(queues))
+        .is_some()
+}
+
 /// Console text for one VM's virtio-net device: MAC, state, its port's
 /// counters and ring, then the transport's counters (refused registers,
 /// malformed chains per queue, interrupts).
@@ -712,13 +797,28 @@ impl fmt::Display for NetDeviceReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let net = self.0.backend();
         let queued = net.rx_ring().map_or(0, NetRxRing::len);
-        writeln!(
+        write!(
             f,
             "virtio-net port {} mac {} {}, ring {queued}/{NET_RX_DEPTH}",
             net.port,
             Mac(net.mac),
             if self.0.is_live() { "live" } else { "down" },
         )?;
+        match &net.bucket {
+            Some(b) => writeln!(
+                f,
+                ", tx limit {} bytes/s burst {} tokens {}{}",
+                b.rate(),
+                b.burst(),
+                b.tokens(),
+                if net.switch.tx_retry(net.port).is_some() {
+                    " (paused)"
+                } else {
+                    ""
+                }
+            )?,
+            None => writeln!(f, ", tx unlimited")?,
+        }
         writeln!(f, "{}", net.stats())?;
         write!(f, "  {}", self.0.stats())
     }
@@ -757,10 +857,12 @@ impl VirtioDevice for VirtioNet {
         }
     }
 
-    /// Forgets the negotiated features. Frames queued for this port stay
-    /// queued (see the module docs), and kicks not yet taken are kept.
+    /// Forgets the negotiated features and a rate-limit pause (the queues
+    /// it waited on are gone). Frames queued for this port stay queued
+    /// (see the module docs), and kicks not yet taken are kept.
     fn reset(&mut self) {
         self.features = None;
+        self.switch.set_tx_retry(self.port, None);
     }
 }
 
