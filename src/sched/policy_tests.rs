@@ -2,6 +2,10 @@
 //! scripted guests (busy loops, interactive bursts, timers) and external
 //! wake-ups (frames, console input, console commands) at random times.
 //! Every property is checked on every step of every run.
+//!
+//! Longer than 800 lines on purpose: most of it is the fake machine
+//! (`FakeVcpu`, `FakeArch`) and its property checks, which every scenario
+//! shares.
 
 use super::*;
 

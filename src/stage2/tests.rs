@@ -1,4 +1,8 @@
 //! Host tests: build tables, walk them in software, check every mapping.
+//!
+//! Longer than 800 lines on purpose: every test builds tables with the
+//! same fake allocators (`VecPool`, `LyingPool`) and checks them with the
+//! same software walk; one file keeps the fixtures next to all their uses.
 
 use super::*;
 use crate::platform::*;

@@ -2,6 +2,10 @@
 //! delivery through a simulated virtual CPU interface that edits the list
 //! registers the way the hardware does when the guest acknowledges
 //! (ICV_IAR1_EL1) and ends (ICV_EOIR1_EL1, EOImode 0) interrupts.
+//!
+//! Longer than 800 lines on purpose: the register accessors, the Linux
+//! probe sequence and the simulated CPU interface at the top are used by
+//! every test of the distributor, redistributors and list registers.
 
 use super::*;
 use crate::mmio::AccessSize::{Byte, Double, Half, Word};
