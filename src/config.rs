@@ -31,6 +31,11 @@
 //! | `dtb<N>` | `addr,size` | one per VM, `N = 0..vms-1` | inside `[HOST_DTB_BASE + N * HOST_DTB_STRIDE, +HOST_DTB_STRIDE)` |
 //! | `net` | `on` \| `off` | no (default `on`) | attach virtio-net |
 //! | `console` | `prefix` \| `raw` | no (default `prefix`) | prefix each guest console line with its VM |
+//! | `net_vlans` | list | no (default all `1`) | access VLAN of each VM's switch port, in VM order (`1,1,2`), each `1..=`[`MAX_VLAN`]; VMs beyond the list get VLAN 1 |
+//! | `net_rate_mbit` | list | no (default all `0`) | transmit limit of each VM's port in Mbit/s (`0,50`), each `0..=`[`MAX_RATE_MBIT`], 0 = unlimited; VMs beyond the list are unlimited |
+//! | `net_capture` | absolute path | no | capture every frame the switch sees into this host file (pcapng, written through QEMU semihosting); at most [`CAPTURE_PATH_MAX`] bytes, no `#` |
+//!
+//! A list is numbers separated by commas, at most one per VM (`vms`).
 //!
 //! Staged ranges must be non-empty. `dtb<N>` with `N >= vms` is an error
 //! (`N` is decimal without leading zeros).
@@ -78,6 +83,50 @@ pub const MIN_MEM: u64 = 64 << 20;
 pub const FORMAT_VERSION: u64 = 1;
 /// Disk images are made of sectors of this size.
 pub const SECTOR_SIZE: u64 = 512;
+/// Largest VLAN ID of `net_vlans`.
+pub const MAX_VLAN: u16 = crate::net::MAX_VLAN;
+/// Largest transmit limit of `net_rate_mbit` (100 Gbit/s).
+pub const MAX_RATE_MBIT: u32 = 100_000;
+/// Longest `net_capture` path in bytes.
+pub const CAPTURE_PATH_MAX: usize = 200;
+
+/// The host file of the packet capture (`net_capture`): an absolute path,
+/// kept NUL-terminated for semihosting `SYS_OPEN`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CapturePath {
+    buf: [u8; CAPTURE_PATH_MAX + 1],
+    len: usize,
+}
+
+impl CapturePath {
+    fn new(path: &str) -> Option<CapturePath> {
+        if path.len() > CAPTURE_PATH_MAX || path.contains('\0') {
+            return None;
+        }
+        let mut buf = [0u8; CAPTURE_PATH_MAX + 1];
+        buf.get_mut(..path.len())?.copy_from_slice(path.as_bytes());
+        Some(CapturePath {
+            buf,
+            len: path.len(),
+        })
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.buf.get(..self.len).unwrap_or(&[])).unwrap_or("")
+    }
+
+    /// The path followed by a NUL byte.
+    pub fn as_bytes_with_nul(&self) -> &[u8] {
+        self.buf.get(..=self.len).unwrap_or(&[])
+    }
+}
+
+impl fmt::Debug for CapturePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
 
 pub use crate::sched::Placement;
 
@@ -121,6 +170,12 @@ pub struct BootConfig {
     pub net: bool,
     /// Console line attribution.
     pub console: ConsoleMode,
+    /// Access VLAN of each VM's switch port.
+    pub net_vlans: [u16; platform::MAX_VMS],
+    /// Transmit limit of each VM's switch port in Mbit/s (0: unlimited).
+    pub net_rate_mbit: [u32; platform::MAX_VMS],
+    /// The packet capture file, if any.
+    pub net_capture: Option<CapturePath>,
 }
 
 impl BootConfig {
@@ -322,6 +377,20 @@ pub enum ConfigErrorKind {
         /// The key (`dtb<N>` spelled out).
         key: Snippet,
     },
+    /// A per-VM list with more entries than VMs.
+    TooManyEntries {
+        /// The key.
+        key: &'static str,
+        /// Entries given.
+        count: usize,
+        /// The number of VMs.
+        vms: usize,
+    },
+    /// `net_capture` is not an absolute path, or too long.
+    BadCapturePath {
+        /// The value.
+        value: Snippet,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -419,6 +488,14 @@ impl fmt::Display for ConfigError {
                 platform::MAX_PCPUS
             ),
             MissingKey { key } => write!(f, "missing required key '{key}'"),
+            TooManyEntries { key, count, vms } => write!(
+                f,
+                "{key} has {count} entries but vms={vms} (one per VM at most)"
+            ),
+            BadCapturePath { value } => write!(
+                f,
+                "net_capture={value}: expected an absolute path of at most {CAPTURE_PATH_MAX} bytes"
+            ),
         }
     }
 }
@@ -454,6 +531,16 @@ struct Seen {
     dtbs: [At<Staged>; platform::MAX_VMS],
     net: At<bool>,
     console: At<ConsoleMode>,
+    net_vlans: At<PerVm<u16>>,
+    net_rate_mbit: At<PerVm<u32>>,
+    net_capture: At<CapturePath>,
+}
+
+/// A per-VM list as given: values and how many.
+#[derive(Clone, Copy)]
+struct PerVm<T> {
+    values: [T; platform::MAX_VMS],
+    count: usize,
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -545,6 +632,34 @@ fn set(seen: &mut Seen, key: &str, value: &str, line: usize) -> Result<(), Confi
             addr: num(a)?,
             size: num(s)?,
         })
+    };
+    // A comma-separated list of numbers in `min..=max`, at most MAX_VMS.
+    let list = |name: &'static str, min: u64, max: u64| -> Result<PerVm<u64>, ConfigErrorKind> {
+        let mut out = PerVm {
+            values: [0u64; platform::MAX_VMS],
+            count: 0,
+        };
+        for item in value.split(',') {
+            let n = parse_number(item.trim()).ok_or(BadNumber { key: k, value: v })?;
+            if !(min..=max).contains(&n) {
+                return Err(OutOfRange {
+                    key: name,
+                    value: n,
+                    min,
+                    max,
+                });
+            }
+            let Some(slot) = out.values.get_mut(out.count) else {
+                return Err(TooManyEntries {
+                    key: name,
+                    count: value.split(',').count(),
+                    vms: platform::MAX_VMS,
+                });
+            };
+            *slot = n;
+            out.count += 1;
+        }
+        Ok(out)
     };
     let count = |name: &'static str, max: usize| -> Result<usize, ConfigErrorKind> {
         let n = number()?;
@@ -680,6 +795,37 @@ fn set(seen: &mut Seen, key: &str, value: &str, line: usize) -> Result<(), Confi
             };
             seen.console = Some((c, line));
         }
+        "net_vlans" => {
+            fresh(&seen.net_vlans, k)?;
+            let l = list("net_vlans", 1, u64::from(MAX_VLAN))?;
+            let values = l.values.map(|n| n as u16);
+            seen.net_vlans = Some((
+                PerVm {
+                    values,
+                    count: l.count,
+                },
+                line,
+            ));
+        }
+        "net_rate_mbit" => {
+            fresh(&seen.net_rate_mbit, k)?;
+            let l = list("net_rate_mbit", 0, u64::from(MAX_RATE_MBIT))?;
+            let values = l.values.map(|n| n as u32);
+            seen.net_rate_mbit = Some((
+                PerVm {
+                    values,
+                    count: l.count,
+                },
+                line,
+            ));
+        }
+        "net_capture" => {
+            fresh(&seen.net_capture, k)?;
+            let path = CapturePath::new(value)
+                .filter(|_| value.starts_with('/'))
+                .ok_or(BadCapturePath { value: v })?;
+            seen.net_capture = Some((path, line));
+        }
         _ => {
             let Some(n) = dtb_index(key) else {
                 return Err(UnknownKey { key: k });
@@ -709,6 +855,9 @@ fn key_is_known(key: &str) -> bool {
             | "disk"
             | "net"
             | "console"
+            | "net_vlans"
+            | "net_rate_mbit"
+            | "net_capture"
     ) || dtb_index(key).is_some()
 }
 
@@ -727,6 +876,9 @@ fn first_line_of(seen: &Seen, key: &str) -> Option<usize> {
         "disk" => l(&seen.disk),
         "net" => l(&seen.net),
         "console" => l(&seen.console),
+        "net_vlans" => l(&seen.net_vlans),
+        "net_rate_mbit" => l(&seen.net_rate_mbit),
+        "net_capture" => l(&seen.net_capture),
         _ => dtb_index(key)
             .and_then(|n| usize::try_from(n).ok())
             .and_then(|n| seen.dtbs.get(n))
@@ -766,6 +918,26 @@ fn finish(seen: &Seen) -> Result<BootConfig, ConfigError> {
             (None, false) => {}
         }
     }
+    let per_vm = |key: &'static str, list: Option<(usize, usize)>| match list {
+        Some((count, line)) if count > vms => Err(ConfigError {
+            line: Some(line),
+            kind: ConfigErrorKind::TooManyEntries { key, count, vms },
+        }),
+        _ => Ok(()),
+    };
+    per_vm("net_vlans", seen.net_vlans.map(|(l, line)| (l.count, line)))?;
+    per_vm(
+        "net_rate_mbit",
+        seen.net_rate_mbit.map(|(l, line)| (l.count, line)),
+    )?;
+    let mut net_vlans = [crate::net::DEFAULT_VLAN; platform::MAX_VMS];
+    if let Some((l, _)) = seen.net_vlans {
+        net_vlans[..l.count].copy_from_slice(&l.values[..l.count]);
+    }
+    let mut net_rate_mbit = [0u32; platform::MAX_VMS];
+    if let Some((l, _)) = seen.net_rate_mbit {
+        net_rate_mbit[..l.count].copy_from_slice(&l.values[..l.count]);
+    }
     if placement == Placement::PerPcpu && vms > platform::MAX_PCPUS {
         return Err(ConfigError {
             line: Some(placement_line),
@@ -783,6 +955,9 @@ fn finish(seen: &Seen) -> Result<BootConfig, ConfigError> {
         dtbs,
         net: seen.net.is_none_or(|(on, _)| on),
         console: seen.console.map_or(ConsoleMode::Prefix, |(c, _)| c),
+        net_vlans,
+        net_rate_mbit,
+        net_capture: seen.net_capture.map(|(p, _)| p),
     })
 }
 

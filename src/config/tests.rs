@@ -608,3 +608,104 @@ fn random_input_never_panics() {
         }
     }
 }
+
+// ── The switch's keys ────────────────────────────────────────────────
+
+/// MINIMAL with `vms` VMs (their dtbs included) and `extra` lines.
+fn vms_with(vms: usize, extra: &str) -> String {
+    let mut text = replace("vms", &format!("vms={vms}"));
+    for vm in 1..vms {
+        text.push_str(&format!(
+            "\ndtb{vm}={:#x},0x1000",
+            HOST_DTB_BASE + vm as u64 * HOST_DTB_STRIDE
+        ));
+    }
+    format!("{text}\n{extra}\n")
+}
+
+#[test]
+fn net_switch_keys_default() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.net_vlans, [1; MAX_VMS]);
+    assert_eq!(c.net_rate_mbit, [0; MAX_VMS]);
+    assert_eq!(c.net_capture, None);
+}
+
+#[test]
+fn net_vlans_and_rates_per_vm() {
+    let c = parse(&vms_with(3, "net_vlans=1, 1,2\nnet_rate_mbit=0,50")).unwrap();
+    assert_eq!(&c.net_vlans[..3], &[1, 1, 2]);
+    assert_eq!(
+        &c.net_rate_mbit[..3],
+        &[0, 50, 0],
+        "VMs beyond the list: unlimited"
+    );
+    let c = parse(&vms_with(2, "net_vlans=4094")).unwrap();
+    assert_eq!(&c.net_vlans[..2], &[4094, 1], "VMs beyond the list: VLAN 1");
+    assert_eq!(
+        fail(&vms_with(2, "net_vlans=1,2,3")),
+        (
+            Some(9),
+            "boot config line 9: net_vlans has 3 entries but vms=2 (one per VM at most)".into()
+        )
+    );
+    assert_eq!(
+        fail(&with("net_vlans=0")).1,
+        "boot config line 8: net_vlans=0 is out of range (1..=4094)"
+    );
+    assert_eq!(
+        fail(&with("net_vlans=4095")).1,
+        "boot config line 8: net_vlans=4095 is out of range (1..=4094)"
+    );
+    assert_eq!(
+        fail(&with("net_rate_mbit=100001")).1,
+        "boot config line 8: net_rate_mbit=100001 is out of range (0..=100000)"
+    );
+    assert_eq!(
+        fail(&with("net_rate_mbit=1,,2")).1,
+        "boot config line 8: net_rate_mbit=1,,2: '1,,2' is not a number (decimal or 0x-hex, 64-bit)"
+    );
+    assert!(
+        fail(&with("net_vlans=1,1,1,1,1"))
+            .1
+            .contains("net_vlans has 5 entries")
+    );
+    assert_eq!(
+        fail(&with("net_vlans=")).1,
+        "boot config line 8: net_vlans= has no value"
+    );
+    assert!(
+        fail(&with("net_vlans=1\nnet_vlans=1"))
+            .1
+            .contains("duplicate key 'net_vlans'")
+    );
+}
+
+#[test]
+fn net_capture_path() {
+    let c = parse(&with("net_capture=/tmp/run dir/cap.pcapng")).unwrap();
+    let path = c.net_capture.unwrap();
+    assert_eq!(path.as_str(), "/tmp/run dir/cap.pcapng");
+    assert_eq!(path.as_bytes_with_nul(), b"/tmp/run dir/cap.pcapng\0");
+    let longest = format!("/{}", "a".repeat(CAPTURE_PATH_MAX - 1));
+    assert_eq!(
+        parse(&with(&format!("net_capture={longest}")))
+            .unwrap()
+            .net_capture
+            .unwrap()
+            .as_str(),
+        longest
+    );
+    for bad in [
+        "cap.pcapng",
+        "./cap.pcapng",
+        &format!("/{}", "a".repeat(CAPTURE_PATH_MAX)),
+    ] {
+        let (line, msg) = fail(&with(&format!("net_capture={bad}")));
+        assert_eq!(line, Some(8));
+        assert!(
+            msg.contains("expected an absolute path of at most 200 bytes"),
+            "{msg}"
+        );
+    }
+}
