@@ -47,12 +47,20 @@ BENCH_TIME    ?= 10
 BENCH_UDP     ?= 100M
 BENCH_TIMEOUT ?= 0
 
+# The switch (every run target): NET_CAPTURE=FILE writes every frame to FILE
+# (pcapng; Ctrl-\ c toggles), NET_VLANS=1,1,2 gives VM n's port an access
+# VLAN, NET_RATE_MBIT=0,50 caps VM n's transmit rate (0 = unlimited).
+NET_CAPTURE   ?=
+NET_VLANS     ?=
+NET_RATE_MBIT ?=
 HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
+        --net-capture "$(if $(NET_CAPTURE),$(abspath $(NET_CAPTURE)))" --net-vlans "$(NET_VLANS)" \
+        --net-rate-mbit "$(NET_RATE_MBIT)" \
         --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
         --disk "$(if $(filter none,$(GUEST_DISK)),,$(GUEST_DISK))" --append "$(GUEST_APPEND)"
 
 # Tools `make setup` provides; any missing one triggers it.
-REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3
+REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3 tcpdump
 
 .PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
         run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench \
@@ -64,6 +72,8 @@ help:
 	@echo "  make run-multi-vm  two Linux VMs time-sliced on one pCPU, eth0 10.0.0.1/.2, ping each other"
 	@echo "  make run-multi-vm-smp  the same with one VM per physical CPU"
 	@echo "                     knobs: VMS=1..4 (default 2, VM n is 10.0.0.n+1), VCPUS=1..4 per VM (default 1)"
+	@echo "                     switch (every run target): NET_CAPTURE=FILE (pcapng, Ctrl-\\ c toggles),"
+	@echo "                     NET_VLANS=1,1,2 (access VLAN per VM), NET_RATE_MBIT=0,50 (TX limit per VM)"
 	@echo "  make run-linux     one Linux VM (1 vCPU) with a BusyBox shell"
 	@echo "  make run-linux-smp one Linux VM with 4 vCPUs"
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
@@ -95,6 +105,7 @@ setup:
 	command -v cpio >/dev/null || missing="$$missing cpio"; \
 	command -v cpp >/dev/null || missing="$$missing cpp"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing$$missing"; \
 	  $(SUDO) apt-get update && \

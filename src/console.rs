@@ -68,6 +68,7 @@
 //! | `0`-`9`       | focus VM n, if it exists (otherwise a message, no change)   |
 //! | `n`           | focus the next VM (wrapping)                                |
 //! | `s`           | [`InputAction::ShowStats`]: the run loop prints counters    |
+//! | `c`           | [`InputAction::ToggleCapture`]: packet capture on or off    |
 //! | `r` then `0`-`9` | [`InputAction::RestartVm`]: restart VM n (also a stopped one) |
 //! | `k` then `0`-`9` | [`InputAction::StopVm`]: stop VM n                       |
 //! | `h`, `?`      | print help                                                  |
@@ -212,6 +213,8 @@ pub enum InputAction {
     },
     /// Print device statistics (the mux does not know the devices).
     ShowStats,
+    /// Turn the switch's packet capture on or off (the run loop reports).
+    ToggleCapture,
     /// Restart VM `n` (`Ctrl-\ r n`); the mux has printed a confirmation.
     RestartVm(usize),
     /// Stop VM `n` (`Ctrl-\ k n`); the mux has printed a confirmation.

@@ -1,5 +1,5 @@
 //! Console input: the escape key (`Ctrl-\`) and its commands — focus,
-//! statistics, restart and stop of a VM, help — and delivery of every
+//! statistics, packet capture, restart and stop of a VM, help — and delivery of every
 //! other byte to the VM with focus.
 
 use core::fmt::Write as _;
@@ -9,13 +9,14 @@ use super::{ConsoleMux, ConsoleSink, ESCAPE_BYTE, InputAction, StackBuf, VmComma
 impl ConsoleMux {
     /// Prints the escape-key help through the output path.
     pub fn print_help(&mut self, out: &mut dyn ConsoleSink) {
-        const HELP: [&[u8]; 8] = [
+        const HELP: [&[u8]; 9] = [
             b"console: escape is Ctrl-\\ (0x1c), then:",
             b"  0-9     focus that vm",
             b"  n       focus the next vm",
             b"  s       show device statistics",
             b"  r N     restart vm N (also after it stopped)",
             b"  k N     stop vm N",
+            b"  c       packet capture on/off (NET_CAPTURE=FILE)",
             b"  h ?     this help",
             b"  Ctrl-\\  send a literal Ctrl-\\ to the focused vm",
         ];
@@ -66,6 +67,10 @@ impl ConsoleMux {
             b's' => {
                 self.stats.commands += 1;
                 InputAction::ShowStats
+            }
+            b'c' => {
+                self.stats.commands += 1;
+                InputAction::ToggleCapture
             }
             b'r' => {
                 self.vm_command = Some(VmCommand::Restart);

@@ -584,6 +584,16 @@ fn escape_s_asks_for_statistics() {
 }
 
 #[test]
+fn escape_c_toggles_the_capture() {
+    let mut t = Term::new(2);
+    t.key(ESCAPE_BYTE);
+    assert_eq!(t.key(b'c'), InputAction::ToggleCapture);
+    assert_eq!(t.take(), "");
+    // Without the escape, `c` is typed into the focused VM.
+    assert_eq!(t.key(b'c'), InputAction::Deliver { vm: 0, byte: b'c' });
+}
+
+#[test]
 fn out_of_range_vm_number_keeps_focus() {
     let mut t = Term::new(2);
     t.key(ESCAPE_BYTE);

@@ -46,7 +46,8 @@ class RunConfig:
     """Everything one QEMU run needs."""
 
     def __init__(self, args, name, vms=None, vcpus=None, placement=None, append=None,
-                 kernel=None, initrd=None, disk="default", smp=None):
+                 kernel=None, initrd=None, disk="default", smp=None, net_vlans=None,
+                 net_rate_mbit=None, net_capture=None):
         self.hv = args.hv
         self.build = args.build
         self.name = name
@@ -62,6 +63,11 @@ class RunConfig:
         self.qemu = args.qemu
         self.cpu = args.cpu
         self.dir = os.path.join(self.build, "run", name)
+        # The switch: per-VM VLANs and TX limits ("1,1,2", "0,50"), capture file.
+        self.net_vlans = net_vlans if net_vlans is not None else getattr(args, "net_vlans", "")
+        self.net_rate_mbit = (net_rate_mbit if net_rate_mbit is not None
+                              else getattr(args, "net_rate_mbit", ""))
+        self.net_capture = net_capture if net_capture is not None else getattr(args, "net_capture", "")
 
     def bootargs(self):
         extra = self.append.strip()
@@ -103,6 +109,16 @@ class RunConfig:
             conf.append(f"disk={hex(DISK_ADDR)},{os.path.getsize(self.disk)}")
         for vm, dtb in enumerate(dtbs):
             conf.append(f"dtb{vm}={hex(DTB_BASE + vm * DTB_STRIDE)},{os.path.getsize(dtb)}")
+        if self.net_vlans:
+            conf.append(f"net_vlans={self.net_vlans}")
+        if self.net_rate_mbit:
+            conf.append(f"net_rate_mbit={self.net_rate_mbit}")
+        if self.net_capture:
+            # QEMU opens it (semihosting), relative to its own directory:
+            # the hypervisor gets an absolute path.
+            path = os.path.abspath(self.net_capture)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            conf.append(f"net_capture={path}")
         conf_path = os.path.join(self.dir, "hv.conf")
         with open(conf_path, "wb") as f:
             f.write(("\n".join(conf) + "\n").encode() + b"\0")
@@ -673,6 +689,166 @@ def reboot_scenario(args, check):
             log(f"  console log: {con.log_path}")
 
 
+def pcapng_packets(path):
+    """The Enhanced Packet Blocks of a pcapng file as (interface, length,
+    comment); an independent reader for the capture checks."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    out, at = [], 0
+    while at + 12 <= len(data):
+        kind, total = struct.unpack_from("<II", data, at)
+        if total < 12 or at + total > len(data):
+            break
+        if kind == 6:
+            iface, _, _, caplen, _ = struct.unpack_from("<IIIII", data, at + 8)
+            o, comment = at + 28 + (caplen + 3) // 4 * 4, ""
+            while o + 4 <= at + total - 4:
+                code, length = struct.unpack_from("<HH", data, o)
+                if code == 0:
+                    break
+                if code == 1:
+                    comment = data[o + 4:o + 4 + length].decode("utf-8", "replace")
+                o += 4 + (length + 3) // 4 * 4
+            out.append((iface, caplen, comment))
+        at += total
+    return out
+
+
+def port_drops(text, port):
+    """(vlan, vlan-tagged) drops of switch port `port` in the statistics text."""
+    m = re.search(rf"\[hv\] port {port}: [^\n]*\n(?:\[hv\][^\n]*\n)*?\[hv\]\s+drops: [^\n]* vlan (\d+) "
+                  rf"vlan-tagged (\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def vlan_capture_scenario(args, check):
+    """Three VMs with NET_VLANS=1,1,2 and the capture on from boot: vm0
+    reaches vm1 (VLAN 1) but not vm2 (VLAN 2), neither by ARP nor with a
+    static ARP entry (those unicast frames are dropped and counted as
+    `vlan`); Ctrl-\ c turns the capture off and reports the frames
+    recorded, which `tcpdump -r` reads back: the echo requests and replies
+    between 10.0.0.1 and 10.0.0.2, and as many frames as the switch saw."""
+    label = "vlans+capture"
+    cfg = RunConfig(args, "vlan-capture", vms=3, vcpus=1, placement="per-pcpu", net_vlans="1,1,2")
+    capture = os.path.join(cfg.dir, "capture.pcapng")
+    cfg.net_capture = capture
+    if os.path.exists(capture):
+        os.remove(capture)
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    off = None
+    try:
+        on = con.wait_for(r"\[hv\] capture: on, every frame of the switch to (\S+) ", 60)
+        check.ok(on is not None and on.group(1).decode() == os.path.abspath(capture),
+                 f"{label}: capture opened at boot")
+        ready = wait_all(con, check, 3, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
+        if not all(ready.values()):
+            return
+        for vm in range(3):
+            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+        received = r"(\d) packets received\r?\n"
+        _, m = typed(con, 0, "ping -c 3 -W 2 10.0.0.2 | grep -o '[0-9] packets received'", received, 60)
+        check.ok(m is not None and m.group(1) == b"3", f"{label}: vm0 -> vm1 (same VLAN) ping 3/3")
+        _, m = typed(con, 0, "ping -c 2 -W 1 10.0.0.3 | grep -o '[0-9] packets received'", received, 60)
+        check.ok(m is not None and m.group(1) == b"0", f"{label}: vm0 -> vm2 (other VLAN) ping 0/2 (no ARP answer)")
+        _, m = typed(con, 0, "arp -s 10.0.0.3 52:54:00:00:00:03; ping -c 3 -W 1 10.0.0.3 | "
+                             "grep -o '[0-9] packets received'", received, 60)
+        check.ok(m is not None and m.group(1) == b"0",
+                 f"{label}: vm0 -> vm2 with a static ARP entry: 0/3 (unicast across VLANs dropped)")
+        _, m = typed(con, 2, "arp -s 10.0.0.1 52:54:00:00:00:01; ping -c 2 -W 1 10.0.0.1 | "
+                             "grep -o '[0-9] packets received'", received, 60)
+        check.ok(m is not None and m.group(1) == b"0", f"{label}: vm2 -> vm0 with a static ARP entry: 0/2")
+        time.sleep(0.5)
+        mark = len(con.buf)
+        con.send(ESCAPE + b"c")
+        off = con.wait_for(r"\[hv\] capture: off at switch frame (\d+); (\d+) frames recorded, (\d+) lost", 20,
+                           since=mark)
+        check.ok(off is not None and off.group(1) == off.group(2) and off.group(3) == b"0",
+                 f"{label}: Ctrl-\\ c turned the capture off; every frame the switch saw was recorded "
+                 f"({off.group(0).decode() if off else 'no report'})")
+        mark = len(con.buf)
+        con.send(ESCAPE + b"s")
+        con.wait_for(r"\[hv\] mac table:", 20, since=mark)
+        text = con.buf[mark:].decode("utf-8", "replace")
+        check.ok(re.search(r"capture off", text) is not None and
+                 re.search(r"\[hv\] port 2: mac-lock 52:54:00:00:00:03, vlan 2, rate unlimited", text) is not None,
+                 f"{label}: Ctrl-\\ s shows the capture state and port 2 in VLAN 2")
+        d0, d2 = port_drops(text, 0), port_drops(text, 2)
+        check.ok(d0 is not None and d0[0] >= 3 and d2 is not None and d2[0] >= 2,
+                 f"{label}: vlan drops counted on port 0 ({d0}) and port 2 ({d2})")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+    if off is None or not os.path.exists(capture):
+        check.ok(False, f"{label}: capture file {capture} written")
+        return
+    res = subprocess.run(["tcpdump", "-r", capture, "-n", "-tt"], capture_output=True, text=True)
+    lines = res.stdout.splitlines()
+    check.ok(res.returncode == 0, f"{label}: tcpdump -r reads the capture (exit {res.returncode}"
+                                  f"{': ' + res.stderr.strip() if res.returncode else ''})")
+    requests = [l for l in lines if "IP 10.0.0.1 > 10.0.0.2: ICMP echo request" in l]
+    replies = [l for l in lines if "IP 10.0.0.2 > 10.0.0.1: ICMP echo reply" in l]
+    check.ok(len(requests) >= 3 and len(replies) >= 3,
+             f"{label}: tcpdump shows {len(requests)} echo requests 10.0.0.1 > 10.0.0.2 and "
+             f"{len(replies)} replies")
+    recorded = int(off.group(2))
+    check.ok(len(lines) == recorded, f"{label}: tcpdump reads {len(lines)} frames, the switch counted {recorded}")
+    packets = pcapng_packets(capture)
+    vlan_drops = [p for p in packets if p[2] == "dropped: vlan"]
+    check.ok(len(vlan_drops) >= 5 and {p[0] for p in vlan_drops} == {0, 2},
+             f"{label}: the capture marks {len(vlan_drops)} frames 'dropped: vlan' on interfaces "
+             f"{sorted({p[0] for p in vlan_drops})}")
+    if lines:
+        check.note(f"{label}: capture {os.path.getsize(capture)} bytes, {len(lines)} frames; first: {lines[0]}")
+
+
+def rate_scenario(args, check):
+    """Two VMs on their own pCPUs with vm1's transmit limited
+    (NET_RATE_MBIT=0,N; N = --rate-test-mbit): iperf3 from vm1 stays
+    within 15% of N Mbit/s and the limit shows in the statistics, without
+    drops; iperf3 from vm0 (unlimited) runs clearly above N."""
+    limit = args.rate_test_mbit
+    label = f"rate 0,{limit}"
+    cfg = RunConfig(args, "rate", vms=2, vcpus=1, placement="per-pcpu", net_rate_mbit=f"0,{limit}",
+                    append=("hviperf=1 " + args.append).strip())
+    con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
+    try:
+        ready = wait_all(con, check, 2, r"IPERF-SERVER ok", args.timeout, f"{label}: iperf3 server up")
+        if not all(ready.values()):
+            return
+        for vm in range(2):
+            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+        sender = r"[^\n]* ([\d.]+) Mbits/sec\s+\d*\s*sender\r?\n"
+        rates = {}
+        for src, dst in ((1, 1), (0, 2)):
+            _, m = typed(con, src, f"iperf3 -c 10.0.0.{dst} -t 6 -O 1 -f m | grep sender", sender, 60)
+            rates[src] = float(m.group(1)) if m else None
+        r1, r0 = rates[1], rates[0]
+        check.ok(r1 is not None and abs(r1 - limit) <= 0.15 * limit,
+                 f"{label}: vm1 (limited) sends at {r1} Mbit/s, within 15% of {limit}")
+        check.ok(r0 is not None and r0 > 1.5 * limit,
+                 f"{label}: vm0 (unlimited) sends at {r0} Mbit/s, above the limit")
+        mark = len(con.buf)
+        con.send(ESCAPE + b"s")
+        con.wait_for(r"\[hv\] mac table:", 20, since=mark)
+        text = con.buf[mark:].decode("utf-8", "replace")
+        p1 = re.search(rf"\[hv\] port 1: [^\n]*, vlan 1, rate {limit} Mbit/s \(burst \d+ bytes\)", text)
+        paused = re.search(r"\[hv\] port 1: [^\n]*\n(?:\[hv\][^\n]*\n)*?\[hv\]\s+tx paused by the rate limit (\d+) "
+                           r"times", text)
+        drops = re.search(r"\[hv\] port 1: [^\n]*\n(?:\[hv\][^\n]*\n)*?\[hv\]\s+drops: [^\n]* rate (\d+) ", text)
+        check.ok(p1 is not None and paused is not None and int(paused.group(1)) > 0
+                 and drops is not None and drops.group(1) == "0",
+                 f"{label}: Ctrl-\\ s shows port 1's limit, {paused.group(1) if paused else '?'} pauses "
+                 f"(backpressure) and {drops.group(1) if drops else '?'} rate drops")
+        if r0 and r1:
+            check.note(f"{label}: iperf3 vm1 {r1} Mbit/s (limit {limit}), vm0 {r0} Mbit/s")
+    finally:
+        con.close()
+        if check.failed:
+            log(f"  console log: {con.log_path}")
+
+
 def cmd_test_boot(args):
     """One Linux boot (`--vcpus` vCPUs) checked end to end."""
     check = Check("test-boot")
@@ -693,6 +869,10 @@ def cmd_test_multi_vm(args):
         three_vm_scenario(args, check)
     if not only or "reboot" in only:
         reboot_scenario(args, check)
+    if not only or {"vlan", "capture"} & only:
+        vlan_capture_scenario(args, check)
+    if not only or "rate" in only:
+        rate_scenario(args, check)
     return finish(check)
 
 
@@ -802,7 +982,11 @@ def cmd_run(args):
         print(" ".join(cmd))
         return 0
     log(f"{cfg.vms} VM(s), {cfg.vcpus} vCPU(s) each, placement {cfg.placement}")
-    log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, r N restarts VM N, k N stops it, h help; Ctrl-A X quits QEMU")
+    log("console: Ctrl-\\ then 0-9 focuses a VM, n next VM, s statistics, c capture on/off, r N restarts VM N, "
+        "k N stops it, h help; Ctrl-A X quits QEMU")
+    if cfg.net_capture:
+        log(f"capture: every frame of the switch to {os.path.abspath(cfg.net_capture)} "
+            f"(read it with tcpdump -r or wireshark)")
     log(f"boot configuration and device trees: {cfg.dir}")
     sys.stdout.flush()
     if args.timeout:
@@ -835,7 +1019,13 @@ def main():
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
-    ap.add_argument("--only", default="", help="test-multi-vm: comma-separated scenarios (net,busy,three,reboot)")
+    ap.add_argument("--only", default="",
+                    help="test-multi-vm: comma-separated scenarios (net,busy,three,reboot,capture,vlan,rate)")
+    ap.add_argument("--net-capture", default="", help="run: write every frame of the switch to this file (pcapng)")
+    ap.add_argument("--net-vlans", default="", help="run: access VLAN of each VM's port, e.g. 1,1,2")
+    ap.add_argument("--net-rate-mbit", default="", help="run: transmit limit of each VM's port in Mbit/s, e.g. 0,50")
+    ap.add_argument("--rate-test-mbit", type=int, default=10,
+                    help="test-multi-vm rate scenario: vm1's limit (below what the VMs reach unlimited)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
     ap.add_argument("--vcpu-counts", default="1,4", help="test-cpu(s): vCPU counts of the Linux boots")
     ap.add_argument("--models", default=" ".join(CPU_MODELS),
@@ -845,6 +1035,13 @@ def main():
     args = ap.parse_args()
     args.initrd = args.initrd or None
     args.disk = args.disk or None
+    if args.command != "run":
+        # The tests set the switch's options per scenario.
+        for knob, flag in (("net_capture", "NET_CAPTURE"), ("net_vlans", "NET_VLANS"),
+                           ("net_rate_mbit", "NET_RATE_MBIT")):
+            if getattr(args, knob):
+                log(f"{flag} applies to the run targets; {args.command} ignores it")
+                setattr(args, knob, "")
     if args.command == "run":
         return cmd_run(args)
     if args.command in ("test-cpu", "test-cpus"):

@@ -82,6 +82,7 @@ pub fn boot_from_config() -> ! {
         create_vm(id, &config, vtr);
         runtime::register_vm(id, placement.pcpu_of(id, pcpus));
     }
+    super::capture_file::start(&config);
 
     let mut console = ConsoleConfig::new(config.vms, vcpu::counter_frequency() / 20);
     if config.console == ConsoleMode::Raw {
@@ -168,7 +169,15 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
         fatal(format_args!("VM {id}: cannot attach virtio-blk: {e:?}"));
     }
     if config.net {
-        if let Err(e) = crate::devices::attach_virtio_net(devices, id) {
+        let options = crate::devices::NetPortOptions {
+            vlan: config.net_vlans[id],
+            rate_mbit: config.net_rate_mbit[id],
+            clock: crate::net::Clock {
+                now: vcpu::counter,
+                freq: vcpu::counter_frequency(),
+            },
+        };
+        if let Err(e) = crate::devices::attach_virtio_net_with(devices, id, options) {
             fatal(format_args!("VM {id}: cannot attach virtio-net: {e:?}"));
         }
     } else {

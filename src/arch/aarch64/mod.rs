@@ -5,6 +5,7 @@
 //! loops; the decisions are made by the host-tested logic modules.
 
 pub mod boot;
+pub mod capture_file;
 pub mod cpu;
 pub mod exceptions;
 pub mod gic;

@@ -49,12 +49,12 @@ use crate::sched::{
 };
 use crate::spsc::SpscRing;
 use crate::trap::decode_sync;
-use crate::virtio::net::{NetDeviceReport, drain_rx};
+use crate::virtio::net::{NetDeviceReport, drain_rx, retry_tx};
 use crate::vm::{ExitOutcome, Fault, StopReason, Vm, VmState};
 
 use super::guest::{self, VmSlot, clean_guest_range};
 use super::world_switch::{ExitKind, enter_guest};
-use super::{gic, semihosting, timer, uart, vcpu, vgic_hw};
+use super::{capture_file, gic, semihosting, timer, uart, vcpu, vgic_hw};
 
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
@@ -286,6 +286,10 @@ fn console_input(p: &mut Machine) {
                     p.kick_vm(vm);
                 }
             }
+            InputAction::ToggleCapture => {
+                capture_file::request_toggle();
+                p.woke_others = true;
+            }
             InputAction::RestartVm(vm) | InputAction::StopVm(vm) if vm < MAX_VMS => {
                 let request = match action {
                     InputAction::StopVm(_) => REQUEST_STOP,
@@ -304,10 +308,24 @@ fn console_input(p: &mut Machine) {
 /// devices (which raise their interrupts through the vGIC).
 fn deliver_pending(vm: &mut Vm) {
     if !vm.is_running() {
-        // Restarting or stopped: input waits (a restart resets the devices).
+        // Restarting or stopped: input waits (a restart resets the devices),
+        // and a rate-limit pause is forgotten (nothing will retry it).
+        VSWITCH.set_tx_retry(vm.id, None);
         return;
     }
     let id = vm.id;
+    // A transmitter the rate limit paused: carry on once it may.
+    let now = vcpu::counter();
+    if VSWITCH.tx_retry(id).is_some_and(|at| at <= now)
+        && let Some(net) = vm.devices.virtio_net()
+    {
+        let mut ctx = DeviceContext {
+            mem: &vm.mem,
+            irq: &mut vm.vgic,
+            vcpu: 0,
+        };
+        retry_tx(net, &mut ctx, now);
+    }
     if !PORT_RX[id].is_empty()
         && let Some(net) = vm.devices.virtio_net()
     {
@@ -445,6 +463,7 @@ impl Machine {
             if let Some(mux) = CONSOLE.lock().as_mut() {
                 mux.flush_all(&mut UartSink);
             }
+            capture_file::finish();
             crate::hv_println!("all VMs stopped ({} unsuccessfully)", failed);
             semihosting::exit(if failed == 0 {
                 semihosting::EXIT_SUCCESS
@@ -481,16 +500,30 @@ impl PcpuArch for Machine {
         service_interrupts(self, None);
         self.apply_lifecycle_requests();
         self.print_stats_if_asked();
+        capture_file::apply_toggle();
+        capture_file::flush();
         flush_console_idle();
     }
 
     fn housekeeping_deadline(&mut self) -> Option<u64> {
-        console_flush_deadline()
+        // Console flush, capture flush, and the retry of a transmitter of
+        // a VM here that its rate limit paused.
+        [console_flush_deadline(), capture_file::flush_deadline()]
+            .into_iter()
+            .chain(
+                (0..MAX_VMS)
+                    .filter(|vm| self.my_vms & (1 << vm) != 0)
+                    .map(|vm| VSWITCH.tx_retry(vm)),
+            )
+            .flatten()
+            .min()
     }
 
     fn deliver_pending(&mut self, vm: usize) {
         let mut slot = self.lock(vm);
         deliver_pending(&mut slot.vm);
+        // A retried transmitter may have sent frames to other VMs.
+        self.kick_receivers(&mut slot.vm);
     }
 
     fn status(&mut self, r: VcpuRef, now: u64, loaded: bool) -> VcpuStatus {
@@ -629,7 +662,9 @@ impl PcpuArch for Machine {
         Exit {
             action,
             woke_others: core::mem::take(&mut self.woke_others),
-            service: self.stats_requested() || self.lifecycle_requested(),
+            service: self.stats_requested()
+                || self.lifecycle_requested()
+                || capture_file::toggle_requested(),
         }
     }
 
