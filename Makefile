@@ -64,7 +64,7 @@ REQUIRED_TOOLS := $(QEMU) dtc cpio cpp python3 tcpdump
 
 .PHONY: help setup need-tools build elf run test test-host lint doc clean guest-images \
         run-linux run-linux-smp run-multi-vm run-multi-vm-smp test-linux test-multi-vm bench \
-        test-no-firmware check-vm-knobs test-cpu test-cpus run-sve
+        test-no-firmware check-vm-knobs setup-nightly setup-fuzz fuzz miri test-cpu test-cpus run-sve
 
 help:
 	@echo "Targets:"
@@ -89,6 +89,8 @@ help:
 	@echo "  make test-no-firmware  in-QEMU suites + one Linux boot with QEMU's firmware/ROM dirs hidden (root)"
 	@echo "  make test-host     host cargo tests and the bench parser tests (Python)"
 	@echo "  make lint          module cycle/layer check, rustfmt check, clippy (host and aarch64-unknown-none)"
+	@echo "  make fuzz          every fuzz target for FUZZ_SECS s (default 60; nightly + cargo-fuzz)"
+	@echo "  make miri          host tests of the modules with unsafe code under Miri (nightly)"
 	@echo "  make doc           build the API docs (target/doc/hypervisor/index.html)"
 	@echo "  make build         build both EL2 images"
 	@echo "  make clean         remove build outputs"
@@ -117,6 +119,15 @@ setup:
 	fi
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# Nightly is only for `make miri` and `make fuzz`; the project builds on stable.
+setup-nightly:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@rustup +nightly component list --installed | grep -q '^miri' || \
+	  rustup component add --toolchain nightly miri rust-src
+
+setup-fuzz: setup-nightly
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 need-tools:
 	@for t in $(REQUIRED_TOOLS); do command -v $$t >/dev/null || { $(MAKE) --no-print-directory setup; break; }; done
@@ -204,8 +215,12 @@ bench: elf guest-images
 	  --runs $(BENCH_RUNS) --mb $(BENCH_MB) --time $(BENCH_TIME) --udp $(BENCH_UDP) --timeout $(BENCH_TIMEOUT)
 
 # ── host checks ───────────────────────────────────────────────────────
+# The fuzz crate (fuzz/) is not a workspace member: its regression tests
+# (every committed seed and crash reproducer, on stable) run here.
+FUZZ_CARGO = cargo --config 'build.target-dir="target"'
 test-host: need-tools
 	cargo test --workspace
+	$(FUZZ_CARGO) test --manifest-path fuzz/Cargo.toml --no-default-features
 	PYTHONDONTWRITEBYTECODE=1 python3 tests/system/test_bench_parse.py
 
 # The module check: no import cycle, no upward import in the logic layer
@@ -216,15 +231,55 @@ lint: need-tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --target $(TARGET) -- -D warnings
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
+	$(FUZZ_CARGO) clippy --manifest-path fuzz/Cargo.toml --no-default-features --all-targets -- -D warnings
 
 doc: need-tools
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
+# ── fuzzing and Miri ──────────────────────────────────────────────────
+# `make fuzz`: each target for FUZZ_SECS seconds from its committed seeds
+# (fuzz/seeds/<target>, read only) and its growing corpus (fuzz/corpus/,
+# not committed); prints executions and coverage per target. A crash is
+# saved under fuzz/artifacts/<target>/ and fails the run: copy it to
+# tests/fuzz/<target>/ to make it a regression test (see README).
+FUZZ_SECS    ?= 60
+FUZZ_TARGETS ?= virtio_transport virtio_queue virtio_blk virtio_net vswitch vgic pl011 boot_config loader
+fuzz: setup-fuzz
+	@mkdir -p $(LOG_DIR)/fuzz; failed=""; \
+	cargo +nightly fuzz build -O || exit 1; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; log=$(LOG_DIR)/fuzz/$$t.log; \
+	  cargo +nightly fuzz run -O $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -rss_limit_mb=4096 -print_final_stats=1 >$$log 2>&1; status=$$?; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log | tail -1); \
+	  cov=$$(grep -o 'cov: [0-9]*' $$log | tail -1 | cut -d' ' -f2); \
+	  ft=$$(grep -o 'ft: [0-9]*' $$log | tail -1 | cut -d' ' -f2); \
+	  corp=$$(grep -o 'corp: [0-9]*' $$log | tail -1 | cut -d' ' -f2); \
+	  if [ $$status -eq 0 ]; then \
+	    printf 'fuzz: %-17s %9s executions  coverage %5s edges  %5s features  corpus %s\n' $$t "$$execs" "$$cov" "$$ft" "$$corp"; \
+	  else \
+	    echo "fuzz: $$t: FOUND A PROBLEM (status $$status, log $$log):"; \
+	    grep -E "panicked|ERROR|Test unit written" $$log | head -5; failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in:$$failed"; exit 1; fi; \
+	echo "fuzz: $(words $(FUZZ_TARGETS)) targets, $(FUZZ_SECS) s each, no finding"
+
+# The host tests of every module with unsafe code, interpreted by Miri
+# (undefined behaviour, aliasing, data races in the threaded ring tests).
+# Leaks are not errors: the tests leak their guest RAM and rings on purpose
+# (`GuestMemory::from_static` and the rings' users need `'static` memory).
+MIRI_TESTS ?= guest_memory spsc net::rx_ring print::
+miri: setup-nightly
+	MIRIFLAGS="-Zmiri-ignore-leaks" cargo +nightly miri test --lib -- $(MIRI_TESTS)
 
 # ── everything ────────────────────────────────────────────────────────
 test: need-tools
 	$(MAKE) --no-print-directory test-host
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory doc
+	$(MAKE) --no-print-directory miri
 	$(MAKE) --no-print-directory run
 	$(MAKE) --no-print-directory run-sve
 	$(MAKE) --no-print-directory test-linux

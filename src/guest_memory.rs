@@ -357,8 +357,12 @@ mod tests {
 
     const BASE: u64 = 0x4000_0000;
 
+    /// `size` bytes of RAM whose backing is 8-byte aligned, as a VM's
+    /// carve-out is (a `u8` buffer may start at any address; Miri places
+    /// such buffers at odd addresses, which the scalar accessors refuse).
     fn mem(size: usize) -> GuestMemory {
-        GuestMemory::from_static(BASE, Box::leak(vec![0u8; size].into_boxed_slice()))
+        let words: &'static mut [u64] = Box::leak(vec![0u64; size.div_ceil(8)].into_boxed_slice());
+        GuestMemory::from_static(BASE, &mut words.as_mut_bytes()[..size])
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod el2;
 pub mod esr;
 pub mod gicv3;
 pub mod ich;

@@ -3,6 +3,7 @@
 //! Reference: Arm ARM D8.3.2 (stage 2 attribute fields) and D19.2
 //! (VTCR_EL2, VTTBR_EL2).
 
+use aarch64_cpu::registers::VTCR_EL2;
 use bitflags::bitflags;
 
 bitflags! {
@@ -37,20 +38,20 @@ pub const MEMATTR_MASK: u64 = 0b1111 << 2;
 pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// VTCR_EL2 RES1 bit 31.
-pub const VTCR_RES1: u64 = 1 << 31;
+pub const VTCR_RES1: u64 = VTCR_EL2::RES1::SET.value;
 
 /// Encodes VTCR_EL2 for a 4 KiB granule: `t0sz` (IPA size = 64 - t0sz),
 /// `sl0` start level encoding, physical address size `ps`
 /// (from ID_AA64MMFR0_EL1.PARange), write-back inner-shareable walks.
 pub const fn vtcr_el2(t0sz: u64, sl0: u64, ps: u64) -> u64 {
-    // TG0 (bits 15:14) = 0b00: 4 KiB granule.
     VTCR_RES1
-        | ((ps & 7) << 16)
-        | (0b11 << 12) // SH0 inner shareable
-        | (0b01 << 10) // ORGN0 write-back
-        | (0b01 << 8) // IRGN0 write-back
-        | ((sl0 & 3) << 6)
-        | (t0sz & 0x3f)
+        | VTCR_EL2::PS.val(ps & 7).value
+        | VTCR_EL2::TG0::Granule4KB.value
+        | VTCR_EL2::SH0::Inner.value
+        | VTCR_EL2::ORGN0::NormalWBRAWA.value
+        | VTCR_EL2::IRGN0::NormalWBRAWA.value
+        | VTCR_EL2::SL0.val(sl0 & 3).value
+        | VTCR_EL2::T0SZ.val(t0sz & 0x3f).value
 }
 
 /// Encodes VTTBR_EL2 from an 8-bit VMID and the root table's address.
@@ -84,6 +85,23 @@ mod tests {
         assert_eq!((v >> 6) & 3, 1);
         assert_eq!((v >> 16) & 7, 4);
         assert_ne!(v & VTCR_RES1, 0);
+    }
+
+    #[test]
+    fn vtcr_equals_the_raw_encoding() {
+        // The bit positions written by hand before the encoding used the
+        // register's field definitions.
+        let raw = |t0sz: u64, sl0: u64, ps: u64| {
+            (1 << 31) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (sl0 << 6) | t0sz
+        };
+        for ps in 0..7 {
+            for sl0 in 0..3 {
+                for t0sz in [16, 25, 32, 39] {
+                    assert_eq!(vtcr_el2(t0sz, sl0, ps), raw(t0sz, sl0, ps));
+                }
+            }
+        }
+        assert_eq!(vtcr_el2(25, 1, 2), 0x8002_3559);
     }
 
     #[test]

@@ -1,9 +1,20 @@
 //! Thin system-register access for bare-metal AArch64.
 //!
-//! Most registers come straight from `aarch64-cpu` (re-exported as
-//! [`cpu`]); the GICv3 CPU-interface registers that crate does not name are
-//! accessed here by their `S3_<op1>_C<n>_C<m>_<op2>` encodings. Nothing in
-//! this module makes policy decisions.
+//! Registers are reached through `aarch64-cpu`'s typed registers
+//! (re-exported as [`cpu`]) wherever that crate (11.2) defines them: the
+//! hypervisor uses them for HCR_EL2, VTCR_EL2, VTTBR_EL2, CPTR_EL2,
+//! MDCR_EL2, the timer registers (CNTHCTL_EL2, CNTVOFF_EL2, CNTHP_CTL_EL2,
+//! CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTKCTL_EL1, CNTPCT_EL0, CNTFRQ_EL0), every
+//! ICH_*_EL2 register of the virtual CPU interface and ICC_SRE_EL2. The
+//! macros below are for what it does not define, by name
+//! or by `S3_<op1>_C<n>_C<m>_<op2>` encoding: CNTHP_CVAL_EL2, VPIDR_EL2,
+//! ZCR_EL1/ZCR_EL2, the GICv3 CPU-interface registers ICC_PMR_EL1,
+//! ICC_BPR1_EL1, ICC_IGRPEN1_EL1, ICC_IAR1_EL1, ICC_EOIR1_EL1 and
+//! ICC_SGI1R_EL1 (and ICC_CTLR_EL1, which it defines read-only), the PMU
+//! and debug registers, ID registers by encoding;
+//! and for the EL1 context that `vcpu::load`/`put` move as plain values.
+//! CPTR_EL2 is typed but only its TAM field is defined, so its TZ bit is a
+//! raw constant. Nothing in this module makes policy decisions.
 
 pub use aarch64_cpu::registers as cpu;
 

@@ -7,6 +7,7 @@
 //! EL2 itself: it runs with IRQs masked and polls after a guest exit or an
 //! idle `wfi`.
 
+use aarch64_cpu::registers::ICC_SRE_EL2;
 use hal::gicv3::{GicdRegisters, GicrFrame, gicd_ctlr, gicr_waker};
 use hal::{read_sysreg, write_sysreg};
 use tock_registers::interfaces::{Readable, Writeable};
@@ -101,10 +102,16 @@ pub fn init_cpu(cpu: usize) {
     // preemption groups, EOImode 0, Group 1 on.
     // SAFETY: only this CPU's GIC interface configuration changes; no guest runs.
     unsafe {
-        write_sysreg!("icc_sre_el2", 0b1111);
+        ICC_SRE_EL2.write(
+            ICC_SRE_EL2::ENABLE::SET
+                + ICC_SRE_EL2::DIB::SET
+                + ICC_SRE_EL2::DFB::SET
+                + ICC_SRE_EL2::SRE::SET,
+        );
         core::arch::asm!("isb");
         write_sysreg!("icc_pmr_el1", 0xff);
         write_sysreg!("icc_bpr1_el1", 0);
+        // By name: `aarch64-cpu` 11.2 defines ICC_CTLR_EL1 read-only.
         write_sysreg!("icc_ctlr_el1", 0);
         write_sysreg!("icc_igrpen1_el1", 1);
         core::arch::asm!("isb");

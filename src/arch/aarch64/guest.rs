@@ -8,6 +8,7 @@
 
 use core::ptr::NonNull;
 
+use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};
 use spin::{Mutex, MutexGuard};
 
 use crate::guest_memory::GuestMemory;
@@ -98,7 +99,7 @@ pub fn carve_out(id: usize) -> u64 {
 
 /// ID_AA64MMFR0_EL1.PARange of this machine.
 pub fn parange() -> u64 {
-    hal::read_sysreg!("id_aa64mmfr0_el1") & 0xf
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)
 }
 
 impl VmSlot {

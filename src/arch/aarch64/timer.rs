@@ -5,30 +5,32 @@
 //! comes first; when it fires, the guest exits with an IRQ and the run loop
 //! reschedules.
 
-use hal::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::{CNTHP_CTL_EL2, Readable, Writeable};
+use hal::{el2, write_sysreg};
 
 /// Arms the timer to fire when the physical count reaches `deadline`.
 pub fn arm(deadline: u64) {
-    // SAFETY: programming the EL2 physical timer, which only the hypervisor
-    // uses; ENABLE = 1, IMASK = 0.
-    unsafe {
-        write_sysreg!("cnthp_cval_el2", deadline);
-        write_sysreg!("cnthp_ctl_el2", 1);
-        core::arch::asm!("isb");
-    }
+    // The EL2 physical timer is the hypervisor's own; ENABLE = 1, IMASK = 0.
+    // CNTHP_CVAL_EL2 by name: `aarch64-cpu` 11.2 has CNTHP_CTL_EL2 but no
+    // CNTHP_CVAL_EL2.
+    // SAFETY: the compare value of the hypervisor's own timer.
+    unsafe { write_sysreg!("cnthp_cval_el2", deadline) };
+    CNTHP_CTL_EL2.set(el2::CNTHP_CTL_ARMED);
+    isb();
 }
 
 /// Stops the timer (its interrupt line drops).
 pub fn disarm() {
-    // SAFETY: disabling the hypervisor's own timer.
-    unsafe {
-        write_sysreg!("cnthp_ctl_el2", 0);
-        core::arch::asm!("isb");
-    }
+    CNTHP_CTL_EL2.set(0);
+    isb();
 }
 
 /// True if the timer is enabled and its condition is met.
 pub fn fired() -> bool {
-    let ctl = read_sysreg!("cnthp_ctl_el2");
-    ctl & 1 != 0 && ctl & 4 != 0
+    el2::cnthp_fired(CNTHP_CTL_EL2.get())
+}
+
+fn isb() {
+    // SAFETY: a context synchronization event; no state changes.
+    unsafe { core::arch::asm!("isb") };
 }

@@ -11,43 +11,21 @@
 //! world switch and its ZCR_EL1 with `load`/`put`, until a `put` finds its
 //! SVE state to hold nothing beyond FP/SIMD (see [`crate::vcpu::SveRegs`]).
 
-use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
-use hal::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::{
+    CNTFRQ_EL0, CNTHCTL_EL2, CNTKCTL_EL1, CNTPCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTVOFF_EL2,
+    CPTR_EL2, HCR_EL2, ID_AA64DFR0_EL1, MDCR_EL2, ReadWriteable, Readable, VTCR_EL2, VTTBR_EL2,
+    Writeable,
+};
+use hal::{el2, read_sysreg, write_sysreg};
 
 use crate::debug_regs;
 use crate::id_regs::{self, GuestIdRegs, ID_REG_COUNT, Switched};
 use crate::vcpu::{El1Regs, GuestRegs, SveRegs, Vcpu};
 
-/// HCR_EL2 for running a guest: VM (stage 2), SWIO, FMO, IMO, AMO (physical
-/// interrupts and SErrors to EL2), FB + BSU=inner-shareable (broadcast TLB
-/// and barrier maintenance), TWI and TWE (WFI/WFE trap so an idle or
-/// spinning vCPU yields), TSC (SMC traps: PSCI over SMC), RW (EL1 is
-/// AArch64).
-pub const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 31);
-
-/// HCR_EL2.TID3: guest reads of the ID registers trap and are answered
-/// from the sanitized table ([`crate::id_regs`]).
-pub const HCR_TID3: u64 = 1 << 18;
-/// HCR_EL2.APK (bit 40) and API (bit 41): the guest's pointer-authentication
-/// key registers and instructions do not trap (the keys are switched per
-/// vCPU).
-pub const HCR_APK_API: u64 = (1 << 40) | (1 << 41);
-
 /// CPTR_EL2.TZ: SVE instructions and ZCR_ELx accesses trap to EL2 (at EL2
-/// too).
+/// too). A raw bit: `aarch64-cpu` 11.2 defines only the TAM field of
+/// CPTR_EL2.
 const CPTR_TZ: u64 = 1 << 8;
-/// CPTR_EL2.TAM: activity-monitor accesses trap (the guest sees no AMU).
-const CPTR_TAM: u64 = 1 << 30;
 
 /// What this machine has that the hypervisor switches per vCPU, found once.
 #[derive(Clone, Copy, Debug)]
@@ -98,19 +76,18 @@ fn host_id_regs() -> [u64; ID_REG_COUNT] {
 
 /// Sets or clears CPTR_EL2.TZ on this CPU (only writes on a change).
 fn set_sve_trap(trap: bool) {
-    let cptr = read_sysreg!("cptr_el2");
+    let cptr = CPTR_EL2.get();
     let want = if trap {
         cptr | CPTR_TZ
     } else {
         cptr & !CPTR_TZ
     };
     if want != cptr {
-        // SAFETY: TZ only decides whether SVE traps; the hypervisor itself
-        // executes SVE only in the world switch, with TZ clear.
-        unsafe {
-            write_sysreg!("cptr_el2", want);
-            core::arch::asm!("isb");
-        }
+        // TZ only decides whether SVE traps; the hypervisor itself executes
+        // SVE only in the world switch, with TZ clear.
+        CPTR_EL2.set(want);
+        // SAFETY: a context synchronization event; no state changes.
+        unsafe { core::arch::asm!("isb") };
     }
 }
 
@@ -155,11 +132,10 @@ pub fn features() -> &'static Features {
     })
 }
 
-/// HCR_EL2 for running guests on this machine: [`HCR_GUEST`], TID3, and
-/// APK/API with pointer authentication.
+/// HCR_EL2 for running guests on this machine ([`el2::hcr_guest`]: TID3,
+/// and APK/API with pointer authentication).
 pub fn hcr_guest() -> u64 {
-    let pauth = if features().pauth { HCR_APK_API } else { 0 };
-    HCR_GUEST | HCR_TID3 | pauth
+    el2::hcr_guest(features().pauth)
 }
 
 /// Makes CPTR_EL2.TZ match the vCPU about to run: SVE enabled only while
@@ -189,11 +165,6 @@ pub fn sve_trap(regs: &mut GuestRegs) -> bool {
     }
     true
 }
-
-/// CNTHCTL_EL2: EL1PCTEN (guest may read the physical counter); EL1PCEN is
-/// clear, so the guest's EL1 *physical* timer registers trap (guests use
-/// the virtual timer).
-pub const CNTHCTL_GUEST: u64 = 1 << 0;
 
 /// MDCR_EL2 for running guests: every PMU access (TPM, TPMCR) and every
 /// debug register access (TDA, TDOSA, TDRA) traps to EL2 and is emulated
@@ -232,16 +203,16 @@ pub fn init_el2_for_guests() {
         cap_sve_vl();
     }
     if features.amu {
-        let cptr = read_sysreg!("cptr_el2");
-        // SAFETY: TAM only makes guest activity-monitor accesses trap.
-        unsafe { write_sysreg!("cptr_el2", cptr | CPTR_TAM) };
+        // TAM only makes guest activity-monitor accesses trap.
+        CPTR_EL2.modify(CPTR_EL2::TAM::SET);
     }
-    // SAFETY: configuring the EL2 trap and timer controls for guest
-    // execution; no guest is running and EL2's own translation is unaffected.
+    // The EL2 trap and timer controls for guest execution; no guest is
+    // running and EL2's own translation is unaffected.
+    HCR_EL2.set(hcr_guest());
+    CNTHCTL_EL2.set(el2::CNTHCTL_GUEST);
+    CNTVOFF_EL2.set(0);
+    // SAFETY: VPIDR_EL2 only changes what EL1 reads as MIDR_EL1.
     unsafe {
-        write_sysreg!("hcr_el2", hcr_guest());
-        write_sysreg!("cnthctl_el2", CNTHCTL_GUEST);
-        write_sysreg!("cntvoff_el2", 0);
         let midr = read_sysreg!("midr_el1");
         write_sysreg!("vpidr_el2", midr);
     }
@@ -273,15 +244,15 @@ pub fn load(vcpu: &Vcpu, cntvoff: u64) {
         write_sysreg!("afsr0_el1", r.afsr0);
         write_sysreg!("afsr1_el1", r.afsr1);
         write_sysreg!("par_el1", r.par);
-        write_sysreg!("cntkctl_el1", r.cntkctl);
+        CNTKCTL_EL1.set(r.cntkctl);
         write_sysreg!("sp_el1", r.sp_el1);
         write_sysreg!("elr_el1", r.elr_el1);
         write_sysreg!("spsr_el1", r.spsr_el1);
         write_sysreg!("csselr_el1", r.csselr);
         write_sysreg!("vmpidr_el2", vcpu.mpidr());
-        write_sysreg!("cntvoff_el2", cntvoff);
-        write_sysreg!("cntv_cval_el0", vcpu.timer.cval);
-        write_sysreg!("cntv_ctl_el0", vcpu.timer.ctl & 3);
+        CNTVOFF_EL2.set(cntvoff);
+        CNTV_CVAL_EL0.set(vcpu.timer.cval);
+        CNTV_CTL_EL0.set(vcpu.timer.ctl & el2::CNTV_CTL_WRITABLE);
         core::arch::asm!("isb");
     }
     let features = features();
@@ -352,13 +323,13 @@ pub fn put(vcpu: &mut Vcpu) {
     r.afsr0 = read_sysreg!("afsr0_el1");
     r.afsr1 = read_sysreg!("afsr1_el1");
     r.par = read_sysreg!("par_el1");
-    r.cntkctl = read_sysreg!("cntkctl_el1");
+    r.cntkctl = CNTKCTL_EL1.get();
     r.sp_el1 = read_sysreg!("sp_el1");
     r.elr_el1 = read_sysreg!("elr_el1");
     r.spsr_el1 = read_sysreg!("spsr_el1");
     r.csselr = read_sysreg!("csselr_el1");
-    vcpu.timer.cval = read_sysreg!("cntv_cval_el0");
-    vcpu.timer.ctl = read_sysreg!("cntv_ctl_el0");
+    vcpu.timer.cval = CNTV_CVAL_EL0.get();
+    vcpu.timer.ctl = CNTV_CTL_EL0.get();
     let features = features();
     if features.pauth {
         save_pauth_keys(&mut vcpu.pauth.keys);
@@ -374,38 +345,35 @@ pub fn put(vcpu: &mut Vcpu) {
         }
     }
     set_sve_trap(true);
-    // SAFETY: disabling the EL1 virtual timer of the vCPU being descheduled;
-    // its state was saved just above.
-    unsafe {
-        write_sysreg!("cntv_ctl_el0", 0);
-        core::arch::asm!("isb");
-    }
+    // Disable the EL1 virtual timer of the vCPU being descheduled; its
+    // state was saved just above.
+    CNTV_CTL_EL0.set(0);
+    // SAFETY: a context synchronization event; no state changes.
+    unsafe { core::arch::asm!("isb") };
 }
 
 /// Reads the running vCPU's CNTV_CTL_EL0.
 pub fn timer_ctl() -> u64 {
-    read_sysreg!("cntv_ctl_el0")
+    CNTV_CTL_EL0.get()
 }
 
 /// Writes the running vCPU's CNTV_CTL_EL0.
 pub fn set_timer_ctl(ctl: u64) {
-    // SAFETY: the loaded vCPU's virtual timer control; only ENABLE and IMASK
-    // are writable.
-    unsafe {
-        write_sysreg!("cntv_ctl_el0", ctl & 3);
-        core::arch::asm!("isb");
-    }
+    // The loaded vCPU's virtual timer control; only ENABLE and IMASK are
+    // writable.
+    CNTV_CTL_EL0.set(ctl & el2::CNTV_CTL_WRITABLE);
+    // SAFETY: a context synchronization event; no state changes.
+    unsafe { core::arch::asm!("isb") };
 }
 
 /// Activates a VM's stage-2 translation on this CPU.
 pub fn activate_stage2(vtcr: u64, vttbr: u64) {
-    // SAFETY: VTCR/VTTBR only affect EL1/EL0 translation, which runs only
-    // after this; the tables were completed by the stage-2 builder.
-    unsafe {
-        write_sysreg!("vtcr_el2", vtcr);
-        write_sysreg!("vttbr_el2", vttbr);
-        core::arch::asm!("isb");
-    }
+    // VTCR/VTTBR only affect EL1/EL0 translation, which runs only after
+    // this; the tables were completed by the stage-2 builder.
+    VTCR_EL2.set(vtcr);
+    VTTBR_EL2.set(vttbr);
+    // SAFETY: a context synchronization event; no state changes.
+    unsafe { core::arch::asm!("isb") };
 }
 
 /// Invalidates all stage-1 and stage-2 TLB entries of the VMID currently
@@ -422,10 +390,10 @@ pub fn flush_guest_tlb() {
 pub fn counter() -> u64 {
     // SAFETY: ISB orders the counter read after earlier instructions.
     unsafe { core::arch::asm!("isb") };
-    read_sysreg!("cntpct_el0")
+    CNTPCT_EL0.get()
 }
 
 /// Counter frequency in Hz (CNTFRQ_EL0).
 pub fn counter_frequency() -> u64 {
-    read_sysreg!("cntfrq_el0")
+    CNTFRQ_EL0.get()
 }
