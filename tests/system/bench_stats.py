@@ -21,11 +21,15 @@ class StatsError(Exception):
 MAC = r"[0-9a-fA-F:]{17}"
 _LINES = [
     ("switch", r"vswitch: (?P<ports>\d+) ports, \d+/\d+ MAC entries, (?P<seen>\d+) frames seen, "
-               r"(?P<unknown>\d+) from unknown ports"),
-    ("port", rf"port (?P<port>\d+): (?:mac-lock {MAC}|open), ring \d+/\d+"),
+               r"(?P<unknown>\d+) from unknown ports(?:, capture (?:on|off|unavailable))?"),
+    ("port", rf"port (?P<port>\d+): (?:mac-lock {MAC}|open)"
+             r"(?:, vlan \d+, rate (?:unlimited|\d+ Mbit/s \(burst \d+ bytes\)))?, ring \d+/\d+"),
     ("traffic", r"  tx (?P<tx_frames>\d+) frames (?P<tx_bytes>\d+) bytes \| rx (?P<rx_frames>\d+) frames "
                 r"(?P<rx_bytes>\d+) bytes \(queued (?P<queued_frames>\d+) frames (?P<queued_bytes>\d+) bytes\)"),
-    ("drops", r"  drops: " + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS)),
+    # The VLAN and rate reasons (after mac-lock) are in newer reports only.
+    ("drops", r"  drops: " + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS[:4])
+              + r"(?: vlan (?P<vlan>\d+) vlan-tagged (?P<vlan_tagged>\d+) rate (?P<rate>\d+))? "
+              + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS[4:])),
     ("mactable", r"mac table: learned \d+ moved \d+ evicted \d+"),
     ("macentry", rf"  {MAC} port \d+ age \d+"),
     ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),
@@ -35,7 +39,8 @@ _LINES = [
     ("vgic", r"vm(?P<vm>\d+) vgic: delivered sgi=(?P<sgi>\d+) ppi=(?P<ppi>\d+) spi=(?P<spi>\d+); .*"),
     ("uart", r"vm(?P<vm>\d+) uart: tx (?P<tx>\d+) \(dropped \d+\), rx (?P<rx>\d+) \(overflow \d+, "
              r"empty reads \d+\), bad accesses \d+"),
-    ("net", rf"vm(?P<vm>\d+) virtio-net: virtio-net port (?P<port>\d+) mac {MAC} (?:live|down), ring \d+/\d+"),
+    ("net", rf"vm(?P<vm>\d+) virtio-net: virtio-net port (?P<port>\d+) mac {MAC} (?:live|down), ring \d+/\d+"
+            r"(?:, tx (?:unlimited|limit \d+ bytes/s burst \d+ tokens -?\d+(?: \(paused\))?))?"),
     ("transport", r"  resets=\d+ refused-status=\d+ refused-features=\d+ refused-queues=\d+ needs-reset=\d+ "
                   r"config-irq=(?P<config_irq>\d+) refused-regs=\d+ \(width=\d+ offset=\d+ direction=\d+ "
                   r"state=\d+ value=\d+\)"),

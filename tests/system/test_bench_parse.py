@@ -5,6 +5,7 @@ reports taken around a 4-stream run. Run by `make test-host`."""
 
 import json
 import os
+import re
 import sys
 import unittest
 
@@ -133,6 +134,37 @@ class HypervisorStats(unittest.TestCase):
         s, why = parse_stats(missing, 2)
         self.assertIsNone(s)
         self.assertIn("vm1", why)
+
+    def test_reports_with_vlans_limits_and_capture(self):
+        """The switch's newer lines (capture state, VLAN and limit per
+        port, vlan/rate drop reasons, rate pauses, the TX limit of a
+        device) parse to the same figures."""
+        text = raw("hv-stats-after.txt").decode()
+        new = re.sub(r"(from unknown ports)", r"\1, capture off", text)
+        new = re.sub(r"(port 0: mac-lock [0-9a-f:]+), ring", r"\1, vlan 1, rate unlimited, ring", new)
+        new = re.sub(r"(port 1: mac-lock [0-9a-f:]+), ring",
+                     r"\1, vlan 2, rate 50 Mbit/s (burst 125000 bytes), ring", new)
+        new = re.sub(r"(mac-lock \d+) (no-destination)", r"\1 vlan 3 vlan-tagged 0 rate 0 \2", new)
+        new = re.sub(r"(virtio-net port 0 [^\r\n]*ring \d+/\d+)", r"\1, tx unlimited", new)
+        new = re.sub(r"(virtio-net port 1 [^\r\n]*ring \d+/\d+)",
+                     r"\1, tx limit 6250000 bytes/s burst 125000 tokens -300 (paused)", new)
+        new = re.sub(r"(\[hv\]   drops: [^\r\n]*)(\r?\n)", r"\1\2[hv]   tx paused by the rate limit 7 times\2", new)
+        self.assertNotEqual(new, text)
+        self.assertIn("vlan 3 vlan-tagged", new)
+        self.assertIn("(paused)", new)
+        old, why = parse_stats(text, 2)
+        self.assertIsNone(why)
+        s, why = parse_stats(new, 2)
+        self.assertIsNone(why)
+        new_keys = ("vlan", "vlan_tagged", "rate")
+
+        def strip(d):
+            if isinstance(d, dict):
+                return {k: strip(v) for k, v in d.items() if k not in new_keys}
+            return d
+
+        self.assertEqual(strip(s["vms"]), old["vms"])
+        self.assertIn("'vlan': 3", repr(s["vms"]))
 
 
 if __name__ == "__main__":
