@@ -75,7 +75,11 @@ fn identity_and_features() {
     let features = drv.device_features();
     assert_eq!(
         features,
-        feature::VERSION_1 | blk::feature::SEG_MAX | blk::feature::BLK_SIZE | blk::feature::FLUSH
+        feature::VERSION_1
+            | feature::EVENT_IDX
+            | blk::feature::SEG_MAX
+            | blk::feature::BLK_SIZE
+            | blk::feature::FLUSH
     );
     drv.write(offset::QUEUE_SEL, 0);
     assert_eq!(drv.read(offset::QUEUE_NUM_MAX), 256);

@@ -139,7 +139,7 @@ fn offers_exactly_version1_mac_status_and_two_256_queues() {
     let sw = new_switch();
     let mut drv = vm_raw(sw, 0);
     assert_eq!(drv.read(offset::DEVICE_ID), 1);
-    assert_eq!(drv.device_features(), OFFERED_FEATURES);
+    assert_eq!(drv.device_features(), OFFERED_FEATURES | feature::EVENT_IDX);
     assert_eq!(
         OFFERED_FEATURES,
         feature::VERSION_1 | (1 << 5) | (1 << 16),

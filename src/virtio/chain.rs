@@ -672,9 +672,11 @@ impl<'a, R: QueueRole> LiveQueue<'a, R> {
     /// batch of work, however often `pop` is called, so a driver refilling
     /// the ring from another CPU cannot keep the hypervisor in a
     /// `while let Some(chain) = queue.pop()` loop. Nothing is lost: the
-    /// device never sets `VIRTQ_USED_F_NO_NOTIFY`, so chains added after
-    /// the budget ran out come with a notification of their own (and the
-    /// run loop can check [`LiveQueue::has_available`]).
+    /// device never sets `VIRTQ_USED_F_NO_NOTIFY`, so without `EVENT_IDX`
+    /// chains added after the budget ran out come with a notification of
+    /// their own; with `EVENT_IDX` the transport runs further bounded
+    /// rounds of a notify for them (see [`queue`](super::queue)); and the
+    /// run loop can check [`LiveQueue::has_available`].
     ///
     /// The returned state borrows this queue: finish (complete or drop)
     /// it before taking the next one.
@@ -844,7 +846,7 @@ mod tests {
         desc(&m, 2, DATA + 200, 3, DESC_F_WRITE | DESC_F_NEXT, 3);
         desc(&m, 3, DATA + 300, 5, DESC_F_WRITE, 0);
         let buffers = walk(&m, &l, 0).unwrap();
-        let mut vq = Virtqueue::new(0, l);
+        let mut vq = Virtqueue::new(0, l, false);
         let mut stats = QueueStats::default();
         let mut chain = Chain::new(&mut vq, &mut stats, &m, 0, buffers);
 
@@ -895,7 +897,7 @@ mod tests {
         let (m, l) = setup(8);
         desc(&m, 2, DATA, 8, DESC_F_WRITE, 0);
         let buffers = walk(&m, &l, 2).unwrap();
-        let mut vq = Virtqueue::new(0, l);
+        let mut vq = Virtqueue::new(0, l, false);
         let mut stats = QueueStats::default();
         {
             let mut chain = Chain::new(&mut vq, &mut stats, &m, 2, buffers);
@@ -917,7 +919,7 @@ mod tests {
         m.write(DATA, &[0xff, 0xff, 0x34, 0x12]).unwrap();
         desc(&m, 0, DATA, 4, 0, 0);
         let buffers = walk(&m, &l, 0).unwrap();
-        let mut vq = Virtqueue::new(0, l);
+        let mut vq = Virtqueue::new(0, l, false);
         let mut stats = QueueStats::default();
         let mut chain = Chain::new(&mut vq, &mut stats, &m, 0, buffers);
         let mut r = chain.reader();

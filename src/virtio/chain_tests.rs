@@ -274,7 +274,7 @@ fn random_cursor_operations_match_a_byte_model() {
         let mut expected = vec![0xeeu8; capacity];
         let mut written = 0usize;
 
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         let mut stats = QueueStats::default();
         let buffers = walk(&mem, &layout, 0).unwrap();
         let mut chain = Chain::new(&mut vq, &mut stats, &mem, 0, buffers);

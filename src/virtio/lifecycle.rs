@@ -257,9 +257,10 @@ impl Negotiated {
     /// queue starting at ring position 0; queues the driver did not enable
     /// stay absent.
     pub fn go_live(self) -> Live {
+        let event_idx = self.features.contains(feature::EVENT_IDX);
         let queues = core::array::from_fn(|i| {
             let layout = *self.queues.get(i)?.ready()?;
-            Some(Virtqueue::new(u16::try_from(i).ok()?, layout))
+            Some(Virtqueue::new(u16::try_from(i).ok()?, layout, event_idx))
         });
         Live {
             features: self.features,

@@ -258,9 +258,10 @@
 //!   the spec gives them no meaning, Linux never sends them, QEMU rejects
 //!   them, and refusing them makes every buffer a cursor enters non-empty.
 //! - **`VIRTQ_DESC_F_INDIRECT`** is malformed ([`ChainError::Indirect`]):
-//!   `VIRTIO_F_INDIRECT_DESC` is never offered. Neither are `EVENT_IDX`,
-//!   packed rings or any other transport feature; the transport masks them
-//!   out of whatever a backend offers and offers `VERSION_1`.
+//!   `VIRTIO_F_INDIRECT_DESC` is never offered. Neither are packed rings
+//!   or any other transport feature; the transport masks them out of
+//!   whatever a backend offers and offers `VERSION_1` and `EVENT_IDX`
+//!   (`used_event` / `avail_event`, for every backend: see [`queue`]).
 //! - **Chain length** is limited to [`MAX_CHAIN_DESCRIPTORS`] (and the queue
 //!   size); a loop is reported as [`ChainError::TooLong`].
 //! - **An `avail.idx` jump** (more than a queue size of new entries, or a

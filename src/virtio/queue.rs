@@ -25,6 +25,41 @@
 //!   suppression there is a full fence: otherwise the flag read could be
 //!   satisfied before the index store is visible, and the device could
 //!   skip an interrupt the driver is waiting for (the classic lost wake-up).
+//!   With `VIRTIO_F_EVENT_IDX` the same fence separates `used.idx` from
+//!   the read of `used_event`, and `avail_event` from the re-read of
+//!   `avail.idx` (the driver does the mirror image: publish `avail.idx`,
+//!   fence, read `avail_event`).
+//!
+//! # Event index (`VIRTIO_F_EVENT_IDX`, spec 2.7.7, 2.7.10)
+//! When the driver negotiated it, both directions use event indices
+//! instead of the flag words:
+//! - **Used-buffer notifications** (device → driver): the driver writes
+//!   `used_event` (the 16-bit word after the available ring's entries).
+//!   Once per batch the device compares it with the used index it reached
+//!   and the one it had at its previous decision, [`vring_need_event`]:
+//!   it interrupts if a used entry was placed at position `used_event`
+//!   during the batch, and stays quiet otherwise. `avail.flags` is
+//!   ignored. The very first decision always interrupts (as QEMU does).
+//! - **Available-buffer notifications** (driver → device): at the end of
+//!   a batch in which the backend asked the queue for a chain and found
+//!   none (the ring was empty, or the batch's budget was spent), the device
+//!   writes `avail_event` (the word after the used ring's entries) = the
+//!   `avail.idx` it reads then, so the driver notifies on its next publish
+//!   and not on every one ([`Virtqueue::publish_avail_event`]). After a
+//!   full fence it reads `avail.idx` again and repeats if the driver
+//!   published meanwhile; chains published before the write get no
+//!   notification and are reported, and the transport runs another round
+//!   for them (`VirtioMmioTransport`'s notify). A batch that took chains
+//!   and stopped on its own (RX frames ran out while buffers are left; a
+//!   paused transmitter, which has its retry time) sets `avail_event` one
+//!   behind the device's position, which the driver's publishes cannot
+//!   pass (they stay within a queue size of it): the driver does not
+//!   notify while the device has work in reserve, which is what saves the
+//!   exits (an RX refill with buffers still posted costs nothing). A queue
+//!   the batch did not touch keeps its `avail_event`.
+//!
+//! All indices are free-running `u16`s; every comparison is a wrapping
+//! subtraction, so the arithmetic is the same before and after 65535.
 
 use core::sync::atomic::{Ordering, fence};
 
@@ -35,6 +70,18 @@ use super::ring::{
     self, AVAIL_F_NO_INTERRUPT, AVAIL_RING_ALIGN, DESC_TABLE_ALIGN, Descriptor,
     RING_ENTRIES_OFFSET, RING_IDX_OFFSET, USED_RING_ALIGN, UsedElem,
 };
+
+/// The event-index test of virtio 1.2 2.7.10 (Linux's `vring_need_event`):
+/// true if `event` lies in `[old, new)` of the free-running `u16` index
+/// space, i.e. if moving an index from `old` to `new` passed position
+/// `event`. All arithmetic wraps, so it holds across 65535 → 0.
+///
+/// The device asks it with the driver's `used_event` about the used
+/// entries it added since its last decision; the driver asks it with the
+/// device's `avail_event` about the entries it just published.
+pub const fn vring_need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
 use super::stats::{QueueStats, bump};
 use crate::guest_memory::GuestMemory;
 
@@ -177,6 +224,16 @@ impl QueueLayout {
     fn used_elem_gpa(&self, idx: u16) -> u64 {
         self.used + RING_ENTRIES_OFFSET + self.slot(idx) * size_of::<UsedElem>() as u64
     }
+
+    /// `used_event`: the word after the available ring's entries.
+    fn used_event_gpa(&self) -> u64 {
+        self.avail + RING_ENTRIES_OFFSET + u64::from(self.size) * 2
+    }
+
+    /// `avail_event`: the word after the used ring's entries.
+    fn avail_event_gpa(&self) -> u64 {
+        self.used + RING_ENTRIES_OFFSET + u64::from(self.size) * size_of::<UsedElem>() as u64
+    }
 }
 
 /// Whether a used-buffer interrupt should be sent after a batch of work.
@@ -186,7 +243,8 @@ pub(crate) enum NotifyDecision {
     Nothing,
     /// Used buffers were added and the driver wants an interrupt.
     Interrupt,
-    /// Used buffers were added but `VIRTQ_AVAIL_F_NO_INTERRUPT` is set.
+    /// Used buffers were added but `VIRTQ_AVAIL_F_NO_INTERRUPT` is set,
+    /// or (with `EVENT_IDX`) none of them was at `used_event`.
     Suppressed,
 }
 
@@ -204,11 +262,25 @@ pub(crate) struct Virtqueue {
     used_since_decision: bool,
     /// Heads that may still be taken in the current batch.
     budget: u16,
+    /// True if the current batch asked for a head and found none (the ring
+    /// was empty or the budget spent).
+    wanted_more: bool,
+    /// [`Virtqueue::wanted_more`] of the last finished batch.
+    last_wanted_more: bool,
+    /// True if the current batch asked this queue for a head at all.
+    touched: bool,
+    /// `VIRTIO_F_EVENT_IDX` was negotiated: `used_event` and
+    /// `avail_event` replace the flag words.
+    event_idx: bool,
+    /// The used index at the previous interrupt decision (`None` before
+    /// the first one), for [`vring_need_event`].
+    signalled_used: Option<u16>,
 }
 
 impl Virtqueue {
-    /// A queue that starts at ring position 0, as after every reset.
-    pub(crate) fn new(index: u16, layout: QueueLayout) -> Self {
+    /// A queue that starts at ring position 0, as after every reset;
+    /// `event_idx`: `VIRTIO_F_EVENT_IDX` was negotiated.
+    pub(crate) fn new(index: u16, layout: QueueLayout, event_idx: bool) -> Self {
         Virtqueue {
             index,
             layout,
@@ -218,12 +290,27 @@ impl Virtqueue {
             fault_reported: false,
             used_since_decision: false,
             budget: layout.size,
+            wanted_more: false,
+            last_wanted_more: false,
+            touched: false,
+            event_idx,
+            signalled_used: None,
         }
     }
 
     /// Starts a new batch: at most one queue size of heads may be taken.
     pub(crate) fn refill_budget(&mut self) {
+        self.last_wanted_more = core::mem::take(&mut self.wanted_more);
+        self.touched = false;
         self.budget = self.layout.size;
+    }
+
+    /// True if, in the last finished batch, the backend asked for a chain
+    /// and got none because the ring was empty or the batch's budget was
+    /// spent: it would have taken more. (A backend that stops on its own,
+    /// e.g. a paused transmitter, did not.)
+    pub(crate) fn last_batch_wanted_more(&self) -> bool {
+        self.last_wanted_more
     }
 
     pub(crate) fn index(&self) -> u16 {
@@ -261,7 +348,12 @@ impl Virtqueue {
     /// batch's budget is spent; an index jump faults the queue (and is
     /// counted) instead of being used.
     pub(super) fn next_head(&mut self, mem: &GuestMemory, stats: &mut QueueStats) -> Option<u16> {
-        if self.fault.is_some() || self.budget == 0 {
+        if self.fault.is_some() {
+            return None;
+        }
+        self.touched = true;
+        if self.budget == 0 {
+            self.wanted_more = true;
             return None;
         }
         // Acquire: the ring entry and descriptors below are read after this.
@@ -274,6 +366,7 @@ impl Virtqueue {
         };
         let pending = avail_idx.wrapping_sub(self.next_avail);
         if pending == 0 {
+            self.wanted_more = true;
             return None;
         }
         if pending > self.layout.size {
@@ -323,13 +416,70 @@ impl Virtqueue {
         if !core::mem::take(&mut self.used_since_decision) {
             return NotifyDecision::Nothing;
         }
-        // Full fence: `used.idx` must be visible before `avail.flags` is read.
+        // Full fence: `used.idx` must be visible before `avail.flags` (or
+        // `used_event`) is read.
         fence(Ordering::SeqCst);
+        if self.event_idx {
+            let new = self.next_used;
+            let old = self.signalled_used.replace(new);
+            return match (old, mem.load_u16_acquire(self.layout.used_event_gpa())) {
+                (Some(old), Ok(event)) if !vring_need_event(event, new, old) => {
+                    NotifyDecision::Suppressed
+                }
+                // The first decision, a used entry at `used_event`, or an
+                // unreadable `used_event`: interrupt.
+                _ => NotifyDecision::Interrupt,
+            };
+        }
         match mem.load_u16_acquire(self.layout.avail_flags_gpa()) {
             Ok(flags) if flags & AVAIL_F_NO_INTERRUPT != 0 => NotifyDecision::Suppressed,
             // An unreadable flag word cannot suppress: interrupt.
             _ => NotifyDecision::Interrupt,
         }
+    }
+
+    /// At the end of a batch, with `EVENT_IDX`, if the backend found this
+    /// queue empty (or its budget spent) during the batch: asks the driver
+    /// to notify on its next publish by writing `avail_event` = the
+    /// current `avail.idx`, then, after a full fence, re-reads `avail.idx`
+    /// and repeats (a bounded number of times) if the driver published
+    /// meanwhile. If the backend took chains and stopped on its own, sets
+    /// `avail_event` one behind its position instead (no notifications
+    /// while it has work in reserve). Otherwise (no `EVENT_IDX`, a faulted
+    /// queue, a queue the batch did not touch) it does nothing.
+    ///
+    /// Returns the number of chains the driver has published that the
+    /// device has not taken and that get no notification of their own
+    /// (0 unless the backend wanted more).
+    pub(crate) fn publish_avail_event(&mut self, mem: &GuestMemory) -> u16 {
+        if !self.event_idx || self.fault.is_some() || !self.touched {
+            return 0;
+        }
+        if !self.wanted_more {
+            let behind = self.next_avail.wrapping_sub(1);
+            if let Err(e) = mem.store_u16_release(self.layout.avail_event_gpa(), behind) {
+                self.break_with(QueueFault::RingAccess(e));
+            }
+            return 0;
+        }
+        let Ok(mut avail_idx) = mem.load_u16_acquire(self.layout.avail_idx_gpa()) else {
+            return 0;
+        };
+        for _ in 0..4 {
+            if let Err(e) = mem.store_u16_release(self.layout.avail_event_gpa(), avail_idx) {
+                self.break_with(QueueFault::RingAccess(e));
+                return 0;
+            }
+            // Full fence: `avail_event` must be visible before `avail.idx`
+            // is read again (the driver fences between its publish and its
+            // read of `avail_event`).
+            fence(Ordering::SeqCst);
+            match mem.load_u16_acquire(self.layout.avail_idx_gpa()) {
+                Ok(idx) if idx != avail_idx => avail_idx = idx,
+                _ => break,
+            }
+        }
+        avail_idx.wrapping_sub(self.next_avail)
     }
 
     /// The fault that stopped this queue, returned once so that the
@@ -475,7 +625,7 @@ mod tests {
     fn jump_faults_queue_once() {
         let m = mem(0x4000);
         let layout = QueueLayout::validate(&config(4), 256, &m).unwrap();
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         let mut stats = QueueStats::default();
         m.write_obj(BASE + 0x1000 + 2, &U16::new(5)).unwrap();
         assert!(vq.has_available(&m));
@@ -498,7 +648,7 @@ mod tests {
     fn exactly_size_pending_is_not_a_jump() {
         let m = mem(0x4000);
         let layout = QueueLayout::validate(&config(4), 256, &m).unwrap();
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         let mut stats = QueueStats::default();
         m.write_obj(BASE + 0x1000 + 2, &U16::new(4)).unwrap();
         for _ in 0..4 {
@@ -512,7 +662,7 @@ mod tests {
     fn budget_limits_heads_per_batch() {
         let m = mem(0x4000);
         let layout = QueueLayout::validate(&config(2), 256, &m).unwrap();
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         let mut stats = QueueStats::default();
         m.write_obj(BASE + 0x1000 + 2, &U16::new(2)).unwrap();
         assert!(vq.next_head(&m, &mut stats).is_some());
@@ -529,7 +679,7 @@ mod tests {
     fn used_ring_wraps_and_publishes_index() {
         let m = mem(0x4000);
         let layout = QueueLayout::validate(&config(2), 256, &m).unwrap();
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         for i in 0..5u16 {
             vq.push_used(&m, i, u32::from(i) * 10);
         }
@@ -545,7 +695,7 @@ mod tests {
     fn notify_decision_honours_no_interrupt() {
         let m = mem(0x4000);
         let layout = QueueLayout::validate(&config(2), 256, &m).unwrap();
-        let mut vq = Virtqueue::new(0, layout);
+        let mut vq = Virtqueue::new(0, layout, false);
         assert_eq!(vq.take_notify_decision(&m), NotifyDecision::Nothing);
         vq.push_used(&m, 0, 0);
         assert_eq!(vq.take_notify_decision(&m), NotifyDecision::Interrupt);
@@ -554,5 +704,148 @@ mod tests {
             .unwrap();
         vq.push_used(&m, 1, 0);
         assert_eq!(vq.take_notify_decision(&m), NotifyDecision::Suppressed);
+    }
+
+    /// `used_event` / `avail_event` of a `config(size)` queue at `BASE`.
+    fn used_event_at(size: u16) -> u64 {
+        BASE + 0x1000 + 4 + 2 * u64::from(size)
+    }
+
+    fn avail_event_at(size: u16) -> u64 {
+        BASE + 0x2000 + 4 + 8 * u64::from(size)
+    }
+
+    #[test]
+    fn need_event_matches_the_spec_examples_and_wraps() {
+        // The event position passed by moving old -> new (exclusive of new).
+        assert!(vring_need_event(5, 6, 5));
+        assert!(!vring_need_event(6, 6, 5), "new itself is not passed");
+        assert!(!vring_need_event(4, 6, 5), "already behind old");
+        assert!(vring_need_event(7, 10, 5));
+        assert!(!vring_need_event(5, 5, 5), "no movement passes nothing");
+        // Across 65535 -> 0.
+        assert!(vring_need_event(65535, 2, 65534));
+        assert!(vring_need_event(0, 2, 65534));
+        assert!(vring_need_event(1, 2, 65534));
+        assert!(!vring_need_event(2, 2, 65534));
+        assert!(!vring_need_event(65533, 2, 65534));
+        // Exhaustively against the plain definition (offset of the event
+        // from old smaller than the distance moved), for every event and
+        // a spread of old/new pairs including the wrap.
+        for old in [0u16, 1, 100, 32767, 65530, 65535] {
+            for moved in [0u16, 1, 2, 7, 256, 65535] {
+                let new = old.wrapping_add(moved);
+                for event in 0..=u16::MAX {
+                    let expected = event.wrapping_sub(old) < moved;
+                    assert_eq!(vring_need_event(event, new, old), expected);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn event_idx_interrupts_only_when_used_event_is_passed_across_the_wrap() {
+        let m = mem(0x4000);
+        let layout = QueueLayout::validate(&config(4), 256, &m).unwrap();
+        let mut vq = Virtqueue::new(0, layout, true);
+        // Start a few entries before the 16-bit wrap, as after 65530 uses.
+        vq.next_used = 65530;
+        // NO_INTERRUPT is ignored with EVENT_IDX (spec 2.7.7.2).
+        m.write_obj(BASE + 0x1000, &U16::new(AVAIL_F_NO_INTERRUPT))
+            .unwrap();
+        m.write_obj(used_event_at(4), &U16::new(0)).unwrap();
+        vq.push_used(&m, 0, 0);
+        assert_eq!(
+            vq.take_notify_decision(&m),
+            NotifyDecision::Interrupt,
+            "the first decision always interrupts"
+        );
+        let mut interrupts = Vec::new();
+        // used_event = 2 (after the wrap): entries at 65531..=1 pass
+        // silently, the one at 2 interrupts.
+        m.write_obj(used_event_at(4), &U16::new(2)).unwrap();
+        for _ in 0..8 {
+            vq.push_used(&m, 0, 0);
+            let placed_at = vq.next_used.wrapping_sub(1);
+            if vq.take_notify_decision(&m) == NotifyDecision::Interrupt {
+                interrupts.push(placed_at);
+            }
+        }
+        assert_eq!(interrupts, [2]);
+        // A batch of three whose middle entry is at used_event.
+        let at = vq.next_used.wrapping_add(1);
+        m.write_obj(used_event_at(4), &U16::new(at)).unwrap();
+        for _ in 0..3 {
+            vq.push_used(&m, 0, 0);
+        }
+        assert_eq!(vq.take_notify_decision(&m), NotifyDecision::Interrupt);
+        // Nothing used: no decision at all.
+        assert_eq!(vq.take_notify_decision(&m), NotifyDecision::Nothing);
+    }
+
+    #[test]
+    fn avail_event_asks_for_the_next_publish_and_reports_untaken_chains() {
+        let m = mem(0x4000);
+        let layout = QueueLayout::validate(&config(4), 256, &m).unwrap();
+        let mut stats = QueueStats::default();
+        // Without EVENT_IDX nothing is written.
+        let mut plain = Virtqueue::new(0, layout, false);
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(3)).unwrap();
+        assert_eq!(plain.publish_avail_event(&m), 0);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 0);
+
+        let mut vq = Virtqueue::new(0, layout, true);
+        vq.next_avail = 65534;
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(65534)).unwrap();
+        // A batch that never asked for a chain leaves avail_event alone.
+        assert_eq!(vq.publish_avail_event(&m), 0);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 0);
+        // One that found the ring empty asks for the next publish.
+        assert_eq!(vq.next_head(&m, &mut stats), None);
+        assert_eq!(vq.publish_avail_event(&m), 0);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 65534);
+        vq.refill_budget();
+        // The driver publishes 4 across the wrap; the batch takes them
+        // all and then finds the ring empty.
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(2)).unwrap();
+        for _ in 0..4 {
+            assert!(vq.next_head(&m, &mut stats).is_some());
+        }
+        assert_eq!(vq.next_head(&m, &mut stats), None);
+        assert_eq!(vq.publish_avail_event(&m), 0);
+        vq.refill_budget();
+        assert!(vq.last_batch_wanted_more());
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 2);
+        // A batch whose budget runs out while the driver keeps publishing:
+        // the chains left over are reported (they get no notification).
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(6)).unwrap();
+        for _ in 0..4 {
+            assert!(vq.next_head(&m, &mut stats).is_some());
+        }
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(8)).unwrap();
+        assert_eq!(vq.next_head(&m, &mut stats), None, "budget spent");
+        assert_eq!(vq.publish_avail_event(&m), 2);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 8);
+        vq.refill_budget();
+        assert!(vq.last_batch_wanted_more());
+        // A batch that takes one chain and stops on its own (a paused
+        // transmitter) did not want more: avail_event stays behind, so the
+        // driver's next publish does not notify.
+        assert!(vq.next_head(&m, &mut stats).is_some());
+        m.write_obj(BASE + 0x1000 + 2, &U16::new(9)).unwrap();
+        assert_eq!(vq.publish_avail_event(&m), 0);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 6);
+        vq.refill_budget();
+        assert!(!vq.last_batch_wanted_more());
+        // Its avail_event is one behind the device (7 - 1): no publish
+        // within a queue size of it notifies.
+        for published in 10..=7 + 4 {
+            assert!(!vring_need_event(6, published, published - 1));
+        }
+        // A batch that does not touch the queue leaves avail_event alone.
+        assert_eq!(vq.publish_avail_event(&m), 0);
+        assert_eq!(m.read_obj::<U16>(avail_event_at(4)).unwrap().get(), 6);
+        vq.refill_budget();
+        assert!(!vq.last_batch_wanted_more());
     }
 }

@@ -29,6 +29,10 @@ use super::{MAX_QUEUES, VirtioDevice};
 use crate::guest_memory::GuestMemory;
 use crate::mmio::{AccessSize, DeviceContext, MmioDevice, MmioRegion};
 
+/// Most batches one `QueueNotify` runs (see [`VirtioMmioTransport::notify`]
+/// and [`queue`](super::queue)'s event-index notes).
+const NOTIFY_ROUNDS: usize = 4;
+
 /// Why a register access was refused (mapped onto [`RegisterStats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
@@ -140,11 +144,15 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
     }
 
     /// The features the device offers: the backend's device-specific bits
-    /// plus VERSION_1. Transport feature bits a backend might set
-    /// (indirect descriptors, EVENT_IDX, packed rings, ...) are masked
-    /// out: this transport implements none of them.
+    /// plus the transport's own, VERSION_1 and EVENT_IDX (implemented by
+    /// the queues for every backend, see [`queue`](super::queue)). Other
+    /// transport feature bits a backend might set (indirect descriptors,
+    /// packed rings, ...) are masked out: this transport implements none
+    /// of them.
     pub fn offered_features(&self) -> u64 {
-        (self.backend.device_features() & !feature::TRANSPORT_RESERVED) | feature::VERSION_1
+        (self.backend.device_features() & !feature::TRANSPORT_RESERVED)
+            | feature::VERSION_1
+            | feature::EVENT_IDX
     }
 
     /// `QueueNumMax` of queue `index`: the backend's maximum, clamped to
@@ -191,6 +199,15 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
         ctx: &mut DeviceContext<'_>,
         f: impl FnOnce(&mut D, &mut LiveQueues<'_>) -> R,
     ) -> Option<R> {
+        self.live_batch(ctx, f).map(|(result, _)| result)
+    }
+
+    /// One batch: `f` on the live queues, then [`Self::end_batch`].
+    fn live_batch<R>(
+        &mut self,
+        ctx: &mut DeviceContext<'_>,
+        f: impl FnOnce(&mut D, &mut LiveQueues<'_>) -> R,
+    ) -> Option<(R, u32)> {
         let DeviceState::Live(live) = &mut self.state else {
             return None;
         };
@@ -199,17 +216,23 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
             let mut queues = live.lend(&mut self.stats.queues, ctx.mem, &mut config_changed);
             f(&mut self.backend, &mut queues)
         };
-        self.end_batch(ctx, config_changed);
-        Some(result)
+        let again = self.end_batch(ctx, config_changed);
+        Some((result, again))
     }
 
-    /// After a batch of live work: interrupts and fault reporting.
-    fn end_batch(&mut self, ctx: &mut DeviceContext<'_>, config_changed: bool) {
+    /// After a batch of live work: interrupts, `avail_event` (with
+    /// `EVENT_IDX`) and fault reporting. Returns the queues (bit `i` for
+    /// queue `i`) that still hold chains the backend would have taken but
+    /// that will get no notification of their own: with `EVENT_IDX` the
+    /// driver does not notify for chains it published before the device
+    /// wrote `avail_event`.
+    fn end_batch(&mut self, ctx: &mut DeviceContext<'_>, config_changed: bool) -> u32 {
         let DeviceState::Live(live) = &mut self.state else {
-            return;
+            return 0;
         };
         let mut used = false;
         let mut fault = false;
+        let mut again = 0u32;
         for vq in live.queues_mut() {
             let index = usize::from(vq.index());
             let Some(stats) = self.stats.queues.get_mut(index) else {
@@ -223,8 +246,12 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
                 NotifyDecision::Suppressed => bump(&mut stats.interrupts_suppressed),
                 NotifyDecision::Nothing => {}
             }
+            let unnotified = vq.publish_avail_event(ctx.mem);
             fault |= vq.take_new_fault().is_some();
             vq.refill_budget();
+            if unnotified != 0 && vq.last_batch_wanted_more() {
+                again |= 1 << (vq.index() % 32);
+            }
         }
         if fault && !self.needs_reset {
             self.needs_reset = true;
@@ -246,6 +273,7 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
         if raise {
             ctx.irq.raise_edge(self.intid);
         }
+        again
     }
 
     fn refuse(&mut self, why: Refusal) {
@@ -438,7 +466,18 @@ impl<D: VirtioDevice> VirtioMmioTransport<D> {
         if queue >= D::QUEUE_COUNT || !live.has_queue(queue) {
             return Err(Refusal::Value);
         }
-        self.with_live(ctx, |backend, queues| backend.queue_notify(queue, queues));
+        // With EVENT_IDX, chains the driver published while the batch ran
+        // (or beyond its budget) come without a notification: run more
+        // rounds for them, at most NOTIFY_ROUNDS in all (bounded however
+        // fast the driver refills).
+        for _ in 0..NOTIFY_ROUNDS {
+            let again = self
+                .live_batch(ctx, |backend, queues| backend.queue_notify(queue, queues))
+                .map_or(0, |(_, again)| again);
+            if again & (1 << (queue % 32)) == 0 {
+                break;
+            }
+        }
         Ok(())
     }
 

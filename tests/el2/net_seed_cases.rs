@@ -159,8 +159,9 @@ pub fn virtio_net_seed() -> TestResult {
     // Test 1: device ID.
     check_eq!(VirtioNet::DEVICE_ID, 1);
 
-    // Test 2: VERSION_1 | MAC | STATUS, no CSUM.
+    // Test 2: VERSION_1 | MAC | STATUS (+ the transport's EVENT_IDX), no CSUM.
     let version_1: u64 = 1 << 32;
+    let event_idx: u64 = 1 << 29;
     let mac: u64 = 1 << 5;
     let status: u64 = 1 << 16;
     let csum: u64 = 1 << 0;
@@ -171,7 +172,10 @@ pub fn virtio_net_seed() -> TestResult {
     check_eq!(features & csum, 0);
     let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
     let transport = VirtioMmioTransport::new(base, intid, VirtioNet::new(0));
-    check_eq!(transport.offered_features(), version_1 | mac | status);
+    check_eq!(
+        transport.offered_features(),
+        version_1 | event_idx | mac | status
+    );
 
     // Test 3: two queues (RX, TX), 256 entries each.
     check_eq!(VirtioNet::QUEUE_COUNT, 2);

@@ -266,10 +266,20 @@ impl<D: VirtioDevice> Driver<D> {
         assert!(self.dev.is_live());
     }
 
-    /// Handshake accepting exactly what the device offers.
+    /// Handshake accepting what the device offers except `EVENT_IDX`, so
+    /// that notifications follow the flag words (`VIRTQ_AVAIL_F_NO_INTERRUPT`);
+    /// [`Driver::handshake_event_idx`] accepts it too.
     pub fn handshake_all(&mut self, sizes: &[u16]) {
-        let features = self.device_features();
+        let features = self.device_features() & !feature::EVENT_IDX;
         assert_ne!(features & feature::VERSION_1, 0);
+        self.handshake(features, sizes);
+    }
+
+    /// Handshake accepting exactly what the device offers, `EVENT_IDX`
+    /// included (which the transport always offers).
+    pub fn handshake_event_idx(&mut self, sizes: &[u16]) {
+        let features = self.device_features();
+        assert_ne!(features & feature::EVENT_IDX, 0);
         self.handshake(features, sizes);
     }
 
@@ -336,6 +346,23 @@ impl<D: VirtioDevice> Driver<D> {
     pub fn set_no_interrupt(&mut self, q: u16, on: bool) {
         let avail = self.queues[usize::from(q)].avail;
         self.mem.write_obj(avail, &U16::new(u16::from(on))).unwrap();
+    }
+
+    /// Writes `used_event` (the word after the available ring's entries),
+    /// as a driver with `EVENT_IDX` does to ask for an interrupt once the
+    /// used entry at position `idx` is written.
+    pub fn set_used_event(&mut self, q: u16, idx: u16) {
+        let dq = &self.queues[usize::from(q)];
+        let at = dq.avail + 4 + 2 * u64::from(dq.size);
+        self.mem.write_obj(at, &U16::new(idx)).unwrap();
+    }
+
+    /// `avail_event` as the device wrote it (the word after the used
+    /// ring's entries).
+    pub fn avail_event(&self, q: u16) -> u16 {
+        let dq = &self.queues[usize::from(q)];
+        let at = dq.used + 4 + 8 * u64::from(dq.size);
+        self.mem.read_obj::<U16>(at).unwrap().get()
     }
 
     /// Chains `bufs` into fresh descriptors, offers the chain; returns the
