@@ -738,7 +738,8 @@ def vlan_capture_scenario(args, check):
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     off = None
     try:
-        on = con.wait_for(r"\[hv\] capture: on, every frame of the switch to (\S+) ", 60)
+        # Printed at boot, before the console prefixes hypervisor lines.
+        on = con.wait_for(r"capture: on, every frame of the switch to (\S+) ", 60)
         check.ok(on is not None and on.group(1).decode() == os.path.abspath(capture),
                  f"{label}: capture opened at boot")
         ready = wait_all(con, check, 3, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
