@@ -5,17 +5,21 @@
 //! - one VM's activity (MMIO, TX, RX drains) never changes the other VM's
 //!   RAM;
 //! - TX chains complete with used length 0;
-//! - every frame a VM receives is a 12-byte header with `num_buffers = 1`
-//!   followed by a frame the *other* VM transmitted unmodified, carrying
-//!   that VM's own MAC as source (spoofed frames never arrive), and the
-//!   used length is exactly header + frame.
+//! - every frame a VM receives is a 12-byte header (all zero but
+//!   `num_buffers`) followed by a frame the *other* VM transmitted
+//!   unmodified, carrying that VM's own MAC as source (spoofed frames never
+//!   arrive); without `MRG_RXBUF` `num_buffers` is 1 and the used length
+//!   exactly header + frame; with it (negotiated by every run) the frame
+//!   is the `num_buffers` used entries published together, none of them
+//!   empty, their used lengths adding up to header + frame.
 
 use arbitrary::Arbitrary;
 use hypervisor::net::{MAX_PORTS, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch};
+use hypervisor::virtio::net::feature::MRG_RXBUF;
 use hypervisor::virtio::net::{VirtioNet, drain_rx};
 use std::sync::Mutex;
 
-use crate::virtio_model::{DATA_BASE, DATA_SIZE, Guest, Op};
+use crate::virtio_model::{Completion, DATA_BASE, DATA_SIZE, Guest, Op};
 
 static RINGS: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
 static SWITCH: NetSwitch = VSwitch::new(&RINGS);
@@ -178,40 +182,79 @@ pub fn run(data: &[u8]) {
 /// Checks the completions of VM `vm`'s last operation.
 fn check_frames(g: &mut Guest<VirtioNet>, vm: usize, sent: &[Vec<Vec<u8>>; VMS]) {
     let done = g.take_completions();
-    for (i, c) in done.iter().enumerate() {
+    let merged = g
+        .dev
+        .backend()
+        .features()
+        .is_some_and(|f| f.contains(MRG_RXBUF));
+    let mut rx = Vec::new();
+    for c in &done {
         if c.queue == 1 {
             assert_eq!(c.len, 0, "net: TX completion with a used length");
-            continue;
+        } else {
+            rx.push(c);
         }
-        if c.len == 0 {
-            continue;
-        }
-        // Two buffers of one batch over the same bytes: the later write won.
-        let shared = done
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != i)
-            .any(|(_, o)| {
-                c.writable.iter().any(|&(a, l)| {
-                    o.writable
-                        .iter()
-                        .any(|&(b, m)| crate::mem::overlaps(a, u64::from(l), b, u64::from(m)))
-                })
-            });
-        if shared {
-            continue;
-        }
-        let bytes: Vec<u8> = c
-            .writable
+    }
+    // Two buffers of one batch over the same bytes: the later write won,
+    // so neither can be checked.
+    let shared = |c: &Completion| {
+        done.iter().filter(|o| !std::ptr::eq(*o, c)).any(|o| {
+            c.writable.iter().any(|&(a, l)| {
+                o.writable
+                    .iter()
+                    .any(|&(b, m)| crate::mem::overlaps(a, u64::from(l), b, u64::from(m)))
+            })
+        })
+    };
+    let bytes_of = |c: &Completion| -> Vec<u8> {
+        c.writable
             .iter()
             .flat_map(|&(a, l)| g.shadow.read(a, (l as usize).min(1 << 16)))
             .take(c.len as usize)
-            .collect();
-        assert!(bytes.len() >= 12 + 14, "net: RX used length {}", c.len);
-        assert_eq!(
-            &bytes[..12],
-            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
-            "net: RX header"
+            .collect()
+    };
+    let mut i = 0;
+    while let Some(c) = rx.get(i) {
+        i += 1;
+        // A returned buffer (dropped frame, malformed chain) is never part
+        // of a delivery.
+        if c.len == 0 {
+            continue;
+        }
+        if shared(c) {
+            if merged {
+                // `num_buffers` may have been overwritten: the rest of the
+                // batch cannot be split into frames.
+                return;
+            }
+            continue;
+        }
+        let mut bytes = bytes_of(c);
+        assert!(bytes.len() >= 12, "net: RX used length {}", c.len);
+        assert_eq!(&bytes[..10], &[0; 10], "net: RX header");
+        let n = usize::from(u16::from_le_bytes([bytes[10], bytes[11]]));
+        if merged {
+            assert!(n >= 1, "net: num_buffers 0");
+            let rest = rx
+                .get(i..i + n - 1)
+                .unwrap_or_else(|| panic!("net: {n} buffers announced, fewer published with them"));
+            i += n - 1;
+            let mut unchecked = false;
+            for part in rest {
+                assert_ne!(part.len, 0, "net: empty buffer inside a frame");
+                unchecked |= shared(part);
+                bytes.extend(bytes_of(part));
+            }
+            if unchecked {
+                continue;
+            }
+        } else {
+            assert_eq!(n, 1, "net: num_buffers without MRG_RXBUF");
+        }
+        assert!(
+            bytes.len() >= 12 + 14,
+            "net: RX frame of {} bytes",
+            bytes.len() - 12
         );
         let frame = &bytes[12..];
         let from = (0..VMS)

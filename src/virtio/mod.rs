@@ -309,7 +309,9 @@ pub mod transport;
 pub use hal::virtio_mmio as regs;
 pub use hal::virtio_mmio::{DeviceStatus, InterruptStatus};
 
-pub use chain::{LiveQueue, MAX_CHAIN_DESCRIPTORS, QueueRole, Reader, Writer};
+pub use chain::{
+    LiveQueue, MAX_CHAIN_DESCRIPTORS, MAX_SPREAD_CHAINS, QueueRole, Reader, SpreadError, Writer,
+};
 pub use device::{VirtioDevice, read_config_bytes};
 pub use error::{
     BufferError, ChainError, FeatureError, QueueError, QueueFault, RingPart, TransitionError,

@@ -2,12 +2,12 @@
 //! in-hypervisor [`VSwitch`].
 //!
 //! # What the device offers
-//! - Features: `VERSION_1 | MAC | STATUS` and nothing else: no checksum
-//!   offload, no GSO, no mergeable RX buffers, no control queue, one queue
-//!   pair. Every frame is a plain Ethernet frame of at most
-//!   [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
+//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF` (and the
+//!   transport's `RING_EVENT_IDX`): no checksum offload, no GSO, no
+//!   control queue, one queue pair. Every frame is a plain Ethernet frame
+//!   of at most [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
 //!   (`virtio_net_hdr_v1`, the header size whenever `VERSION_1` is
-//!   negotiated).
+//!   negotiated, with or without `MRG_RXBUF`).
 //! - Queues: [`RX_QUEUE`] (0) and [`TX_QUEUE`] (1), each at most
 //!   [`QUEUE_SIZE_MAX`] entries.
 //! - Configuration space ([`NetConfig`], 8 bytes): `mac` (6 bytes,
@@ -58,12 +58,24 @@
 //! buffers, oldest first, each through the [`RxChain`] typestate: header
 //! ([`NetHdr::rx`]: `num_buffers = 1`, everything else 0), then the frame,
 //! into the device-writable part only, then completion with used length
-//! 12 + frame length. A frame leaves its ring only once it is injected
+//! 12 + frame length. With `MRG_RXBUF` negotiated, header and frame fill
+//! as many RX chains as they need instead
+//! ([`LiveQueue::receive_merged`]): each chain to its writable capacity,
+//! in order, `num_buffers` = the number of chains, each chain's used
+//! length the bytes written into it, all of them published to the used
+//! ring at once (so the driver, which takes `num_buffers - 1` more used
+//! entries after the first, never sees part of a frame). A frame that
+//! needs more chains than are available waits in the ring; the chains
+//! looked at are put back untouched. Linux's mergeable buffers hold a
+//! whole frame, so it sees `num_buffers = 1`; smaller buffers (at most
+//! [`MAX_SPREAD_CHAINS`](super::MAX_SPREAD_CHAINS) per frame) work too.
+//! A frame leaves its ring only once it is injected
 //! (peek, then commit), so a burst that fits the ring is never lost. One
 //! interrupt per batch, not per frame.
 //!
 //! # Decisions
-//! - **Undersized RX buffer** (writable part smaller than 12 + frame): the
+//! - **Undersized RX buffer** without `MRG_RXBUF` (writable part smaller
+//!   than 12 + frame): the
 //!   buffer is returned at once with used length 0 (nothing is written:
 //!   never half-filled), the frame is **dropped** and counted as
 //!   `RxNoRoom` on the port. Linux without `MRG_RXBUF` posts
@@ -71,7 +83,11 @@
 //!   sees a zero-length completion and counts an `rx_length_error`, as with
 //!   QEMU, which also drops a packet that does not fit. Dropping (rather
 //!   than keeping the frame for the next buffer) guarantees progress: a
-//!   guest posting only small buffers cannot wedge its ring.
+//!   guest posting only small buffers cannot wedge its ring. With
+//!   `MRG_RXBUF` a frame is dropped the same way (its chains returned with
+//!   used length 0, `RxNoRoom`) only when the first chain cannot hold the
+//!   header, the frame would need more than `MAX_SPREAD_CHAINS` chains, or
+//!   a malformed or unwritable chain follows the first.
 //! - **Reset with frames queued**: frames **stay queued** in the port ring
 //!   (up to its depth; later ones are dropped as `RxRingFull`) and are
 //!   delivered, in order, as soon as the driver has re-initialised the
@@ -113,7 +129,7 @@ use core::marker::PhantomData;
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::chain::{Chain, QueueRole, sealed};
+use super::chain::{Chain, LiveQueue, QueueRole, SpreadError, sealed};
 use super::device::{VirtioDevice, read_config_bytes};
 use super::error::BufferError;
 use super::lifecycle::{Features, LiveQueues};
@@ -144,7 +160,8 @@ pub mod feature {
     pub const MTU: u64 = 1 << 3;
     /// Device has a MAC address in its configuration.
     pub const MAC: u64 = 1 << 5;
-    /// Driver can merge receive buffers (not offered).
+    /// Driver can merge receive buffers: a frame may fill several RX
+    /// chains, the header's `num_buffers` says how many.
     pub const MRG_RXBUF: u64 = 1 << 15;
     /// `status` in the configuration is valid.
     pub const STATUS: u64 = 1 << 16;
@@ -154,8 +171,10 @@ pub mod feature {
     pub const MQ: u64 = 1 << 22;
 }
 
-/// Everything the device offers: `VERSION_1 | MAC | STATUS`.
-pub const OFFERED_FEATURES: u64 = regs::feature::VERSION_1 | feature::MAC | feature::STATUS;
+/// Everything the device offers: `VERSION_1 | MAC | STATUS | MRG_RXBUF`
+/// (the transport adds `RING_EVENT_IDX`).
+pub const OFFERED_FEATURES: u64 =
+    regs::feature::VERSION_1 | feature::MAC | feature::STATUS | feature::MRG_RXBUF;
 
 /// `status` bit: the link is up.
 pub const LINK_UP: u16 = 1;
@@ -191,8 +210,14 @@ const _: () = assert!(core::mem::offset_of!(NetHdr, num_buffers) == 10);
 impl NetHdr {
     /// The header of every received frame: `num_buffers = 1`, no offload.
     pub fn rx() -> Self {
+        Self::rx_merged(1)
+    }
+
+    /// The header of a frame spread over `num_buffers` receive chains
+    /// (`MRG_RXBUF`), no offload.
+    pub fn rx_merged(num_buffers: u16) -> Self {
         NetHdr {
-            num_buffers: U16::new(1),
+            num_buffers: U16::new(num_buffers),
             ..NetHdr::default()
         }
     }
@@ -502,6 +527,27 @@ impl RxChain<'_, FrameWritten> {
     }
 }
 
+// ── RX with MRG_RXBUF ─────────────────────────────────────────────────
+
+impl LiveQueue<'_, Receive> {
+    /// Delivers `frame` with `MRG_RXBUF`: the header ([`NetHdr::rx_merged`])
+    /// and the frame fill as many available chains as they need, in order,
+    /// each to its writable capacity; `num_buffers` is that number of
+    /// chains, each chain's used length is the bytes written into it, and
+    /// all of them reach the used ring together (the driver never sees
+    /// part of a frame). Returns the number of chains.
+    ///
+    /// Ordering needs no typestate here: the virtio core writes the header
+    /// last, once the count is known, and publishes only after everything
+    /// was written. The errors are those of a spread: with
+    /// [`SpreadError::Waiting`] nothing was taken and the frame must wait;
+    /// any other error returned the chains taken with used length 0 and
+    /// the frame is to be dropped.
+    pub fn receive_merged(&mut self, frame: &[u8]) -> Result<u16, SpreadError> {
+        self.spread(frame, NetHdr::rx_merged)
+    }
+}
+
 // ── The device ────────────────────────────────────────────────────────
 
 /// The virtio-net backend of one VM: switch port `port`.
@@ -692,10 +738,38 @@ impl VirtioNet {
         };
         let counters = self.switch.counters(self.port);
         let (mut delivered, mut dropped) = (0u32, 0u32);
+        let merged = self
+            .features
+            .is_some_and(|f| f.contains(feature::MRG_RXBUF));
         // At most one ring's worth: producers refilling the ring meanwhile
         // cannot keep this loop going.
         for _ in 0..N {
             let consumed = ring.peek_with(|frame| {
+                if merged {
+                    let counter = match rx.receive_merged(frame) {
+                        // Not enough buffers yet: the frame stays.
+                        Err(SpreadError::Waiting) => return false,
+                        Ok(_) => {
+                            delivered += 1;
+                            if let Some(c) = counters {
+                                c.add(Counter::RxBytes, frame.len() as u64);
+                            }
+                            Counter::RxFrames
+                        }
+                        Err(SpreadError::Memory(_)) => {
+                            dropped += 1;
+                            Counter::RxWriteFailed
+                        }
+                        Err(_) => {
+                            dropped += 1;
+                            Counter::RxNoRoom
+                        }
+                    };
+                    if let Some(c) = counters {
+                        c.bump(counter);
+                    }
+                    return true;
+                }
                 // No buffer: the frame stays at the front of the ring.
                 let Some(buffer) = rx.pop() else {
                     return false;

@@ -45,7 +45,7 @@
 //!   none (the ring was empty, or the batch's budget was spent), the device
 //!   writes `avail_event` (the word after the used ring's entries) = the
 //!   `avail.idx` it reads then, so the driver notifies on its next publish
-//!   and not on every one ([`Virtqueue::publish_avail_event`]). After a
+//!   and not on every one (`Virtqueue::publish_avail_event`). After a
 //!   full fence it reads `avail.idx` again and repeats if the driver
 //!   published meanwhile; chains published before the write get no
 //!   notification and are reported, and the transport runs another round
@@ -404,6 +404,45 @@ impl Virtqueue {
         match published {
             Ok(()) => {
                 self.next_used = self.next_used.wrapping_add(1);
+                self.used_since_decision = true;
+            }
+            Err(e) => self.break_with(QueueFault::RingAccess(e)),
+        }
+    }
+
+    /// Gives back the last `n` heads taken by [`Virtqueue::next_head`] in
+    /// this batch, none of which was pushed to the used ring: the device
+    /// reads them again from the available ring next time (the driver
+    /// cannot tell they were looked at). Used when a frame needs more
+    /// chains than are available yet.
+    pub(crate) fn rewind(&mut self, n: u16) {
+        self.next_avail = self.next_avail.wrapping_sub(n);
+        self.budget = self.budget.saturating_add(n).min(self.layout.size);
+    }
+
+    /// Returns several chains at once: every used element is written
+    /// first, then `used.idx` once with release semantics, so the driver
+    /// sees all of them or none (a frame spread over several receive
+    /// buffers must never be seen in part).
+    pub(crate) fn push_used_batch(&mut self, mem: &GuestMemory, used: &[(u16, u32)]) {
+        if used.is_empty() {
+            return;
+        }
+        let mut at = self.next_used;
+        for &(head, len) in used {
+            let elem = UsedElem {
+                id: U32::new(u32::from(head)),
+                len: U32::new(len),
+            };
+            if let Err(e) = mem.write_obj(self.layout.used_elem_gpa(at), &elem) {
+                self.break_with(QueueFault::RingAccess(e));
+                return;
+            }
+            at = at.wrapping_add(1);
+        }
+        match mem.store_u16_release(self.layout.used_idx_gpa(), at) {
+            Ok(()) => {
+                self.next_used = at;
                 self.used_since_decision = true;
             }
             Err(e) => self.break_with(QueueFault::RingAccess(e)),

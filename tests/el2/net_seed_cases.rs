@@ -159,11 +159,13 @@ pub fn virtio_net_seed() -> TestResult {
     // Test 1: device ID.
     check_eq!(VirtioNet::DEVICE_ID, 1);
 
-    // Test 2: VERSION_1 | MAC | STATUS (+ the transport's EVENT_IDX), no CSUM.
+    // Test 2: VERSION_1 | MAC | STATUS | MRG_RXBUF (+ the transport's
+    // EVENT_IDX), no CSUM.
     let version_1: u64 = 1 << 32;
     let event_idx: u64 = 1 << 29;
     let mac: u64 = 1 << 5;
     let status: u64 = 1 << 16;
+    let mrg_rxbuf: u64 = 1 << 15;
     let csum: u64 = 1 << 0;
     let features = net.device_features();
     check_eq!(features & version_1, version_1);
@@ -174,7 +176,7 @@ pub fn virtio_net_seed() -> TestResult {
     let transport = VirtioMmioTransport::new(base, intid, VirtioNet::new(0));
     check_eq!(
         transport.offered_features(),
-        version_1 | event_idx | mac | status
+        version_1 | event_idx | mac | status | mrg_rxbuf
     );
 
     // Test 3: two queues (RX, TX), 256 entries each.
