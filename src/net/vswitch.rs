@@ -270,9 +270,12 @@ pub enum Counter {
     /// TX frames dropped by the rate limit (none while the transmitter
     /// can hold frames back).
     TxRateDropped,
+    /// TX frames whose virtio-net header was invalid for them (flags, GSO
+    /// fields or checksum position; dropped, never forwarded).
+    TxBadHeader,
 }
 
-const COUNTERS: usize = Counter::TxRateDropped as usize + 1;
+const COUNTERS: usize = Counter::TxBadHeader as usize + 1;
 
 /// Lock-free counters of one port (see [`Counter`]).
 pub struct PortCounters {
@@ -348,6 +351,7 @@ impl PortCounters {
             tx_vlan: self.get(C::TxVlan),
             tx_rate_paused: self.get(C::TxRatePaused),
             tx_rate_dropped: self.get(C::TxRateDropped),
+            tx_bad_header: self.get(C::TxBadHeader),
         }
     }
 }
@@ -381,6 +385,7 @@ pub struct PortStats {
     pub tx_vlan: u64,
     pub tx_rate_paused: u64,
     pub tx_rate_dropped: u64,
+    pub tx_bad_header: u64,
 }
 
 impl PortStats {
@@ -398,6 +403,7 @@ impl PortStats {
             self.tx_vlan_tagged,
             self.tx_vlan,
             self.tx_rate_dropped,
+            self.tx_bad_header,
         ]
         .iter()
         .fold(0u64, |sum, n| sum.saturating_add(*n))
@@ -419,7 +425,7 @@ impl fmt::Display for PortStats {
         writeln!(
             f,
             "  drops: too-short {} too-long {} malformed {} mac-lock {} vlan {} vlan-tagged {} \
-             rate {} no-destination {} ring-full {} no-room {} write-failed {}",
+             rate {} no-destination {} ring-full {} no-room {} write-failed {} bad-header {}",
             self.tx_too_short,
             self.tx_too_long,
             self.tx_malformed,
@@ -430,7 +436,8 @@ impl fmt::Display for PortStats {
             self.tx_no_destination,
             self.rx_ring_full,
             self.rx_no_room,
-            self.rx_write_failed
+            self.rx_write_failed,
+            self.tx_bad_header
         )?;
         write!(
             f,

@@ -2,8 +2,9 @@
 //! in-hypervisor [`VSwitch`].
 //!
 //! # What the device offers
-//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF` (and the
-//!   transport's `RING_EVENT_IDX`): no checksum offload, no GSO, no
+//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM` (and the
+//!   transport's `RING_EVENT_IDX`): transmit checksum offload completed
+//!   by the device ([`offload`]), no `GUEST_CSUM`, no GSO, no
 //!   control queue, one queue pair. Every frame is a plain Ethernet frame
 //!   of at most [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
 //!   (`virtio_net_hdr_v1`, the header size whenever `VERSION_1` is
@@ -94,8 +95,11 @@
 //!   device and posted receive buffers. Reset forgets the negotiated
 //!   features only; the ring belongs to the switch port, not to the device
 //!   generation.
-//! - **Header contents on TX** are not interpreted: no offload was
-//!   negotiated, so the frame is forwarded as is.
+//! - **Header contents on TX** are validated before the frame is
+//!   forwarded ([`offload`]): an invalid header drops the frame
+//!   (`TxBadHeader`); with `CSUM` negotiated a `NEEDS_CSUM` frame gets its
+//!   checksum completed in software before it enters the switch, so every
+//!   port receives complete checksums (`GUEST_CSUM` is not offered).
 //! - **Readable buffers in an RX chain** are ignored (never read); the
 //!   frame goes into the writable part.
 //!
@@ -126,6 +130,10 @@
 use core::fmt;
 use core::marker::PhantomData;
 
+pub mod offload;
+
+pub use offload::{ChecksumAt, FrameKind, HeaderError, NeedsChecksum, Plain, TxFrame, TxHeader};
+
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -152,7 +160,8 @@ pub const QUEUE_SIZE_MAX: u16 = 256;
 
 /// virtio-net feature bits (spec 5.1.3), as 64-bit masks.
 pub mod feature {
-    /// Device handles packets with partial checksum (not offered).
+    /// Device handles packets with partial checksum: the switch completes
+    /// them (see [`offload`](super::offload)).
     pub const CSUM: u64 = 1 << 0;
     /// Driver handles packets with partial checksum (not offered).
     pub const GUEST_CSUM: u64 = 1 << 1;
@@ -171,10 +180,10 @@ pub mod feature {
     pub const MQ: u64 = 1 << 22;
 }
 
-/// Everything the device offers: `VERSION_1 | MAC | STATUS | MRG_RXBUF`
-/// (the transport adds `RING_EVENT_IDX`).
+/// Everything the device offers: `VERSION_1 | MAC | STATUS | MRG_RXBUF |
+/// CSUM` (the transport adds `RING_EVENT_IDX`).
 pub const OFFERED_FEATURES: u64 =
-    regs::feature::VERSION_1 | feature::MAC | feature::STATUS | feature::MRG_RXBUF;
+    regs::feature::VERSION_1 | feature::MAC | feature::STATUS | feature::MRG_RXBUF | feature::CSUM;
 
 /// `status` bit: the link is up.
 pub const LINK_UP: u16 = 1;
@@ -271,6 +280,8 @@ pub enum TxError {
     },
     /// Guest memory refused a copy (impossible for a validated chain).
     Memory(BufferError),
+    /// The header is invalid for the frame (see [`TxHeader::validate`]).
+    BadHeader(HeaderError),
 }
 
 impl fmt::Display for TxError {
@@ -284,6 +295,7 @@ impl fmt::Display for TxError {
             }
             TxError::TooLong { len } => write!(f, "TX frame of {len} bytes is too long"),
             TxError::Memory(e) => write!(f, "TX copy failed: {e}"),
+            TxError::BadHeader(e) => write!(f, "TX header refused: {e}"),
         }
     }
 }
@@ -676,15 +688,19 @@ impl VirtioNet {
         }
     }
 
-    /// Reads one TX packet into `frame`; returns the frame length.
+    /// Reads one TX packet into `frame` and validates its header against
+    /// it; returns the frame length and the header. The chain is completed
+    /// either way.
     fn receive_tx(
         tx: TxChain<'_, HeaderPending>,
         frame: &mut [u8; MAX_FRAME_SIZE],
-    ) -> Result<usize, TxError> {
-        let (_hdr, ready) = tx.read_header()?;
+        csum: bool,
+    ) -> Result<(usize, TxHeader), TxError> {
+        let (hdr, ready) = tx.read_header()?;
         let (len, done) = ready.read_frame(frame)?;
         done.complete();
-        Ok(len)
+        let header = TxHeader::validate(&hdr, csum, len).map_err(TxError::BadHeader)?;
+        Ok((len, header))
     }
 
     /// TX notify: forwards every available packet, or as many as the rate
@@ -696,6 +712,7 @@ impl VirtioNet {
         };
         let now = self.clock.map_or(0, |c| c.now());
         let mut frame = [0u8; MAX_FRAME_SIZE];
+        let csum = self.features.is_some_and(|f| f.contains(feature::CSUM));
         let mut paused = None;
         loop {
             if let Some(bucket) = self.bucket.as_mut()
@@ -708,14 +725,21 @@ impl VirtioNet {
             let Some(chain) = tx.pop() else {
                 break;
             };
-            match Self::receive_tx(chain, &mut frame) {
-                Ok(len) => {
+            match Self::receive_tx(chain, &mut frame, csum) {
+                Ok((len, header)) => {
                     if let Some(bucket) = self.bucket.as_mut() {
                         bucket.consume(len);
                     }
-                    let sent = frame.get(..len).unwrap_or(&[]);
-                    self.kicked |= self.switch.forward_at(self.port, sent, now);
+                    let bytes = frame.get_mut(..len).unwrap_or(&mut []);
+                    let plain = match TxFrame::classify(bytes, &header, len) {
+                        Some(FrameKind::Plain(plain)) => plain,
+                        // No port negotiated GUEST_CSUM (not offered).
+                        Some(FrameKind::NeedsChecksum(partial)) => partial.complete_checksum(),
+                        None => continue, // unreachable: validated for `len`
+                    };
+                    self.kicked |= self.switch.forward_at(self.port, plain.bytes(), now);
                 }
+                Err(TxError::BadHeader(_)) => self.count(Counter::TxBadHeader),
                 Err(TxError::TooLong { .. }) => self.count(Counter::TxTooLong),
                 Err(_) => self.count(Counter::TxMalformed),
             }

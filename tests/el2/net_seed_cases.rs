@@ -159,24 +159,26 @@ pub fn virtio_net_seed() -> TestResult {
     // Test 1: device ID.
     check_eq!(VirtioNet::DEVICE_ID, 1);
 
-    // Test 2: VERSION_1 | MAC | STATUS | MRG_RXBUF (+ the transport's
-    // EVENT_IDX), no CSUM.
+    // Test 2: VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM (+ the
+    // transport's EVENT_IDX), no GUEST_CSUM.
     let version_1: u64 = 1 << 32;
     let event_idx: u64 = 1 << 29;
     let mac: u64 = 1 << 5;
     let status: u64 = 1 << 16;
     let mrg_rxbuf: u64 = 1 << 15;
     let csum: u64 = 1 << 0;
+    let guest_csum: u64 = 1 << 1;
     let features = net.device_features();
     check_eq!(features & version_1, version_1);
     check_eq!(features & mac, mac);
     check_eq!(features & status, status);
-    check_eq!(features & csum, 0);
+    check_eq!(features & csum, csum);
+    check_eq!(features & guest_csum, 0);
     let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
     let transport = VirtioMmioTransport::new(base, intid, VirtioNet::new(0));
     check_eq!(
         transport.offered_features(),
-        version_1 | event_idx | mac | status | mrg_rxbuf
+        version_1 | event_idx | mac | status | mrg_rxbuf | csum
     );
 
     // Test 3: two queues (RX, TX), 256 entries each.
