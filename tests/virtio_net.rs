@@ -153,16 +153,16 @@ fn offers_exactly_version1_mac_status_and_two_256_queues() {
     assert_eq!(drv.device_features(), OFFERED_FEATURES | feature::EVENT_IDX);
     assert_eq!(
         OFFERED_FEATURES,
-        feature::VERSION_1 | (1 << 5) | (1 << 16) | (1 << 15) | 1,
-        "VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM"
+        feature::VERSION_1 | (1 << 5) | (1 << 16) | (1 << 15) | 1 | 2,
+        "VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM"
     );
     for (q, max) in [(0, 256), (1, 256), (2, 0)] {
         drv.write(offset::QUEUE_SEL, q);
         drv.set_status(support::ACK);
         assert_eq!(drv.read(offset::QUEUE_NUM_MAX), max, "queue {q}");
     }
-    // Asking for receive checksum offload (not offered) is refused.
-    assert!(!drv.negotiate(feature::VERSION_1 | 2));
+    // Asking for segmentation offload (not offered) is refused.
+    assert!(!drv.negotiate(feature::VERSION_1 | (1 << 7)));
     drv.handshake_all(&[256, 256]);
     assert_eq!(
         drv.dev.backend().features().map(|f| f.bits()),

@@ -5,7 +5,9 @@
 //! (pseudo-header sum in the field, `NEEDS_CSUM`, `csum_start` /
 //! `csum_offset`), and arrive with the checksum the library computes;
 //! hostile headers (every field out of range) are dropped, counted and
-//! never forwarded.
+//! never forwarded. A receiver that negotiated `GUEST_CSUM` gets the
+//! partial frame with `NEEDS_CSUM` and the checksum position (also in a
+//! merged header, also from a flood that another receiver gets complete).
 
 mod support;
 
@@ -18,8 +20,8 @@ use hypervisor::virtio::net::feature::{CSUM, GUEST_CSUM};
 use hypervisor::virtio::net::{NET_HDR_LEN, NetHdr, RX_QUEUE, TX_QUEUE, VirtioNet, drain_rx};
 use hypervisor::virtio::regs::feature;
 use support::{Buf, Driver};
-use zerocopy::IntoBytes;
 use zerocopy::little_endian::U16;
+use zerocopy::{FromBytes, IntoBytes};
 
 const RX: u16 = RX_QUEUE;
 const TX: u16 = TX_QUEUE;
@@ -40,8 +42,7 @@ fn vm_with(sw: &'static NetSwitch, vm: usize, drop: u64) -> Driver<VirtioNet> {
     sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
         .unwrap();
     let offered = drv.device_features();
-    assert_ne!(offered & CSUM, 0, "CSUM is offered");
-    assert_eq!(offered & GUEST_CSUM, 0, "GUEST_CSUM is not");
+    assert_eq!(offered & (CSUM | GUEST_CSUM), CSUM | GUEST_CSUM, "offered");
     drv.handshake(offered & !feature::EVENT_IDX & !drop, &[256, 256]);
     drv
 }
@@ -63,9 +64,9 @@ fn send(drv: &mut Driver<VirtioNet>, hdr: &NetHdr, frame: &[u8]) {
     drv.notify(TX);
 }
 
-/// Every frame waiting for `drv`, delivered (one 2 KiB buffer each) and
-/// its header checked.
-fn receive_all(drv: &mut Driver<VirtioNet>) -> Vec<Vec<u8>> {
+/// Every frame waiting for `drv`, delivered (one 2 KiB buffer each), with
+/// its header.
+fn receive_with_headers(drv: &mut Driver<VirtioNet>) -> Vec<(NetHdr, Vec<u8>)> {
     let port = drv.dev.backend().port();
     let ring = drv.dev.backend().switch().ring(port).unwrap();
     // One buffer per waiting frame, so none is left over for the next call.
@@ -81,12 +82,19 @@ fn receive_all(drv: &mut Driver<VirtioNet>) -> Vec<Vec<u8>> {
         .map(|(id, len)| {
             let addr = bufs.iter().find(|b| u32::from(b.0) == id).unwrap().1;
             let bytes = drv.read_mem(addr, len as usize);
-            assert_eq!(
-                &bytes[..NET_HDR_LEN],
-                NetHdr::rx().as_bytes(),
-                "no flags on RX"
-            );
-            bytes[NET_HDR_LEN..].to_vec()
+            let hdr = NetHdr::read_from_bytes(&bytes[..NET_HDR_LEN]).unwrap();
+            (hdr, bytes[NET_HDR_LEN..].to_vec())
+        })
+        .collect()
+}
+
+/// Every frame waiting for `drv`; each header must be the plain one.
+fn receive_all(drv: &mut Driver<VirtioNet>) -> Vec<Vec<u8>> {
+    receive_with_headers(drv)
+        .into_iter()
+        .map(|(hdr, frame)| {
+            assert_eq!(hdr, NetHdr::rx(), "no flags on RX");
+            frame
         })
         .collect()
 }
@@ -209,7 +217,8 @@ fn frames(src: MacAddr, dst: MacAddr) -> Vec<Vec<u8>> {
 #[test]
 fn partial_checksums_are_completed_as_an_independent_parser_computes_them() {
     let sw = new_switch();
-    let mut vm0 = vm_with(sw, 0, 0);
+    // The receiver did not negotiate GUEST_CSUM: the switch completes.
+    let mut vm0 = vm_with(sw, 0, GUEST_CSUM);
     let mut vm1 = vm_with(sw, 1, 0);
     assert!(vm1.dev.backend().features().unwrap().contains(CSUM));
     let originals = frames(mac(1), mac(0));
@@ -257,7 +266,7 @@ fn a_plain_header_forwards_the_frame_untouched() {
 #[test]
 fn hostile_headers_are_dropped_counted_and_never_forwarded() {
     let sw = new_switch();
-    let mut vm0 = vm_with(sw, 0, 0);
+    let mut vm0 = vm_with(sw, 0, GUEST_CSUM);
     let mut vm1 = vm_with(sw, 1, 0);
     let mut frame = frames(mac(1), mac(0)).remove(0);
     let good = make_partial(&mut frame);
@@ -310,7 +319,7 @@ fn hostile_headers_are_dropped_counted_and_never_forwarded() {
 #[test]
 fn needs_csum_without_csum_negotiated_is_refused() {
     let sw = new_switch();
-    let mut vm0 = vm_with(sw, 0, 0);
+    let mut vm0 = vm_with(sw, 0, GUEST_CSUM);
     let mut vm1 = vm_with(sw, 1, CSUM);
     assert!(!vm1.dev.backend().features().unwrap().contains(CSUM));
     let mut frame = frames(mac(1), mac(0)).remove(8);
@@ -324,4 +333,86 @@ fn needs_csum_without_csum_negotiated_is_refused() {
         vec![frame],
         "plain frames still pass"
     );
+}
+
+#[test]
+fn a_guest_csum_port_gets_the_partial_frame_and_where_to_complete_it() {
+    let sw = new_switch();
+    let mut vm0 = vm_with(sw, 0, 0);
+    let mut vm1 = vm_with(sw, 1, 0);
+    assert!(vm0.dev.backend().features().unwrap().contains(GUEST_CSUM));
+    for original in frames(mac(1), mac(0)) {
+        let mut partial = original.clone();
+        let sent = make_partial(&mut partial);
+        send(&mut vm1, &sent, &partial);
+        let got = receive_with_headers(&mut vm0);
+        assert_eq!(got.len(), 1);
+        let (hdr, frame) = &got[0];
+        assert_eq!(frame, &partial, "handed on as it was sent");
+        assert_eq!(
+            (
+                hdr.flags,
+                hdr.csum_start,
+                hdr.csum_offset,
+                hdr.num_buffers.get()
+            ),
+            (1, sent.csum_start, sent.csum_offset, 1)
+        );
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size.get(), hdr.hdr_len.get()),
+            (0, 0, 0)
+        );
+    }
+}
+
+/// One broadcast, two receivers: each gets the form it negotiated.
+#[test]
+fn a_flooded_partial_frame_takes_each_receivers_form() {
+    let sw = new_switch();
+    let mut with = vm_with(sw, 0, 0);
+    let mut without = vm_with(sw, 2, GUEST_CSUM);
+    let mut sender = vm_with(sw, 1, 0);
+    let original = frames(mac(1), [0xff; 6]).remove(16);
+    let mut partial = original.clone();
+    let hdr = make_partial(&mut partial);
+    send(&mut sender, &hdr, &partial);
+    let a = receive_with_headers(&mut with);
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].0.flags, &a[0].1), (1, &partial));
+    assert_eq!(receive_all(&mut without), vec![original]);
+}
+
+/// With MRG_RXBUF a partial frame spread over small chains carries both
+/// NEEDS_CSUM and num_buffers in its one header.
+#[test]
+fn a_partial_frame_over_merged_buffers_keeps_its_checksum_fields() {
+    let sw = new_switch();
+    let mut vm0 = vm_with(sw, 0, 0);
+    let mut vm1 = vm_with(sw, 1, 0);
+    let mut partial = frames(mac(1), mac(0)).remove(20);
+    let sent = make_partial(&mut partial);
+    send(&mut vm1, &sent, &partial);
+    let need = NET_HDR_LEN + partial.len();
+    let chains = need.div_ceil(512);
+    let bufs: Vec<(u16, u64)> = (0..chains)
+        .map(|_| {
+            let b = vm0.alloc(512);
+            (vm0.add_chain(RX, &[Buf::w(b, 512)]), b)
+        })
+        .collect();
+    vm0.notify(RX);
+    let used = vm0.take_used(RX);
+    assert_eq!(used.len(), chains);
+    let mut bytes = Vec::new();
+    for ((id, len), (head, addr)) in used.iter().zip(&bufs) {
+        assert_eq!(*id, u32::from(*head));
+        bytes.extend(vm0.read_mem(*addr, *len as usize));
+    }
+    let hdr = NetHdr::read_from_bytes(&bytes[..NET_HDR_LEN]).unwrap();
+    assert_eq!(
+        (hdr.flags, hdr.csum_start, hdr.csum_offset),
+        (1, sent.csum_start, sent.csum_offset)
+    );
+    assert_eq!(usize::from(hdr.num_buffers.get()), chains);
+    assert_eq!(&bytes[NET_HDR_LEN..], &partial[..]);
 }

@@ -54,17 +54,52 @@ pub enum StoreError {
     /// Another producer is storing right now (impossible when producers are
     /// serialized, as the switch does).
     Busy,
+    /// The frame's metadata does not fit it ([`FrameMeta::fits`]).
+    BadMeta,
+}
+
+/// What travels with a frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrameMeta {
+    /// A complete frame.
+    #[default]
+    Plain,
+    /// The transport checksum is partial (the sender offloaded it): the
+    /// ones' complement sum from `start` to the end of the frame is still
+    /// to be folded, inverted and stored at `start + offset`, by the
+    /// receiver's driver (if it negotiated it) or before delivery.
+    PartialChecksum {
+        /// First byte summed.
+        start: u16,
+        /// Position of the 2-byte checksum field, from `start`.
+        offset: u16,
+    },
+}
+
+impl FrameMeta {
+    /// True if the metadata fits a frame of `len` bytes: a partial
+    /// checksum starts inside it and its 2-byte field lies inside it.
+    pub fn fits(&self, len: usize) -> bool {
+        match *self {
+            FrameMeta::Plain => true,
+            FrameMeta::PartialChecksum { start, offset } => {
+                usize::from(start) < len && usize::from(start) + usize::from(offset) + 2 <= len
+            }
+        }
+    }
 }
 
 /// One frame slot.
 struct Slot {
     len: u16,
+    meta: FrameMeta,
     data: [u8; MAX_FRAME_SIZE],
 }
 
 impl Slot {
     const EMPTY: Slot = Slot {
         len: 0,
+        meta: FrameMeta::Plain,
         data: [0; MAX_FRAME_SIZE],
     };
 }
@@ -153,9 +188,19 @@ impl<const N: usize> NetRxRing<N> {
 
     /// Producer side: copies `frame` into the ring, or says why not.
     pub fn try_store(&self, frame: &[u8]) -> Result<(), StoreError> {
+        self.try_store_meta(frame, FrameMeta::Plain)
+    }
+
+    /// Producer side: copies `frame` and its `meta` into the ring, or says
+    /// why not (metadata that does not fit the frame is refused, so every
+    /// queued frame's metadata is consistent with it).
+    pub fn try_store_meta(&self, frame: &[u8], meta: FrameMeta) -> Result<(), StoreError> {
         let len = frame.len();
         if len == 0 || len > MAX_FRAME_SIZE {
             return Err(StoreError::BadLength(len));
+        }
+        if !meta.fits(len) {
+            return Err(StoreError::BadMeta);
         }
         let _producer = SideGuard::try_take(&self.producing).ok_or(StoreError::Busy)?;
         let tail = self.tail.load(Ordering::Relaxed);
@@ -175,6 +220,7 @@ impl<const N: usize> NetRxRing<N> {
             dst.copy_from_slice(frame);
         }
         slot.len = len as u16; // len <= MAX_FRAME_SIZE < u16::MAX
+        slot.meta = meta;
         self.tail.store(tail.wrapping_add(1), Ordering::Release);
         Ok(())
     }
@@ -192,6 +238,12 @@ impl<const N: usize> NetRxRing<N> {
     /// Returns `None` (without calling `f`) if the ring is empty or another
     /// consumer is busy, else `Some(what f returned)`.
     pub fn peek_with(&self, f: impl FnOnce(&[u8]) -> bool) -> Option<bool> {
+        self.peek_meta_with(|frame, _| f(frame))
+    }
+
+    /// [`NetRxRing::peek_with`], lending the frame's [`FrameMeta`] too
+    /// (it always fits the frame).
+    pub fn peek_meta_with(&self, f: impl FnOnce(&[u8], FrameMeta) -> bool) -> Option<bool> {
         let _consumer = SideGuard::try_take(&self.consuming)?;
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
@@ -206,7 +258,7 @@ impl<const N: usize> NetRxRing<N> {
         // SAFETY: we are the only consumer (we hold `consuming`).
         let slot = unsafe { &*cell.get() };
         let frame = slot.data.get(..usize::from(slot.len)).unwrap_or(&[]);
-        let consume = f(frame);
+        let consume = f(frame, slot.meta);
         if consume {
             self.head.store(head.wrapping_add(1), Ordering::Release);
         }
@@ -288,6 +340,43 @@ mod tests {
         let mut big = [0u8; MAX_FRAME_SIZE];
         assert_eq!(ring.take(&mut big), Some(MAX_FRAME_SIZE));
         assert_eq!(big, [7; MAX_FRAME_SIZE]);
+    }
+
+    #[test]
+    fn metadata_travels_with_its_frame_and_must_fit_it() {
+        let ring: NetRxRing<2> = NetRxRing::new();
+        let partial = FrameMeta::PartialChecksum {
+            start: 34,
+            offset: 16,
+        };
+        assert_eq!(
+            ring.try_store_meta(&[1; 51], partial),
+            Err(StoreError::BadMeta)
+        );
+        assert!(ring.try_store_meta(&[1; 52], partial).is_ok());
+        assert!(ring.store(&[2; 52]));
+        assert_eq!(
+            ring.peek_meta_with(|f, m| f[0] == 1 && m == partial),
+            Some(true)
+        );
+        assert_eq!(
+            ring.peek_meta_with(|f, m| f[0] == 2 && m == FrameMeta::Plain),
+            Some(true)
+        );
+        assert!(
+            !FrameMeta::PartialChecksum {
+                start: 52,
+                offset: 0
+            }
+            .fits(52)
+        );
+        assert!(
+            FrameMeta::PartialChecksum {
+                start: 50,
+                offset: 0
+            }
+            .fits(52)
+        );
     }
 
     #[test]

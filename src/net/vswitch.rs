@@ -76,7 +76,7 @@ use spin::Mutex;
 
 use super::capture::{CaptureSink, DropReason, Verdict};
 use super::rate::TokenBucket;
-use super::rx_ring::{MAX_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing};
+use super::rx_ring::{FrameMeta, MAX_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing};
 use crate::platform::MAX_VMS;
 
 /// Most ports a switch has: one per VM.
@@ -737,6 +737,21 @@ impl<'r, const N: usize> VSwitch<'r, N> {
     /// [`VSwitch::forward`] at counter value `now` (the capture's
     /// timestamp).
     pub fn forward_at(&self, src_port: usize, frame: &[u8], now: u64) -> PortMask {
+        self.forward_meta_at(src_port, frame, FrameMeta::Plain, now)
+    }
+
+    /// [`VSwitch::forward_at`] for a frame with metadata (a partial
+    /// checksum), queued with the frame for every destination; each
+    /// receiver completes it or hands it on to its driver. Metadata that
+    /// does not fit the frame is refused by the rings (counted as
+    /// `ring-full`; the virtio-net transmitter validates it first).
+    pub fn forward_meta_at(
+        &self,
+        src_port: usize,
+        frame: &[u8],
+        meta: FrameMeta,
+        now: u64,
+    ) -> PortMask {
         let mut state = self.state.lock();
         state.clock = state.clock.wrapping_add(1);
         let (Some(Some(config)), Some(counters)) = (
@@ -746,7 +761,8 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             state.unknown_source = state.unknown_source.saturating_add(1);
             return 0;
         };
-        let (delivered, verdict) = self.switch_frame(&mut state, src_port, config, counters, frame);
+        let (delivered, verdict) =
+            self.switch_frame(&mut state, src_port, config, counters, frame, meta);
         // The one cost of capture while it is off: this relaxed load.
         if self.capture_on.load(Ordering::Relaxed)
             && let Some(sink) = self.capture
@@ -764,6 +780,7 @@ impl<'r, const N: usize> VSwitch<'r, N> {
         config: PortConfig,
         counters: &PortCounters,
         frame: &[u8],
+        meta: FrameMeta,
     ) -> (PortMask, Verdict) {
         let drop = |counter: Counter, reason: DropReason| {
             counters.bump(counter);
@@ -817,7 +834,7 @@ impl<'r, const N: usize> VSwitch<'r, N> {
                 continue;
             };
             // Serialized by `state`'s lock: this is the ring's only producer.
-            match ring.try_store(frame) {
+            match ring.try_store_meta(frame, meta) {
                 Ok(()) => {
                     dest.frame(Counter::RxQueuedFrames, Counter::RxQueuedBytes, len);
                     delivered |= port_bit(port);

@@ -2,9 +2,9 @@
 //! in-hypervisor [`VSwitch`].
 //!
 //! # What the device offers
-//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM` (and the
-//!   transport's `RING_EVENT_IDX`): transmit checksum offload completed
-//!   by the device ([`offload`]), no `GUEST_CSUM`, no GSO, no
+//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM`
+//!   (and the transport's `RING_EVENT_IDX`): checksum offload both ways
+//!   ([`offload`]), no GSO, no
 //!   control queue, one queue pair. Every frame is a plain Ethernet frame
 //!   of at most [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
 //!   (`virtio_net_hdr_v1`, the header size whenever `VERSION_1` is
@@ -97,9 +97,10 @@
 //!   generation.
 //! - **Header contents on TX** are validated before the frame is
 //!   forwarded ([`offload`]): an invalid header drops the frame
-//!   (`TxBadHeader`); with `CSUM` negotiated a `NEEDS_CSUM` frame gets its
-//!   checksum completed in software before it enters the switch, so every
-//!   port receives complete checksums (`GUEST_CSUM` is not offered).
+//!   (`TxBadHeader`); with `CSUM` negotiated a `NEEDS_CSUM` frame is
+//!   queued with its checksum position, and each receiving port gets it
+//!   as is behind `NEEDS_CSUM` if its driver negotiated `GUEST_CSUM`, or
+//!   with the checksum completed in software otherwise.
 //! - **Readable buffers in an RX chain** are ignored (never read); the
 //!   frame goes into the writable part.
 //!
@@ -132,7 +133,10 @@ use core::marker::PhantomData;
 
 pub mod offload;
 
-pub use offload::{ChecksumAt, FrameKind, HeaderError, NeedsChecksum, Plain, TxFrame, TxHeader};
+pub use offload::{
+    ChecksumAt, Deliverable, FrameKind, GuestCsum, HeaderError, NeedsChecksum, Plain, RxFrame,
+    RxFrameKind, TxFrame, TxHeader,
+};
 
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -163,7 +167,8 @@ pub mod feature {
     /// Device handles packets with partial checksum: the switch completes
     /// them (see [`offload`](super::offload)).
     pub const CSUM: u64 = 1 << 0;
-    /// Driver handles packets with partial checksum (not offered).
+    /// Driver handles packets with partial checksum: the switch hands such
+    /// frames on as they are (see [`offload`](super::offload)).
     pub const GUEST_CSUM: u64 = 1 << 1;
     /// Device reports its maximum MTU (not offered).
     pub const MTU: u64 = 1 << 3;
@@ -181,9 +186,13 @@ pub mod feature {
 }
 
 /// Everything the device offers: `VERSION_1 | MAC | STATUS | MRG_RXBUF |
-/// CSUM` (the transport adds `RING_EVENT_IDX`).
-pub const OFFERED_FEATURES: u64 =
-    regs::feature::VERSION_1 | feature::MAC | feature::STATUS | feature::MRG_RXBUF | feature::CSUM;
+/// CSUM | GUEST_CSUM` (the transport adds `RING_EVENT_IDX`).
+pub const OFFERED_FEATURES: u64 = regs::feature::VERSION_1
+    | feature::MAC
+    | feature::STATUS
+    | feature::MRG_RXBUF
+    | feature::CSUM
+    | feature::GUEST_CSUM;
 
 /// `status` bit: the link is up.
 pub const LINK_UP: u16 = 1;
@@ -542,8 +551,8 @@ impl RxChain<'_, FrameWritten> {
 // ── RX with MRG_RXBUF ─────────────────────────────────────────────────
 
 impl LiveQueue<'_, Receive> {
-    /// Delivers `frame` with `MRG_RXBUF`: the header ([`NetHdr::rx_merged`])
-    /// and the frame fill as many available chains as they need, in order,
+    /// Delivers `packet` with `MRG_RXBUF`: its header (with
+    /// `num_buffers` set) and frame fill as many available chains as they need, in order,
     /// each to its writable capacity; `num_buffers` is that number of
     /// chains, each chain's used length is the bytes written into it, and
     /// all of them reach the used ring together (the driver never sees
@@ -555,8 +564,8 @@ impl LiveQueue<'_, Receive> {
     /// [`SpreadError::Waiting`] nothing was taken and the frame must wait;
     /// any other error returned the chains taken with used length 0 and
     /// the frame is to be dropped.
-    pub fn receive_merged(&mut self, frame: &[u8]) -> Result<u16, SpreadError> {
-        self.spread(frame, NetHdr::rx_merged)
+    pub fn receive_merged(&mut self, packet: &Deliverable<'_>) -> Result<u16, SpreadError> {
+        self.spread(packet.frame(), |n| packet.header(n))
     }
 }
 
@@ -731,13 +740,17 @@ impl VirtioNet {
                         bucket.consume(len);
                     }
                     let bytes = frame.get_mut(..len).unwrap_or(&mut []);
-                    let plain = match TxFrame::classify(bytes, &header, len) {
-                        Some(FrameKind::Plain(plain)) => plain,
-                        // No port negotiated GUEST_CSUM (not offered).
-                        Some(FrameKind::NeedsChecksum(partial)) => partial.complete_checksum(),
-                        None => continue, // unreachable: validated for `len`
+                    self.kicked |= match TxFrame::classify(bytes, &header, len) {
+                        Some(FrameKind::Plain(plain)) => {
+                            self.switch.forward_at(self.port, plain.bytes(), now)
+                        }
+                        // Each receiver completes it or hands it on.
+                        Some(FrameKind::NeedsChecksum(partial)) => {
+                            let (bytes, meta) = partial.partial();
+                            self.switch.forward_meta_at(self.port, bytes, meta, now)
+                        }
+                        None => 0, // unreachable: validated for `len`
                     };
-                    self.kicked |= self.switch.forward_at(self.port, plain.bytes(), now);
                 }
                 Err(TxError::BadHeader(_)) => self.count(Counter::TxBadHeader),
                 Err(TxError::TooLong { .. }) => self.count(Counter::TxTooLong),
@@ -765,12 +778,32 @@ impl VirtioNet {
         let merged = self
             .features
             .is_some_and(|f| f.contains(feature::MRG_RXBUF));
+        let guest_csum = self.features.and_then(GuestCsum::negotiated);
+        // A partial checksum completed for a driver without GUEST_CSUM.
+        let mut completed = [0u8; MAX_FRAME_SIZE];
         // At most one ring's worth: producers refilling the ring meanwhile
         // cannot keep this loop going.
         for _ in 0..N {
-            let consumed = ring.peek_with(|frame| {
+            let consumed = ring.peek_meta_with(|raw, meta| {
+                let deliver = match RxFrame::classify(raw, meta) {
+                    Some(RxFrameKind::Plain(plain)) => plain.deliverable(),
+                    Some(RxFrameKind::NeedsChecksum(partial)) => match &guest_csum {
+                        Some(proof) => partial.deliverable_to(proof),
+                        None => partial.complete_into(&mut completed).deliverable(),
+                    },
+                    // Unreachable: the ring refuses metadata that does
+                    // not fit its frame.
+                    None => {
+                        dropped += 1;
+                        if let Some(c) = counters {
+                            c.bump(Counter::RxWriteFailed);
+                        }
+                        return true;
+                    }
+                };
+                let frame = deliver.frame();
                 if merged {
-                    let counter = match rx.receive_merged(frame) {
+                    let counter = match rx.receive_merged(&deliver) {
                         // Not enough buffers yet: the frame stays.
                         Err(SpreadError::Waiting) => return false,
                         Ok(_) => {
@@ -799,7 +832,7 @@ impl VirtioNet {
                     return false;
                 };
                 let result = buffer
-                    .write_header(&NetHdr::rx(), frame)
+                    .write_header(&deliver.header(1), frame)
                     .and_then(RxChain::write_frame);
                 let counter = match result {
                     Ok(done) => {

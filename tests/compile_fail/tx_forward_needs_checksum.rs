@@ -1,6 +1,7 @@
-//! A frame whose checksum is still partial cannot be handed to the switch:
-//! only a `Plain` frame has `bytes`, the form every port accepts (no port
-//! negotiates `GUEST_CSUM`); `complete_checksum` makes it plain.
+//! A frame whose checksum is still partial cannot be forwarded as a plain
+//! frame: only a `Plain` frame has `bytes`; a partial one goes to the
+//! switch with its metadata (`partial`), or is made plain by
+//! `complete_checksum`.
 use hypervisor::net::NetSwitch;
 use hypervisor::virtio::net::{NeedsChecksum, TxFrame};
 

@@ -159,8 +159,8 @@ pub fn virtio_net_seed() -> TestResult {
     // Test 1: device ID.
     check_eq!(VirtioNet::DEVICE_ID, 1);
 
-    // Test 2: VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM (+ the
-    // transport's EVENT_IDX), no GUEST_CSUM.
+    // Test 2: VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM
+    // (+ the transport's EVENT_IDX), no GSO.
     let version_1: u64 = 1 << 32;
     let event_idx: u64 = 1 << 29;
     let mac: u64 = 1 << 5;
@@ -173,12 +173,13 @@ pub fn virtio_net_seed() -> TestResult {
     check_eq!(features & mac, mac);
     check_eq!(features & status, status);
     check_eq!(features & csum, csum);
-    check_eq!(features & guest_csum, 0);
+    check_eq!(features & guest_csum, guest_csum);
+    check_eq!(features & (1 << 7), 0); // GUEST_TSO4
     let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
     let transport = VirtioMmioTransport::new(base, intid, VirtioNet::new(0));
     check_eq!(
         transport.offered_features(),
-        version_1 | event_idx | mac | status | mrg_rxbuf | csum
+        version_1 | event_idx | mac | status | mrg_rxbuf | csum | guest_csum
     );
 
     // Test 3: two queues (RX, TX), 256 entries each.

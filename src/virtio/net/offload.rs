@@ -1,5 +1,5 @@
-//! Checksum offload on the transmit path (`VIRTIO_NET_F_CSUM`): the
-//! validated TX header and the frame-kind typestate.
+//! Checksum offload (`VIRTIO_NET_F_CSUM`, `VIRTIO_NET_F_GUEST_CSUM`): the
+//! validated TX header and the frame-kind typestate on both paths.
 //!
 //! # The header, validated before anything is forwarded
 //! [`TxHeader::validate`] turns the raw [`NetHdr`] a driver wrote (every
@@ -18,16 +18,38 @@
 //! # The frame kind is in the type
 //! [`TxFrame::classify`] gives a [`TxFrame`]`<`[`Plain`]`>` or a
 //! [`TxFrame`]`<`[`NeedsChecksum`]`>`. Only a plain frame has
-//! [`TxFrame::bytes`], the form the switch accepts; a needs-checksum
-//! frame becomes plain only through [`TxFrame::complete_checksum`] (no
-//! port negotiated `GUEST_CSUM`, which is not offered, so every port gets
-//! complete checksums). Handing a needs-checksum frame to the switch does
-//! not compile (`tests/compile_fail/tx_forward_needs_checksum.rs`).
+//! [`TxFrame::bytes`], what [`VSwitch::forward_at`] takes; a
+//! needs-checksum frame enters the switch only with its metadata
+//! ([`TxFrame::partial`] → [`VSwitch::forward_meta_at`], queued as
+//! [`FrameMeta::PartialChecksum`]) or once completed
+//! ([`TxFrame::complete_checksum`]). Forwarding it as plain does not
+//! compile (`tests/compile_fail/tx_forward_needs_checksum.rs`).
+//!
+//! On the receive side a queued frame is an [`RxFrame`] of either kind
+//! ([`RxFrame::classify`]), and what goes into the guest is a
+//! [`Deliverable`] (header + frame). A plain frame has
+//! [`RxFrame::deliverable`]; a needs-checksum frame only
+//! [`RxFrame::deliverable_to`], which takes a [`GuestCsum`] (made only
+//! from negotiated features that contain `GUEST_CSUM`) and keeps
+//! `NEEDS_CSUM`, `csum_start` and `csum_offset` in the header for the
+//! driver, or [`RxFrame::complete_into`], which completes the checksum in
+//! a copy for a driver without it. So each port gets a partial frame only
+//! in a form it negotiated; handing one over without the proof does not
+//! compile (`tests/compile_fail/rx_partial_without_guest_csum.rs`). A
+//! flooded frame is queued once per port and takes each port's form.
+//! The switch's capture records partial frames as they were sent (their
+//! checksum fields hold the pseudo-header sum).
 
 use core::fmt;
 use core::marker::PhantomData;
 
-use super::NetHdr;
+use zerocopy::little_endian::U16;
+
+use super::{NetHdr, feature};
+#[cfg(doc)]
+use crate::net::VSwitch;
+use crate::net::{FrameMeta, MAX_FRAME_SIZE};
+use crate::virtio::Features;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` to the
 /// end of the frame is to be completed and stored at
@@ -233,6 +255,148 @@ impl<K> TxFrame<'_, K> {
     }
 }
 
+impl<'b> TxFrame<'b, NeedsChecksum> {
+    /// The frame and its partial checksum, as the switch queues them for
+    /// every destination (each receiver completes the checksum, or hands
+    /// it to a driver that negotiated `GUEST_CSUM`; see [`RxFrame`]).
+    pub fn partial(&self) -> (&[u8], FrameMeta) {
+        let meta = self.checksum.map_or(FrameMeta::Plain, |at| {
+            // Both were u16 in the header.
+            FrameMeta::PartialChecksum {
+                start: at.start as u16,
+                offset: at.offset as u16,
+            }
+        });
+        (self.data, meta)
+    }
+}
+
+// ── Receive side ──────────────────────────────────────────────────────
+
+/// Proof that a port's driver negotiated `VIRTIO_NET_F_GUEST_CSUM`: the
+/// only way to hand it a frame whose checksum is partial.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestCsum(());
+
+impl GuestCsum {
+    /// The proof, if `features` contain `GUEST_CSUM`.
+    pub fn negotiated(features: Features) -> Option<Self> {
+        features
+            .contains(feature::GUEST_CSUM)
+            .then_some(GuestCsum(()))
+    }
+}
+
+/// A queued frame of kind `K` on its way into a guest.
+#[derive(Debug)]
+pub struct RxFrame<'f, K> {
+    data: &'f [u8],
+    checksum: Option<ChecksumAt>,
+    kind: PhantomData<K>,
+}
+
+/// What [`RxFrame::classify`] found.
+#[derive(Debug)]
+pub enum RxFrameKind<'f> {
+    /// Complete: deliverable to any guest.
+    Plain(RxFrame<'f, Plain>),
+    /// Partial checksum: deliverable as is only with [`GuestCsum`],
+    /// otherwise completed first.
+    NeedsChecksum(RxFrame<'f, NeedsChecksum>),
+}
+
+/// Header and frame in the form the receiving port negotiated; the
+/// header's `num_buffers` is filled in at delivery.
+#[derive(Clone, Copy, Debug)]
+pub struct Deliverable<'f> {
+    header: NetHdr,
+    frame: &'f [u8],
+}
+
+impl<'f> Deliverable<'f> {
+    /// The header, with `num_buffers`.
+    pub fn header(&self, num_buffers: u16) -> NetHdr {
+        NetHdr {
+            num_buffers: U16::new(num_buffers),
+            ..self.header
+        }
+    }
+
+    /// The frame.
+    pub fn frame(&self) -> &'f [u8] {
+        self.frame
+    }
+}
+
+impl<'f> RxFrame<'f, Plain> {
+    /// Classifies a queued frame by its metadata; `None` if the metadata
+    /// does not fit the frame (the port rings refuse such frames).
+    pub fn classify(data: &'f [u8], meta: FrameMeta) -> Option<RxFrameKind<'f>> {
+        if !meta.fits(data.len()) {
+            return None;
+        }
+        Some(match meta {
+            FrameMeta::Plain => RxFrameKind::Plain(RxFrame {
+                data,
+                checksum: None,
+                kind: PhantomData,
+            }),
+            FrameMeta::PartialChecksum { start, offset } => RxFrameKind::NeedsChecksum(RxFrame {
+                data,
+                checksum: Some(ChecksumAt {
+                    start: usize::from(start),
+                    offset: usize::from(offset),
+                }),
+                kind: PhantomData,
+            }),
+        })
+    }
+
+    /// A complete frame goes to any guest behind a header without flags.
+    pub fn deliverable(&self) -> Deliverable<'f> {
+        Deliverable {
+            header: NetHdr::rx(),
+            frame: self.data,
+        }
+    }
+}
+
+impl<'f> RxFrame<'f, NeedsChecksum> {
+    /// The frame as is, behind `NEEDS_CSUM` with its `csum_start` and
+    /// `csum_offset`: only for a driver that negotiated `GUEST_CSUM`.
+    pub fn deliverable_to(&self, _proof: &GuestCsum) -> Deliverable<'f> {
+        let at = self.checksum.unwrap_or(ChecksumAt {
+            start: 0,
+            offset: 0,
+        });
+        Deliverable {
+            header: NetHdr {
+                flags: HDR_F_NEEDS_CSUM,
+                csum_start: U16::new(at.start as u16),
+                csum_offset: U16::new(at.offset as u16),
+                ..NetHdr::rx()
+            },
+            frame: self.data,
+        }
+    }
+
+    /// Copies the frame into `buf` and completes its checksum there (for
+    /// a driver without `GUEST_CSUM`); the copy is plain.
+    pub fn complete_into(self, buf: &mut [u8; MAX_FRAME_SIZE]) -> RxFrame<'_, Plain> {
+        let len = self.data.len().min(MAX_FRAME_SIZE);
+        let copy = &mut buf[..len];
+        copy.copy_from_slice(self.data.get(..len).unwrap_or(&[]));
+        if let Some(at) = self.checksum {
+            complete_checksum(copy, at);
+        }
+        RxFrame {
+            data: copy,
+            checksum: None,
+            kind: PhantomData,
+        }
+    }
+}
+
 /// Ones' complement sum of `data` as big-endian 16-bit words (an odd
 /// last byte padded with 0), not yet folded.
 fn ones_sum(data: &[u8]) -> u64 {
@@ -272,7 +436,6 @@ fn complete_checksum(frame: &mut [u8], at: ChecksumAt) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerocopy::little_endian::U16;
 
     fn hdr(flags: u8, start: u16, offset: u16) -> NetHdr {
         NetHdr {
