@@ -26,7 +26,11 @@
 //!   guest. The end is checked after every exit too, so a guest that exits
 //!   often cannot push its own deadline out.
 //! * A wake-up of another vCPU during a run ([`Exit::woke_others`]) cuts
-//!   the running vCPU's slice to [`SchedParams::wake_grace`] from then.
+//!   the running vCPU's slice to [`SchedParams::wake_grace`] from then, if
+//!   some other vCPU was waiting when the run began (the wake-up may be
+//!   for it). vCPUs that were all busy keep full slices when they wake each
+//!   other, as two VMs in a bulk transfer do: cutting those slices would
+//!   trade their throughput for nothing.
 //! * A software-tracked timer deadline of a waiting vCPU, and the
 //!   housekeeping deadline (console flush), end the run when they pass.
 //! * [`Exit::service`] (a console command waiting) ends the run at once, so
@@ -280,12 +284,14 @@ impl PcpuPolicy {
         }
     }
 
-    /// Earliest software-tracked deadline of the alive vCPUs other than
+    /// Earliest software-tracked deadline of the waiting vCPUs other than
     /// `except`.
     fn waiting_deadlines(&self, st: &StatusTable, except: Option<VcpuRef>) -> Option<u64> {
+        // A ready vCPU's timer changes nothing: it runs at its turn anyway,
+        // and ending a run for it would cost the running vCPU its slice.
         self.queue
             .iter()
-            .filter(|&r| Some(r) != except && st[r.vm][r.vcpu].alive)
+            .filter(|&r| Some(r) != except && st[r.vm][r.vcpu].alive && !st[r.vm][r.vcpu].ready)
             .filter_map(|r| st[r.vm][r.vcpu].deadline)
             .min()
     }
@@ -301,6 +307,12 @@ impl PcpuPolicy {
         let p = self.params;
         let wake = self.waiting_deadlines(st, Some(v));
         let mut contended = self.queue.iter().any(|r| r != v && st[r.vm][r.vcpu].alive);
+        // Someone who was not ready when this run began: a wake-up during
+        // the run may be for them.
+        let sleepers = self.queue.iter().any(|r| {
+            let s = st[r.vm][r.vcpu];
+            r != v && !(s.alive && s.ready)
+        });
         let mut slice_end = start.saturating_add(p.slice);
         loop {
             arch.deliver_pending(v.vm);
@@ -318,7 +330,9 @@ impl PcpuPolicy {
             }
             if exit.woke_others {
                 contended = true;
-                slice_end = slice_end.min(now.saturating_add(p.wake_grace));
+                if sleepers {
+                    slice_end = slice_end.min(now.saturating_add(p.wake_grace));
+                }
             }
             let passed = |d: Option<u64>| d.is_some_and(|d| now >= d);
             if (contended && now >= slice_end) || passed(wake) || passed(chores) {

@@ -22,6 +22,9 @@ enum Behaviour {
     /// Never waits (`while :; do :; done`); exits every `exit_every` ticks
     /// for an emulated access.
     Hog { exit_every: u64 },
+    /// Never waits, and every exit sends a frame to the other VMs (the two
+    /// ends of a bulk transfer).
+    Chatty { exit_every: u64 },
     /// Handles each wake-up with `work` ticks of computing, then waits in
     /// WFI with its timer armed `period` ticks ahead (or no timer).
     Burst { work: u64, period: Option<u64> },
@@ -61,7 +64,7 @@ impl FakeVcpu {
             timer: None,
             work_left: match behaviour {
                 Behaviour::Burst { work, .. } => work,
-                Behaviour::Hog { .. } => 0,
+                Behaviour::Hog { .. } | Behaviour::Chatty { .. } => 0,
             },
             stop_at: None,
             ready_since: Some(0),
@@ -232,10 +235,12 @@ impl PcpuArch for FakeArch {
             maintenance: false,
             alive: v.alive,
             ready: v.ready(now),
-            deadline: if loaded || !v.alive || v.ready(now) {
+            // Like the hardware side: an armed, unexpired timer of a vCPU
+            // out of the CPU is reported whether or not it is ready.
+            deadline: if loaded || !v.alive {
                 None
             } else {
-                v.timer
+                v.timer.filter(|&t| t > now)
             },
         }
     }
@@ -286,7 +291,7 @@ impl PcpuArch for FakeArch {
         assert_eq!(v.restart_units, 0, "a restarting VM is never entered");
         // How long the guest runs before it exits by itself.
         let mut own = match v.behaviour {
-            Behaviour::Hog { exit_every } => exit_every,
+            Behaviour::Hog { exit_every } | Behaviour::Chatty { exit_every } => exit_every,
             Behaviour::Burst { .. } => v.work_left.max(1),
         };
         if let Some(every) = v.reboot_every {
@@ -311,6 +316,9 @@ impl PcpuArch for FakeArch {
             v.work_left = v.work_left.saturating_sub(ran);
         }
         let mut exit = Exit::CONTINUE;
+        if let Behaviour::Chatty { .. } = v.behaviour {
+            exit.woke_others = true;
+        }
         if stop_at.is_some_and(|s| s <= until) {
             v.alive = false;
             exit.action = ExitAction::Stop;
@@ -738,6 +746,74 @@ fn random_loads_keep_every_bound() {
             }
         }
     }
+}
+
+#[test]
+fn busy_vcpus_that_wake_each_other_keep_full_slices() {
+    // Both ends of a bulk transfer are busy and send each other frames on
+    // every exit: nobody was waiting, so the slices are not cut.
+    let vcpus = (0..2)
+        .map(|vm| FakeVcpu::new(v(vm, 0), Behaviour::Chatty { exit_every: 100 }))
+        .collect();
+    let mut arch = FakeArch::new(vcpus);
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    let steps = simulate(&mut arch, &mut policy, 1000 * SLICE);
+    assert!(steps.len() <= 1002, "{} runs in 1000 slices", steps.len());
+    let (a, b) = (arch.vcpus[0].ran, arch.vcpus[1].ran);
+    assert!(a.abs_diff(b) <= 2 * SLICE, "unequal shares {a} {b}");
+}
+
+#[test]
+fn a_wake_up_for_a_waiting_vcpu_cuts_a_chatty_slice() {
+    // The same chatty sender, but its peer waits in WFI: every frame may be
+    // for it, so the sender's slice is cut to the grace period.
+    let mut vcpus = vec![
+        FakeVcpu::new(v(0, 0), Behaviour::Chatty { exit_every: 100 }),
+        FakeVcpu::new(
+            v(1, 0),
+            Behaviour::Burst {
+                work: 50,
+                period: None,
+            },
+        ),
+    ];
+    vcpus[1].waiting = true;
+    vcpus[1].ready_since = None;
+    let mut arch = FakeArch::new(vcpus);
+    arch.events = (1..100).map(|i| (i * 5 * SLICE, Event::Wake(1))).collect();
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    simulate(&mut arch, &mut policy, 500 * SLICE);
+    assert!(
+        arch.worst_wait <= PARAMS.wake_grace + PARAMS.min_run,
+        "worst wait {} ticks",
+        arch.worst_wait
+    );
+}
+
+#[test]
+fn the_timer_of_a_ready_vcpu_does_not_cut_a_run() {
+    // vm1 is busy and its guest timer ticks every 2 ms; it gets the CPU at
+    // the end of vm0's slice anyway, so its ticks must not end vm0's runs
+    // (each cut would cost vm0 the rest of its slice).
+    let mut vcpus = vec![
+        FakeVcpu::new(
+            v(0, 0),
+            Behaviour::Hog {
+                exit_every: 1 << 40,
+            },
+        ),
+        FakeVcpu::new(
+            v(1, 0),
+            Behaviour::Hog {
+                exit_every: 1 << 40,
+            },
+        ),
+    ];
+    vcpus[1].timer = Some(SLICE / 5);
+    let mut arch = FakeArch::new(vcpus);
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    assert_eq!(policy.step(&mut arch), Step::Ran(v(0, 0)));
+    assert_eq!(arch.now, SLICE, "vm0 ran its whole slice");
 }
 
 #[test]

@@ -502,7 +502,7 @@ def percentile(values, pct):
 # Two scheduler slices (10 ms each): the bound on a ping's RTT while the
 # other VM is busy.
 TWO_SLICES_MS = 20.0
-HOG_PINGS = 40
+HOG_PINGS = 100
 
 
 def hog_phase(con, check, label, hog, pinger, load, load_name):
@@ -515,7 +515,7 @@ def hog_phase(con, check, label, hog, pinger, load, load_name):
     time.sleep(1.0)  # the load is running
     dst = f"10.0.0.{hog + 1}"
     mark = len(con.buf)
-    focus, summary = typed(con, pinger, f"ping -c {HOG_PINGS} -i 0.1 {dst}",
+    focus, summary = typed(con, pinger, f"ping -c {HOG_PINGS} -i 0.05 {dst}",
                            r"(\d+) packets transmitted, (\d+) packets received", 60 + HOG_PINGS)
     check.ok(focus is not None, f"{label}: the console switched to vm{pinger} while vm{hog} was busy")
     rtts = [float(m.group(1)) for m in re.finditer(

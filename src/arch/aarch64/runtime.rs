@@ -77,6 +77,11 @@ static PICKS: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
 /// Guest entries of each vCPU (diagnostics).
 static ENTRIES: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
     [const { [const { AtomicUsize::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
+/// Counter ticks each vCPU spent in the guest (diagnostics).
+static GUEST_TICKS: [[AtomicU64; crate::platform::MAX_VCPUS]; MAX_VMS] =
+    [const { [const { AtomicU64::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
+/// Counter ticks each pCPU slept in `wfi` (diagnostics).
+static IDLE_TICKS: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
 
 /// Console requests for each VM ([`REQUEST_RESTART`], [`REQUEST_STOP`];
 /// producer: pCPU 0's UART handler; consumer: the VM's pCPU).
@@ -482,6 +487,11 @@ impl Machine {
         if self.cpu == 0 {
             crate::hv_print!("{}", VSWITCH.snapshot());
         }
+        crate::hv_println!(
+            "cpu{} idle-ms={}",
+            self.cpu,
+            IDLE_TICKS[self.cpu].load(Ordering::Relaxed) * 1000 / vcpu::counter_frequency().max(1)
+        );
         for vm in 0..MAX_VMS {
             if self.my_vms & (1 << vm) != 0 {
                 let mut slot = self.lock(vm);
@@ -594,11 +604,14 @@ impl PcpuArch for Machine {
             vm.vgic.flush(index, &mut vcpu.gic);
             vgic_hw::restore(&vcpu.gic);
         }
+        let entered = vcpu::counter();
         // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
         // SAFETY: the policy loaded this VM's stage 2 and this vCPU's EL1
         // state (`load`) before entering it, so the guest is confined to
         // its memory.
         let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
+        GUEST_TICKS[r.vm][index]
+            .fetch_add(vcpu::counter().wrapping_sub(entered), Ordering::Relaxed);
         ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
         {
             let vcpu = &mut vm.vcpus[index];
@@ -703,8 +716,10 @@ impl PcpuArch for Machine {
         vgic_hw::disable();
         // IRQs stay masked at EL2; a pending one still wakes the CPU and is
         // serviced by the loop.
+        let slept = vcpu::counter();
         // SAFETY: WFI only waits for an interrupt or event.
         unsafe { core::arch::asm!("dsb sy", "wfi") };
+        IDLE_TICKS[self.cpu].fetch_add(vcpu::counter().wrapping_sub(slept), Ordering::Relaxed);
     }
 }
 
@@ -745,7 +760,7 @@ fn print_vm_stats(vm: &mut Vm) {
     for index in 0..vm.nr_vcpus {
         let vcpu = &vm.vcpus[index];
         crate::hv_println!(
-            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picked={} entries={}",
+            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picked={} entries={} guest-ms={}",
             vm.id,
             index,
             vcpu.power,
@@ -755,7 +770,9 @@ fn print_vm_stats(vm: &mut Vm) {
             vm.vgic.has_deliverable(index, &vcpu.gic),
             vcpu.timer.ctl,
             PICKS[vm.id][index].load(Ordering::Relaxed),
-            ENTRIES[vm.id][index].load(Ordering::Relaxed)
+            ENTRIES[vm.id][index].load(Ordering::Relaxed),
+            GUEST_TICKS[vm.id][index].load(Ordering::Relaxed) * 1000
+                / vcpu::counter_frequency().max(1)
         );
     }
     crate::hv_println!(
