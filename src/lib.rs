@@ -50,6 +50,8 @@ pub mod sched;
 pub mod selftest;
 pub mod spsc;
 pub mod stage2;
+#[cfg(test)]
+mod test_rng;
 pub mod trap;
 pub mod vcpu;
 pub mod vgic;

@@ -2,6 +2,7 @@
 //! escape key and its commands, colour and statistics.
 
 use super::*;
+use crate::test_rng::Rng;
 
 const IDLE: u64 = 10;
 
@@ -336,22 +337,6 @@ fn flush_all_leaves_console_at_line_start() {
     assert_eq!(t.take(), "[vm1] b\r\n[vm0] a\r\n");
     t.flush_all();
     assert_eq!(t.take(), "");
-}
-
-/// xorshift64* for the property tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Source `i`'s private alphabet, so that mixing is detectable.

@@ -8,6 +8,7 @@
 //! shares.
 
 use super::*;
+use crate::test_rng::Rng;
 
 const SLICE: u64 = 10_000;
 const PARAMS: SchedParams = SchedParams {
@@ -463,28 +464,34 @@ fn simulate(arch: &mut FakeArch, policy: &mut PcpuPolicy, end: u64) -> Vec<Step>
     steps
 }
 
+/// vm0 answers pings (300 ticks of work per frame, a timer every 4
+/// slices; waiting now, its timer due at 7 slices); vm1 runs
+/// `while :; do :; done`.
+fn pinger_and_hog() -> [FakeVcpu; 2] {
+    let mut pinger = FakeVcpu::new(
+        v(0, 0),
+        Behaviour::Burst {
+            work: 300,
+            period: Some(4 * SLICE),
+        },
+    );
+    pinger.waiting = true;
+    pinger.timer = Some(7 * SLICE);
+    pinger.ready_since = None;
+    let hog = FakeVcpu::new(
+        v(1, 0),
+        Behaviour::Hog {
+            exit_every: 1_000_000,
+        },
+    );
+    [pinger, hog]
+}
+
 #[test]
 fn a_hog_does_not_freeze_its_neighbour() {
     // The reported case: vm1 runs `while :; do :; done`, vm0 answers pings
     // (a frame every 3 slices) and has its own periodic timer.
-    let mut vcpus = vec![
-        FakeVcpu::new(
-            v(0, 0),
-            Behaviour::Burst {
-                work: 300,
-                period: Some(4 * SLICE),
-            },
-        ),
-        FakeVcpu::new(
-            v(1, 0),
-            Behaviour::Hog {
-                exit_every: 1_000_000,
-            },
-        ),
-    ];
-    vcpus[0].waiting = true;
-    vcpus[0].timer = Some(7 * SLICE);
-    vcpus[0].ready_since = None;
+    let vcpus = pinger_and_hog().to_vec();
     let mut arch = FakeArch::new(vcpus);
     arch.events = (1..200)
         .map(|i| (i * 3 * SLICE + 17, Event::Wake(0)))
@@ -677,19 +684,36 @@ fn a_stopped_vm_never_blocks_the_others() {
     assert_eq!(arch.loaded, None);
 }
 
-/// xorshift64*: a small deterministic generator for the random loads.
-struct Rng(u64);
+/// A busy guest one time in `hog_one_in`, otherwise an interactive one
+/// with random work and (mostly) a random timer period.
+fn random_behaviour(rng: &mut Rng, hog_one_in: u64) -> Behaviour {
+    if rng.below(hog_one_in) == 0 {
+        Behaviour::Hog {
+            exit_every: 1 + rng.below(3 * SLICE),
+        }
+    } else {
+        Behaviour::Burst {
+            work: 1 + rng.below(2 * SLICE),
+            period: (rng.below(4) != 0).then(|| 1 + rng.below(8 * SLICE)),
+        }
+    }
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+/// Wake-ups of random VMs and console commands (one in ten) at random
+/// times until `end`.
+fn random_events(rng: &mut Rng, end: u64, nr_vms: usize) -> Vec<(u64, Event)> {
+    let mut events = Vec::new();
+    let mut t = 0;
+    while t < end {
+        t += 1 + rng.below(4 * SLICE);
+        let ev = if rng.below(10) == 0 {
+            Event::Command
+        } else {
+            Event::Wake(rng.below(nr_vms as u64) as usize)
+        };
+        events.push((t, ev));
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+    events
 }
 
 #[test]
@@ -701,16 +725,7 @@ fn random_loads_keep_every_bound() {
         let mut vcpus = Vec::new();
         for vm in 0..nr_vms {
             for vcpu in 0..vcpus_per_vm {
-                let behaviour = if rng.below(3) == 0 {
-                    Behaviour::Hog {
-                        exit_every: 1 + rng.below(3 * SLICE),
-                    }
-                } else {
-                    Behaviour::Burst {
-                        work: 1 + rng.below(2 * SLICE),
-                        period: (rng.below(4) != 0).then(|| 1 + rng.below(8 * SLICE)),
-                    }
-                };
+                let behaviour = random_behaviour(&mut rng, 3);
                 let mut f = FakeVcpu::new(v(vm, vcpu), behaviour);
                 if rng.below(5) == 0 {
                     f.stop_at = Some(rng.below(150 * SLICE));
@@ -720,16 +735,7 @@ fn random_loads_keep_every_bound() {
         }
         let end = 200 * SLICE;
         let mut arch = FakeArch::new(vcpus);
-        let mut t = 0;
-        while t < end {
-            t += 1 + rng.below(4 * SLICE);
-            let ev = if rng.below(10) == 0 {
-                Event::Command
-            } else {
-                Event::Wake(rng.below(nr_vms as u64) as usize)
-            };
-            arch.events.push((t, ev));
-        }
+        arch.events = random_events(&mut rng, end, nr_vms);
         if rng.below(2) == 0 {
             arch.chores = Some(rng.below(end));
         }
@@ -836,20 +842,10 @@ fn hogs_share_the_cpu_fairly() {
 fn a_vm_rebooting_in_a_loop_cannot_starve_its_neighbours() {
     // vm0 answers pings, vm1 is busy, vm2 resets itself after every 2
     // slices of running; each restart is 40 units of half a slice.
+    let [pinger, hog] = pinger_and_hog();
     let mut vcpus = vec![
-        FakeVcpu::new(
-            v(0, 0),
-            Behaviour::Burst {
-                work: 300,
-                period: Some(4 * SLICE),
-            },
-        ),
-        FakeVcpu::new(
-            v(1, 0),
-            Behaviour::Hog {
-                exit_every: 1_000_000,
-            },
-        ),
+        pinger,
+        hog,
         FakeVcpu::new(v(2, 0), Behaviour::Hog { exit_every: 3_000 }),
     ];
     vcpus[2].reboot_every = Some(2 * SLICE);
@@ -938,16 +934,7 @@ fn random_loads_with_reboot_loops_keep_every_bound() {
         let nr_vms = 2 + rng.below(3) as usize;
         let mut vcpus = Vec::new();
         for vm in 0..nr_vms {
-            let behaviour = if rng.below(2) == 0 {
-                Behaviour::Hog {
-                    exit_every: 1 + rng.below(3 * SLICE),
-                }
-            } else {
-                Behaviour::Burst {
-                    work: 1 + rng.below(2 * SLICE),
-                    period: (rng.below(4) != 0).then(|| 1 + rng.below(8 * SLICE)),
-                }
-            };
+            let behaviour = random_behaviour(&mut rng, 2);
             let mut f = FakeVcpu::new(v(vm, 0), behaviour);
             if rng.below(2) == 0 {
                 f.reboot_every = Some(1 + rng.below(5 * SLICE));
@@ -958,16 +945,7 @@ fn random_loads_with_reboot_loops_keep_every_bound() {
         let mut arch = FakeArch::new(vcpus);
         arch.units_per_restart = 1 + rng.below(60);
         arch.unit_cost = 1 + rng.below(SLICE);
-        let mut t = 0;
-        while t < end {
-            t += 1 + rng.below(4 * SLICE);
-            let ev = if rng.below(10) == 0 {
-                Event::Command
-            } else {
-                Event::Wake(rng.below(nr_vms as u64) as usize)
-            };
-            arch.events.push((t, ev));
-        }
+        arch.events = random_events(&mut rng, end, nr_vms);
         let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
         simulate(&mut arch, &mut policy, end);
         assert!(

@@ -31,7 +31,7 @@ import tempfile
 LAYERS = [
     # Foundations: no policy, no devices.
     ["platform", "spsc", "guest_memory", "irq", "mmio", "trap", "print",
-     "hypercall", "psci", "debug_regs", "id_regs"],
+     "hypercall", "psci", "debug_regs", "id_regs", "test_rng"],
     # Models and parsers built on them.
     ["vgic", "stage2", "loader", "config", "sched", "console", "net"],
     # The virtio core and its device backends.

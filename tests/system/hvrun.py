@@ -285,6 +285,17 @@ def unexpected_call_traces(buf):
     return buf.count(b"Call trace") - sum(buf.count(w) for w in KNOWN_WARNINGS)
 
 
+def shell_status(con, vm, command, tag, pattern, timeout=30):
+    """Types `command` into the focused shell of `vm`; returns its exit status
+    (text, '?' if it never ended) and the first group of `pattern` in its
+    output (None if absent)."""
+    mark = len(con.buf)
+    con.type_line(f"{command}; echo {tag}-RC-$?")
+    rc = con.wait_for(vm_line(vm, rf"{tag}-RC-(\d+)"), timeout, since=mark)
+    out = con.wait_for(vm_line(vm, pattern), 1, since=mark)
+    return (rc.group(1).decode() if rc else "?"), (out.group(1).decode() if out else None)
+
+
 def boot_single(args, check, vcpus, timeout, name=None):
     """Boots one VM with `vcpus` vCPUs and checks it end to end; returns
     the seconds from QEMU start to GUEST-READY (None if not reached)."""
@@ -322,20 +333,12 @@ def boot_single(args, check, vcpus, timeout, name=None):
         m2 = con.wait_for(vm_line(0, r"TYPED-42"), 30, since=mark)
         check.ok(m2 is not None, f"{vcpus} vCPU: typed command ran in the guest shell")
         # The dynamically linked tools in the image (glibc, loader, libraries).
-        mark = len(con.buf)
-        con.type_line("iperf3 --version; echo IPERF-RC-$?")
-        rc = con.wait_for(vm_line(0, r"IPERF-RC-(\d+)"), 30, since=mark)
-        ver = con.wait_for(vm_line(0, r"iperf (3\.\d+)"), 1, since=mark)
-        check.ok(rc is not None and rc.group(1) == b"0" and ver is not None,
-                 f"{vcpus} vCPU: iperf3 --version runs (version {ver.group(1).decode() if ver else '?'}, "
-                 f"exit {rc.group(1).decode() if rc else '?'})")
-        mark = len(con.buf)
-        con.type_line("ethtool -k eth0; echo ETHTOOL-RC-$?")
-        rc = con.wait_for(vm_line(0, r"ETHTOOL-RC-(\d+)"), 30, since=mark)
-        feat = con.wait_for(vm_line(0, r"rx-checksumming: (on|off)"), 1, since=mark)
-        check.ok(rc is not None and rc.group(1) == b"0" and feat is not None,
-                 f"{vcpus} vCPU: ethtool -k eth0 lists the features (rx-checksumming: "
-                 f"{feat.group(1).decode() if feat else '?'}, exit {rc.group(1).decode() if rc else '?'})")
+        rc, ver = shell_status(con, 0, "iperf3 --version", "IPERF", r"iperf (3\.\d+)")
+        check.ok(rc == "0" and ver is not None,
+                 f"{vcpus} vCPU: iperf3 --version runs (version {ver or '?'}, exit {rc})")
+        rc, feat = shell_status(con, 0, "ethtool -k eth0", "ETHTOOL", r"rx-checksumming: (on|off)")
+        check.ok(rc == "0" and feat is not None,
+                 f"{vcpus} vCPU: ethtool -k eth0 lists the features (rx-checksumming: {feat or '?'}, exit {rc})")
         check.ok(b"soft lockup" not in con.buf and b"rcu_sched detected stalls" not in con.buf
                  and unexpected_call_traces(con.buf) == 0,
                  f"{vcpus} vCPU: no soft lockup, RCU stall or kernel call trace")
@@ -401,6 +404,17 @@ def wait_all(con, check, vms, pattern, timeout, what):
         check.ok(m is not None, f"vm{vm}: {what}")
         found[vm] = m
     return found
+
+
+def boot_to_shells(con, check, vms, timeout, label):
+    """Waits until every VM reached GUEST-READY (each a counted check) and
+    printed its shell prompt; False if one did not get ready."""
+    ready = wait_all(con, check, vms, r"GUEST-READY ip=(\S+) ", timeout, f"{label}: GUEST-READY")
+    if not all(ready.values()):
+        return False
+    for vm in range(vms):
+        con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
+    return True
 
 
 def typed(con, vm, command, expect, timeout=60):
@@ -546,11 +560,8 @@ def busy_neighbour_scenario(args, check, placement):
     cfg = RunConfig(args, f"busy-{placement}", vms=2, vcpus=1, placement=placement)
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
-        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
-        if not all(ready.values()):
+        if not boot_to_shells(con, check, 2, args.timeout, label):
             return
-        for vm in (0, 1):
-            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
         # Warm up ARP both ways so the first ping measures the scheduler.
         for src, dst in ((0, 2), (1, 1)):
             typed(con, src, f"ping -c 1 -W 5 10.0.0.{dst} >/dev/null; echo ARP-{src}-$?", rf"ARP-{src}-\d", 30)
@@ -614,11 +625,8 @@ def reboot_scenario(args, check):
     cfg = RunConfig(args, "reboot", vms=2, vcpus=1, placement="timeslice")
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
-        ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) ", args.timeout, f"{label}: GUEST-READY")
-        if not all(ready.values()):
+        if not boot_to_shells(con, check, 2, args.timeout, label):
             return
-        for vm in (0, 1):
-            con.wait_for(vm_line(vm, r"[^\n]*# "), 30)
         marker = f"REBOOT-MARK-{os.getpid()}"
         _, wrote = typed(con, 1, f"echo {marker} | dd of=/dev/vda bs=512 seek=16000 conv=notrunc,fsync "
                                  f"2>/dev/null; sync; echo WROTE-$((40+2))", r"WROTE-42", 60)
