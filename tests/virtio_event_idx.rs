@@ -6,32 +6,17 @@
 
 mod support;
 
-use hypervisor::net::{
-    MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch,
-};
-use hypervisor::platform;
-use hypervisor::virtio::VirtioMmioTransport;
+use hypervisor::net::{MacAddr, NetSwitch, PortConfig};
 use hypervisor::virtio::net::{NET_HDR_LEN, RX_QUEUE, TX_QUEUE, VirtioNet, drain_rx};
 use hypervisor::virtio::regs::feature;
-use support::{Buf, Driver};
+use support::{Buf, Driver, new_switch};
 
 const RX: u16 = RX_QUEUE;
 const TX: u16 = TX_QUEUE;
 
-fn new_switch() -> &'static NetSwitch {
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
-        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
-    Box::leak(Box::new(VSwitch::new(rings)))
-}
-
 /// VM `vm`'s device on `sw`, Live with `EVENT_IDX` and queues of `size`.
 fn vm(sw: &'static NetSwitch, vm: usize, size: u16) -> Driver<VirtioNet> {
-    let mut drv = Driver::new(VirtioNet::with_switch(vm, sw));
-    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_switch(vm, sw));
-    drv.intid = intid;
-    sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
-        .unwrap();
+    let mut drv = support::net_vm_raw(sw, vm);
     drv.handshake_event_idx(&[size, size]);
     let features = drv.dev.backend().features().unwrap();
     assert!(features.contains(feature::EVENT_IDX));

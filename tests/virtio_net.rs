@@ -11,8 +11,8 @@ use hypervisor::mmio::AccessSize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hypervisor::net::{
-    BROADCAST, Clock, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch,
-    PortConfig, PortError, VSwitch,
+    BROADCAST, Clock, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetSwitch, PortConfig,
+    PortError,
 };
 use hypervisor::platform;
 use hypervisor::virtio::VirtioMmioTransport;
@@ -22,7 +22,7 @@ use hypervisor::virtio::net::{
     VirtioNet, drain_rx, retry_tx,
 };
 use hypervisor::virtio::regs::{feature, offset};
-use support::{Buf, Driver, XorShift};
+use support::{Buf, Driver, XorShift, new_switch};
 use zerocopy::IntoBytes;
 
 const RX: u16 = RX_QUEUE;
@@ -30,29 +30,10 @@ const TX: u16 = TX_QUEUE;
 /// What Linux posts without MRG_RXBUF: header + 1518 (Ethernet + VLAN).
 const LINUX_RX_BUF: u32 = 12 + 1518;
 
-/// A fresh switch over its own (leaked) rings.
-fn new_switch() -> &'static NetSwitch {
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
-        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
-    Box::leak(Box::new(VSwitch::new(rings)))
-}
-
-/// VM `vm`'s device in slot 1 on `sw` (port added with its MAC lock, as
-/// the attach helper does), not yet initialised by the driver.
-fn vm_raw(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
-    let mut drv = Driver::new(VirtioNet::with_switch(vm, sw));
-    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_switch(vm, sw));
-    drv.intid = intid;
-    sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
-        .unwrap();
-    drv
-}
-
 /// VM `vm`'s device, initialised like Linux does (all features offered,
 /// 256-entry queues).
 fn vm(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
-    let mut drv = vm_raw(sw, vm);
+    let mut drv = support::net_vm_raw(sw, vm);
     drv.handshake_all(&[256, 256]);
     drv
 }
@@ -61,7 +42,7 @@ fn vm(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
 /// frame, as Linux without mergeable buffers; `tests/virtio_net_mrg.rs`
 /// covers the merged path).
 fn vm_plain(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
-    let mut drv = vm_raw(sw, vm);
+    let mut drv = support::net_vm_raw(sw, vm);
     let features = drv.device_features() & !feature::EVENT_IDX & !MRG_RXBUF;
     drv.handshake(features, &[256, 256]);
     drv
@@ -148,7 +129,7 @@ fn received(drv: &Driver<VirtioNet>, addr: u64, len: u32) -> (Vec<u8>, Vec<u8>) 
 #[test]
 fn offers_exactly_version1_mac_status_and_two_256_queues() {
     let sw = new_switch();
-    let mut drv = vm_raw(sw, 0);
+    let mut drv = support::net_vm_raw(sw, 0);
     assert_eq!(drv.read(offset::DEVICE_ID), 1);
     assert_eq!(drv.device_features(), OFFERED_FEATURES | feature::EVENT_IDX);
     assert_eq!(

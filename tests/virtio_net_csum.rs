@@ -12,35 +12,21 @@
 mod support;
 
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
-use hypervisor::net::VSwitch;
-use hypervisor::net::{MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig};
-use hypervisor::platform;
-use hypervisor::virtio::VirtioMmioTransport;
+use hypervisor::net::{MacAddr, NetSwitch};
 use hypervisor::virtio::net::feature::{CSUM, GUEST_CSUM};
 use hypervisor::virtio::net::{NET_HDR_LEN, NetHdr, RX_QUEUE, TX_QUEUE, VirtioNet, drain_rx};
 use hypervisor::virtio::regs::feature;
-use support::{Buf, Driver};
+use support::{Buf, Driver, new_switch};
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, IntoBytes};
 
 const RX: u16 = RX_QUEUE;
 const TX: u16 = TX_QUEUE;
 
-fn new_switch() -> &'static NetSwitch {
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
-        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
-    Box::leak(Box::new(VSwitch::new(rings)))
-}
-
 /// VM `vm`'s device on `sw`, negotiated with what it offers minus `drop`
 /// (and `EVENT_IDX`).
 fn vm_with(sw: &'static NetSwitch, vm: usize, drop: u64) -> Driver<VirtioNet> {
-    let mut drv = Driver::new(VirtioNet::with_switch(vm, sw));
-    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_switch(vm, sw));
-    drv.intid = intid;
-    sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
-        .unwrap();
+    let mut drv = support::net_vm_raw(sw, vm);
     let offered = drv.device_features();
     assert_eq!(offered & (CSUM | GUEST_CSUM), CSUM | GUEST_CSUM, "offered");
     drv.handshake(offered & !feature::EVENT_IDX & !drop, &[256, 256]);

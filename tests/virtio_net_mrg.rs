@@ -8,36 +8,23 @@
 
 mod support;
 
-use hypervisor::net::{MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch};
-use hypervisor::net::{PortConfig, VSwitch};
-use hypervisor::platform;
+use hypervisor::net::{MAX_FRAME_SIZE, MacAddr, NetSwitch};
+use hypervisor::virtio::MAX_SPREAD_CHAINS;
 use hypervisor::virtio::net::feature::MRG_RXBUF;
 use hypervisor::virtio::net::{
     DrainOutcome, NET_HDR_LEN, NetHdr, RX_QUEUE, TX_QUEUE, VirtioNet, drain_rx,
 };
 use hypervisor::virtio::regs::feature;
-use hypervisor::virtio::{MAX_SPREAD_CHAINS, VirtioMmioTransport};
-use support::{Buf, Driver, XorShift};
+use support::{Buf, Driver, XorShift, new_switch};
 use zerocopy::{FromBytes, IntoBytes};
 
 const RX: u16 = RX_QUEUE;
 const TX: u16 = TX_QUEUE;
 
-fn new_switch() -> &'static NetSwitch {
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
-        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
-    Box::leak(Box::new(VSwitch::new(rings)))
-}
-
 /// VM `vm`'s device on `sw`, negotiated with `MRG_RXBUF` (and without
 /// `EVENT_IDX`, so interrupts follow the flag words).
 fn vm(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
-    let mut drv = Driver::new(VirtioNet::with_switch(vm, sw));
-    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
-    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_switch(vm, sw));
-    drv.intid = intid;
-    sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
-        .unwrap();
+    let mut drv = support::net_vm_raw(sw, vm);
     let features = drv.device_features() & !feature::EVENT_IDX;
     assert_ne!(features & MRG_RXBUF, 0, "MRG_RXBUF is offered");
     drv.handshake(features, &[256, 256]);

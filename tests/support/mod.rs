@@ -463,3 +463,28 @@ impl XorShift {
         self.below(100) < percent
     }
 }
+
+/// A fresh switch over its own (leaked) rings.
+pub fn new_switch() -> &'static hypervisor::net::NetSwitch {
+    use hypervisor::net::{MAX_PORTS, NET_RX_DEPTH, NetRxRing, VSwitch};
+    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
+        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
+    Box::leak(Box::new(VSwitch::new(rings)))
+}
+
+/// VM `vm`'s virtio-net device in its slot on `sw` (port added with its
+/// MAC lock, as the attach helper does), not yet initialised by the driver.
+pub fn net_vm_raw(
+    sw: &'static hypervisor::net::NetSwitch,
+    vm: usize,
+) -> Driver<hypervisor::virtio::net::VirtioNet> {
+    use hypervisor::net::PortConfig;
+    use hypervisor::virtio::net::VirtioNet;
+    let mut drv = Driver::new(VirtioNet::with_switch(vm, sw));
+    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
+    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_switch(vm, sw));
+    drv.intid = intid;
+    sw.add_port(vm, PortConfig::locked_to(VirtioNet::mac_for_vm(vm)))
+        .unwrap();
+    drv
+}
