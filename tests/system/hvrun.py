@@ -1033,7 +1033,7 @@ def main():
     ap.add_argument("--net-capture", default="", help="run: write every frame of the switch to this file (pcapng)")
     ap.add_argument("--net-vlans", default="", help="run: access VLAN of each VM's port, e.g. 1,1,2")
     ap.add_argument("--net-rate-mbit", default="", help="run: transmit limit of each VM's port in Mbit/s, e.g. 0,50")
-    ap.add_argument("--rate-test-mbit", type=int, default=10,
+    ap.add_argument("--rate-test-mbit", type=int, default=50,
                     help="test-multi-vm rate scenario: vm1's limit (below what the VMs reach unlimited)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
     ap.add_argument("--vcpu-counts", default="1,4", help="test-cpu(s): vCPU counts of the Linux boots")
