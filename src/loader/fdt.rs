@@ -4,6 +4,33 @@
 //!
 //! Every read is bounds-checked; a malformed blob is a [`LoadError`], never a
 //! panic or an out-of-bounds access.
+//!
+//! # Why this reader is written here and not taken from the `fdt` crate
+//! The `fdt` crate (0.1.5, the current release; 0.2 is an alpha) was
+//! examined as a replacement and does not cover what this module checks:
+//! - `Fdt::new` checks only the magic and that `totalsize` fits the buffer.
+//!   It does not check `version`/`last_comp_version`, the
+//!   [`platform::GUEST_DTB_MAX`] limit, or that the memory reservation,
+//!   structure and strings blocks lie inside `totalsize`, clear of the
+//!   header and aligned ([`LoadError::DtbBadLayout`]).
+//! - It parses lazily and trusts the structure block: its node and property
+//!   walkers `unwrap`, `expect`, `assert_eq!` and `panic!` on unexpected
+//!   tokens, truncated properties and non-UTF-8 names. The DTB is staged by
+//!   whoever launches the VM, so a malformed one must be an error the loader
+//!   reports, never a panic at EL2.
+//! - It never validates the token stream as a whole, so it cannot give the
+//!   errors this walker does (unbalanced `FDT_END_NODE`, a property outside
+//!   any node, a named root, a missing `FDT_END`; its own `FDT_END`
+//!   constant is 5 where the Devicetree Specification says 9), each with the
+//!   offset of the bad token ([`LoadError::DtbBadStructure`]).
+//! - Its cell-size lookup (used by its `/memory` `reg` decoding) panics on
+//!   an `#address-cells` or `#size-cells` value shorter than one cell
+//!   instead of refusing it.
+//!
+//! What the boot plan reads (`/memory` `reg` under the root's cell sizes,
+//! `/chosen` `linux,initrd-start`/`-end`) is a few lines on top of the
+//! checked walk, so the crate would add a dependency without removing the
+//! checks. The loader only reads the blob; it never writes or patches it.
 
 use zerocopy::byteorder::big_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
