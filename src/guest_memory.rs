@@ -16,6 +16,32 @@
 //! there, which also rules out double-fetch (TOCTOU) bugs: a descriptor is
 //! read once, checked, and the checked copy is what gets used.
 //!
+//! # Volatile objects, plain bulk copies
+//! Guest RAM is memory another agent changes behind the compiler's back,
+//! which is what volatile accesses are for: the compiler may neither drop,
+//! merge nor repeat them. [`GuestMemory::read_obj`] and
+//! [`GuestMemory::write_obj`] (descriptors, avail ring entries, used
+//! elements, request headers) therefore go through `volatile::VolatilePtr`,
+//! so a field the code validated is never silently re-read from guest RAM,
+//! and a store the guest must see is never elided. One load or store of the
+//! whole object when the host address is aligned for it; one per byte
+//! otherwise.
+//!
+//! The byte copies of packet and block payloads ([`GuestMemory::read`],
+//! [`GuestMemory::write`], [`GuestMemory::fill`]) stay
+//! `copy_nonoverlapping`/`write_bytes`. On stable Rust `volatile` 0.6 has
+//! no slice copy (`copy_into_slice`/`copy_from_slice` need its nightly
+//! `unstable` feature), so a volatile bulk copy is a loop of single
+//! volatile accesses. Measured on the development host (x86_64, release
+//! build), copying 1500 bytes 400,000 times took 7.5 ms with
+//! `copy_nonoverlapping` and 192 ms as a volatile `u8` loop (25x; 19x for
+//! writes into guest RAM); 64 KiB 10,000 times took 12 ms against 188 ms
+//! (16x). A volatile `u64` loop came to 2.0-2.1x and would still need an
+//! aligned byte tail. Payloads are copied exactly once into (or out of)
+//! hypervisor buffers and never re-read from guest RAM, so a volatile
+//! payload copy would buy nothing a plain one does not already give, at
+//! that cost.
+//!
 //! # Errors, never panics
 //! Every access takes a `(gpa, len)` range that must lie entirely inside the
 //! guest's RAM. A range that starts below the base, ends past the end,
@@ -42,6 +68,7 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU16, Ordering};
 
+use volatile::VolatilePtr;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Why a guest-memory access was refused.
@@ -267,16 +294,64 @@ impl GuestMemory {
     }
 
     /// Reads a plain-old-data object (e.g. a little-endian virtqueue
-    /// descriptor) from `gpa` by copying it out of guest RAM.
-    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, MemError> {
+    /// descriptor) from `gpa` with volatile loads: one load of the whole
+    /// object when its host address is aligned for `T`, one per byte
+    /// otherwise. The returned value is the one checked copy the caller
+    /// validates and uses (see the module doc on volatile accesses).
+    pub fn read_obj<T: FromBytes + IntoBytes + Copy>(&self, gpa: u64) -> Result<T, MemError> {
+        let size = core::mem::size_of::<T>();
+        let offset = self.offset_of(gpa, size as u64)?;
+        // SAFETY: `offset_of` proved `[offset, offset + size)` is inside the
+        // owned backing, so the pointer is in bounds and non-null.
+        let ptr = unsafe { self.host.add(offset) };
+        if ptr.cast::<T>().is_aligned() {
+            // SAFETY: the object lies inside the owned backing, which lives
+            // as long as `self`, and the pointer is aligned for `T`; every
+            // bit pattern is a valid `T` (`FromBytes`). The volatile pointer
+            // lives for this one load and no Rust reference to the location
+            // exists.
+            let src = unsafe { VolatilePtr::new_read_only(ptr.cast::<T>()) };
+            return Ok(src.read());
+        }
         let mut value = T::new_zeroed();
-        self.read(gpa, value.as_mut_bytes())?;
+        for (i, byte) in value.as_mut_bytes().iter_mut().enumerate() {
+            // SAFETY: `i < size`, so the byte is inside the checked range of
+            // the owned backing; a `u8` needs no alignment.
+            let src = unsafe { VolatilePtr::new_read_only(ptr.add(i)) };
+            *byte = src.read();
+        }
         Ok(value)
     }
 
-    /// Writes a plain-old-data object to `gpa` by copying its bytes.
-    pub fn write_obj<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), MemError> {
-        self.write(gpa, value.as_bytes())
+    /// Writes a plain-old-data object to `gpa` with volatile stores: one
+    /// store of the whole object when its host address is aligned for `T`,
+    /// one per byte otherwise.
+    pub fn write_obj<T: IntoBytes + Immutable + Copy>(
+        &self,
+        gpa: u64,
+        value: &T,
+    ) -> Result<(), MemError> {
+        let size = core::mem::size_of::<T>();
+        let offset = self.offset_of(gpa, size as u64)?;
+        // SAFETY: `offset_of` proved `[offset, offset + size)` is inside the
+        // owned backing, so the pointer is in bounds and non-null.
+        let ptr = unsafe { self.host.add(offset) };
+        if ptr.cast::<T>().is_aligned() {
+            // SAFETY: the object lies inside the owned backing, which lives
+            // as long as `self`, and the pointer is aligned for `T`. The
+            // volatile pointer lives for this one store and no Rust
+            // reference to the location exists.
+            let dst = unsafe { VolatilePtr::new(ptr.cast::<T>()) };
+            dst.write(*value);
+            return Ok(());
+        }
+        for (i, &byte) in value.as_bytes().iter().enumerate() {
+            // SAFETY: `i < size`, so the byte is inside the checked range of
+            // the owned backing; a `u8` needs no alignment.
+            let dst = unsafe { VolatilePtr::new(ptr.add(i)) };
+            dst.write(byte);
+        }
+        Ok(())
     }
 
     /// Reads a naturally aligned little-endian `u16` with an acquire load:
@@ -291,10 +366,10 @@ impl GuestMemory {
     /// a fence only orders atomic accesses, so the old pairing relied on
     /// what the compiler happens to emit. On AArch64 this is an `ldrh`
     /// followed by the acquire barrier (or `ldarh`), which pairs with the
-    /// driver's `virt_store_release`/`virt_wmb` of the index. The bulk
-    /// copies of descriptors and buffers stay plain copies: they are only
-    /// read after the acquire (or written before the release) and are
-    /// re-validated after every read.
+    /// driver's `virt_store_release`/`virt_wmb` of the index. Descriptors
+    /// and ring entries (volatile [`GuestMemory::read_obj`]) and buffers
+    /// (plain copies) are only read after the acquire (or written before
+    /// the release) and are re-validated after every read.
     pub fn load_u16_acquire(&self, gpa: u64) -> Result<u16, MemError> {
         let ptr = self.aligned_ptr::<u16>(gpa)?;
         // SAFETY: `aligned_ptr` checked that the u16 is inside the owned
@@ -436,6 +511,27 @@ mod tests {
         let mut raw = [0u8; 8];
         m.read(BASE + 8, &mut raw).unwrap();
         assert_eq!(raw, 0x1122_3344_5566_7788u64.to_le_bytes());
+    }
+
+    /// Every host alignment takes one of the two volatile paths (one access
+    /// of the whole object, or one per byte); both must write exactly the
+    /// object's bytes, leave the neighbours alone, and read them back.
+    #[test]
+    fn objects_round_trip_at_every_alignment() {
+        let value = 0x0102_0304_0506_0708u64;
+        for shift in 0..8u64 {
+            let m = mem(32);
+            m.fill(BASE, 32, 0xee).unwrap();
+            let at = BASE + 8 + shift;
+            m.write_obj(at, &value).unwrap();
+            let mut raw = [0u8; 32];
+            m.read(BASE, &mut raw).unwrap();
+            let start = 8 + shift as usize;
+            assert_eq!(raw[start..start + 8], value.to_le_bytes(), "shift {shift}");
+            assert!(raw[..start].iter().all(|&b| b == 0xee), "shift {shift}");
+            assert!(raw[start + 8..].iter().all(|&b| b == 0xee), "shift {shift}");
+            assert_eq!(m.read_obj::<u64>(at).unwrap(), value, "shift {shift}");
+        }
     }
 
     #[test]
