@@ -1,6 +1,11 @@
 //! The boot configuration: which VMs to run, how, and where QEMU staged
 //! their images.
 //!
+//! (About 960 lines on purpose: the format's contract, every key's parser
+//! and every error message with the line it came from are kept in one
+//! place, so the documented format and the code cannot drift; the tests
+//! are in `config/tests.rs`.)
+//!
 //! # Format (the contract with the Makefile)
 //! QEMU places a text file at [`platform::HOST_CONFIG_ADDR`]
 //! (`-device loader,file=hv.conf,addr=0x44000000,force-raw=on`). The

@@ -1,5 +1,10 @@
 //! The run loops: every physical CPU runs the vCPUs placed on it.
 //!
+//! (About 860 lines on purpose: the hardware side of the scheduling
+//! policy — interrupts, console, statistics, entry/exit, restarts and
+//! capture flushing — shares the per-pCPU state and the statics below;
+//! the decisions themselves are in `sched::policy`.)
+//!
 //! One loop serves all three modes of the design (single VM, several VMs
 //! time-sliced on one pCPU, VMs pinned to pCPUs): what differs is only the
 //! run queue each pCPU gets ([`crate::sched::build_run_queues`]). The
