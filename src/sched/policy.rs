@@ -26,11 +26,11 @@
 //!   guest. The end is checked after every exit too, so a guest that exits
 //!   often cannot push its own deadline out.
 //! * A wake-up of another vCPU during a run ([`Exit::woke_others`]) cuts
-//!   the running vCPU's slice to [`SchedParams::wake_grace`] from then, if
-//!   some other vCPU was waiting when the run began (the wake-up may be
-//!   for it). vCPUs that were all busy keep full slices when they wake each
-//!   other, as two VMs in a bulk transfer do: cutting those slices would
-//!   trade their throughput for nothing.
+//!   the running vCPU's slice to [`SchedParams::wake_grace`] from then,
+//!   whatever the woken vCPU was doing: a VM whose vCPU looks busy (it
+//!   may spin through WFI with an interrupt it cannot take yet) still gets
+//!   its frames within the grace. Two busy VMs in a bulk transfer pay for
+//!   this with more switches.
 //! * A software-tracked timer deadline of a waiting vCPU, and the
 //!   housekeeping deadline (console flush), end the run when they pass.
 //! * [`Exit::service`] (a console command waiting) ends the run at once, so
@@ -307,12 +307,6 @@ impl PcpuPolicy {
         let p = self.params;
         let wake = self.waiting_deadlines(st, Some(v));
         let mut contended = self.queue.iter().any(|r| r != v && st[r.vm][r.vcpu].alive);
-        // Someone who was not ready when this run began: a wake-up during
-        // the run may be for them.
-        let sleepers = self.queue.iter().any(|r| {
-            let s = st[r.vm][r.vcpu];
-            r != v && !(s.alive && s.ready)
-        });
         let mut slice_end = start.saturating_add(p.slice);
         loop {
             arch.deliver_pending(v.vm);
@@ -330,9 +324,7 @@ impl PcpuPolicy {
             }
             if exit.woke_others {
                 contended = true;
-                if sleepers {
-                    slice_end = slice_end.min(now.saturating_add(p.wake_grace));
-                }
+                slice_end = slice_end.min(now.saturating_add(p.wake_grace));
             }
             let passed = |d: Option<u64>| d.is_some_and(|d| now >= d);
             if (contended && now >= slice_end) || passed(wake) || passed(chores) {

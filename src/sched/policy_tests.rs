@@ -755,21 +755,6 @@ fn random_loads_keep_every_bound() {
 }
 
 #[test]
-fn busy_vcpus_that_wake_each_other_keep_full_slices() {
-    // Both ends of a bulk transfer are busy and send each other frames on
-    // every exit: nobody was waiting, so the slices are not cut.
-    let vcpus = (0..2)
-        .map(|vm| FakeVcpu::new(v(vm, 0), Behaviour::Chatty { exit_every: 100 }))
-        .collect();
-    let mut arch = FakeArch::new(vcpus);
-    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
-    let steps = simulate(&mut arch, &mut policy, 1000 * SLICE);
-    assert!(steps.len() <= 1002, "{} runs in 1000 slices", steps.len());
-    let (a, b) = (arch.vcpus[0].ran, arch.vcpus[1].ran);
-    assert!(a.abs_diff(b) <= 2 * SLICE, "unequal shares {a} {b}");
-}
-
-#[test]
 fn a_wake_up_for_a_waiting_vcpu_cuts_a_chatty_slice() {
     // The same chatty sender, but its peer waits in WFI: every frame may be
     // for it, so the sender's slice is cut to the grace period.
