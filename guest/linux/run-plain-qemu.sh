@@ -125,7 +125,7 @@ qemu_args() { # VM index -> QEMU argv (one per line)
         blkbus=",bus=virtio-mmio-bus.0" netbus=",bus=virtio-mmio-bus.1"
     fi
     printf '%s\n' -M virt,gic-version=3 -cpu "$QEMU_CPU" -smp "$SMP" -m "$MEM" \
-        -nographic -no-reboot \
+        -nographic -no-reboot -nic none \
         -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND" \
         -drive "file=$WORK/disk$i.img,format=raw,if=none,id=hd0" \
         -device "virtio-blk-device,drive=hd0$blkbus" \

@@ -70,7 +70,8 @@ note "hidden (empty, read-only): ${hidden[*]:-none}"
 
 # Self-check: the virt machine's default NIC (virtio-net-pci) needs
 # efi-virtio.rom. With the ROM hidden QEMU must stop at once with that error;
-# "could not load kernel" would mean it found the ROM.
+# "could not load kernel" would mean it found the ROM. This probe is the one
+# QEMU run started deliberately without -nic none: it must fail here.
 probe=$(timeout 60 "$QEMU" -M virt -cpu "$QEMU_CPU" -nographic -kernel /nonexistent-firmware-guard-probe \
         </dev/null 2>&1 || true)
 if ! grep -q 'failed to find romfile "efi-virtio.rom"' <<<"$probe"; then
