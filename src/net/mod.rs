@@ -61,7 +61,10 @@ pub mod vswitch;
 
 pub use capture::{CaptureRing, CaptureSink, CaptureStats, DropReason, Verdict};
 pub use rate::{Clock, TokenBucket};
-pub use rx_ring::{FrameMeta, MAX_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH, NetRxRing, StoreError};
+pub use rx_ring::{
+    FrameMeta, GsoKind, MAX_FRAME_SIZE, MAX_GSO_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH,
+    NetRxRing, StoreError,
+};
 pub use vswitch::{
     BROADCAST, Counter, DEFAULT_VLAN, MAC_TABLE_SIZE, MAX_PORTS, MAX_VLAN, Mac, MacAddr, MacEntry,
     PortConfig, PortCounters, PortError, PortMask, PortReport, PortStats, SwitchSnapshot, VSwitch,

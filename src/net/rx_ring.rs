@@ -36,6 +36,12 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// Largest Ethernet frame carried (no FCS, no VLAN tag, no jumbo frames).
 pub const MAX_FRAME_SIZE: usize = 1514;
 
+/// Largest frame a segmentation-offload (GSO) packet can be: an Ethernet
+/// header plus the largest IP packet (total length 65,535). Such a frame
+/// is one TCP stream's data to be cut into [`MAX_FRAME_SIZE`] frames by
+/// whoever receives it ([`FrameMeta::Gso`]).
+pub const MAX_GSO_FRAME_SIZE: usize = 14 + 65_535;
+
 /// Smallest frame the switch accepts: an Ethernet header.
 pub const MIN_FRAME_SIZE: usize = 14;
 
@@ -58,6 +64,16 @@ pub enum StoreError {
     BadMeta,
 }
 
+/// The protocol of a segmentation-offload frame (`gso_type` without the
+/// ECN bit, virtio 1.2 section 5.1.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsoKind {
+    /// TCP over IPv4 (`VIRTIO_NET_HDR_GSO_TCPV4`).
+    Tcp4,
+    /// TCP over IPv6 (`VIRTIO_NET_HDR_GSO_TCPV6`).
+    Tcp6,
+}
+
 /// What travels with a frame besides its bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FrameMeta {
@@ -74,6 +90,25 @@ pub enum FrameMeta {
         /// Position of the 2-byte checksum field, from `start`.
         offset: u16,
     },
+    /// A TCP segmentation-offload frame (longer than the MTU allows): its
+    /// TCP payload is to be cut into segments of `gso_size` bytes, each
+    /// behind a copy of the first `hdr_len` bytes (Ethernet, IP and TCP
+    /// headers) with lengths, sequence numbers and checksums fixed up, by
+    /// the receiver's driver (if it negotiated `GUEST_TSO*`) or before
+    /// delivery. The TCP checksum is partial, as in
+    /// [`FrameMeta::PartialChecksum`].
+    Gso {
+        /// IPv4 or IPv6.
+        kind: GsoKind,
+        /// Bytes of headers in front of the TCP payload.
+        hdr_len: u16,
+        /// TCP payload bytes per segment (the MSS).
+        gso_size: u16,
+        /// First byte summed (the TCP header).
+        start: u16,
+        /// Position of the TCP checksum field, from `start`.
+        offset: u16,
+    },
 }
 
 impl FrameMeta {
@@ -84,6 +119,17 @@ impl FrameMeta {
             FrameMeta::Plain => true,
             FrameMeta::PartialChecksum { start, offset } => {
                 usize::from(start) < len && usize::from(start) + usize::from(offset) + 2 <= len
+            }
+            FrameMeta::Gso {
+                hdr_len,
+                gso_size,
+                start,
+                offset,
+                ..
+            } => {
+                gso_size > 0
+                    && usize::from(start) + usize::from(offset) + 2 <= usize::from(hdr_len)
+                    && usize::from(hdr_len) < len
             }
         }
     }

@@ -349,6 +349,8 @@ impl<'f> RxFrame<'f, Plain> {
                 }),
                 kind: PhantomData,
             }),
+            // No GSO frame is queued yet (none is accepted on transmit).
+            FrameMeta::Gso { .. } => return None,
         })
     }
 
