@@ -11,8 +11,7 @@ use hypervisor::mmio::AccessSize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hypervisor::net::{
-    BROADCAST, Clock, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NET_RX_DEPTH, NetSwitch, PortConfig,
-    PortError,
+    BROADCAST, Clock, MAX_FRAME_SIZE, MAX_PORTS, MacAddr, NetSwitch, PortConfig, PortError,
 };
 use hypervisor::platform;
 use hypervisor::virtio::VirtioMmioTransport;
@@ -378,30 +377,31 @@ fn rx_undersized_buffer_is_returned_empty_and_the_frame_dropped() {
 
 #[test]
 fn burst_waits_for_buffers_then_arrives_in_order() {
+    const BURST: usize = 64;
     let sw = new_switch();
     let mut vm0 = vm(sw, 0);
     let mut vm1 = vm(sw, 1);
-    let frames: Vec<_> = (0..NET_RX_DEPTH)
+    let frames: Vec<_> = (0..BURST)
         .map(|i| eth(mac(0), mac(1), 60 + i * 20, i as u8))
         .collect();
     for f in &frames {
         tx_chain(&mut vm1, &packet(f), &[]);
     }
     vm1.notify(TX);
-    assert_eq!(sw.ring(0).unwrap().len(), NET_RX_DEPTH);
+    assert_eq!(sw.ring(0).unwrap().len(), BURST);
     // The run loop drains before the guest posted anything: frames wait.
     let out = drain(&mut vm0);
-    assert_eq!((out.delivered, out.remaining), (0, NET_RX_DEPTH));
+    assert_eq!((out.delivered, out.remaining), (0, BURST));
     assert_eq!(vm0.edges(), 0);
     // Linux posts its buffers and notifies once: everything is injected in
     // that batch, in order, with one interrupt.
-    let bufs: Vec<_> = (0..NET_RX_DEPTH)
+    let bufs: Vec<_> = (0..BURST)
         .map(|_| post_rx_quiet(&mut vm0, LINUX_RX_BUF))
         .collect();
     vm0.notify(RX);
     assert!(sw.ring(0).unwrap().is_empty());
     let used = vm0.take_used(RX);
-    assert_eq!(used.len(), NET_RX_DEPTH);
+    assert_eq!(used.len(), BURST);
     for ((f, buf), (_, len)) in frames.iter().zip(&bufs).zip(&used) {
         assert_eq!(received(&vm0, *buf, *len).1, *f);
     }
@@ -409,7 +409,7 @@ fn burst_waits_for_buffers_then_arrives_in_order() {
     let s = sw.port_stats(0);
     assert_eq!(
         (s.rx_frames, s.rx_ring_full, s.drops()),
-        (NET_RX_DEPTH as u64, 0, 0)
+        (BURST as u64, 0, 0)
     );
 }
 
@@ -438,27 +438,146 @@ fn drain_injects_a_batch_with_one_interrupt_and_leaves_the_rest() {
     }
 }
 
+/// Fills port 0's ring to its last `room` full-size frames from an open
+/// test port 3 (no VM behind it), so frames from VM 1 soon find it full.
+fn fill_ring_of_vm0(sw: &NetSwitch, room: usize) {
+    sw.add_port(3, PortConfig::OPEN).unwrap();
+    let ring = sw.ring(0).unwrap();
+    let per_frame = MAX_FRAME_SIZE.next_multiple_of(64);
+    let frames = (ring.byte_capacity() / per_frame).min(ring.capacity()) - room - ring.len();
+    for i in 0..frames {
+        let f = eth(mac(0), [0x02, 0, 0, 0, 0, 3], MAX_FRAME_SIZE, i as u8);
+        assert_eq!(sw.forward(3, &f), 0b0001, "prefill frame {i}");
+    }
+}
+
+/// VM `vm` with a clock read from [`FAKE_NOW`] (microseconds), no rate
+/// limit.
+fn vm_with_clock(sw: &'static NetSwitch, vm: usize) -> Driver<VirtioNet> {
+    let clock = Clock {
+        now: fake_now,
+        freq: 1_000_000,
+    };
+    let mut drv = support::net_vm_raw(sw, vm);
+    let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
+    drv.dev = VirtioMmioTransport::new(base, intid, VirtioNet::with_limits(vm, sw, 0, clock));
+    drv.handshake_all(&[256, 256]);
+    drv
+}
+
 #[test]
-fn full_ring_drops_are_counted_on_the_destination_port() {
+fn a_full_ring_makes_the_sender_wait_and_loses_nothing() {
+    let _clock = FAKE_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    FAKE_NOW.store(1_000, Ordering::SeqCst);
     let sw = new_switch();
     let mut vm0 = vm(sw, 0);
-    let mut vm1 = vm(sw, 1);
-    for i in 0..NET_RX_DEPTH + 5 {
-        tx_chain(&mut vm1, &packet(&eth(mac(0), mac(1), 70, i as u8)), &[]);
+    let mut vm1 = vm_with_clock(sw, 1);
+    fill_ring_of_vm0(sw, 6);
+    let sent: Vec<_> = (0..10)
+        .map(|i| eth(mac(0), mac(1), MAX_FRAME_SIZE, 100 + i))
+        .collect();
+    for f in &sent {
+        tx_chain(&mut vm1, &packet(f), &[]);
     }
     vm1.notify(TX);
-    assert_eq!(sw.port_stats(0).rx_ring_full, 5);
-    assert_eq!(sw.port_stats(0).rx_queued_frames, NET_RX_DEPTH as u64);
-    assert_eq!(sw.port_stats(1).tx_frames, NET_RX_DEPTH as u64 + 5);
-    let bufs: Vec<_> = (0..NET_RX_DEPTH + 5)
+    // Six fit; the other four stay in VM 1's TX queue, unread.
+    assert_eq!(vm1.take_used(TX).len(), 6);
+    let s1 = sw.port_stats(1);
+    assert_eq!((s1.tx_frames, s1.tx_waited, s1.drops()), (6, 1, 0));
+    assert_eq!(sw.port_stats(0).rx_ring_full, 0);
+    assert_eq!(sw.waiters(0), 0b0010);
+    let retry = sw.tx_retry(1).expect("the sender waits");
+    assert!(retry > 1_000 && retry <= 1_000 + 5_000, "{retry}");
+    // A notify while the ring is still full takes nothing and counts no
+    // new wait.
+    vm1.notify(TX);
+    assert!(vm1.take_used(TX).is_empty());
+    assert_eq!(sw.port_stats(1).tx_waited, 1);
+    // VM 0 takes frames: the waiting sender is to be woken, at once.
+    let total = sw.ring(0).unwrap().len();
+    let mut bufs: Vec<u64> = (0..total)
         .map(|_| post_rx_quiet(&mut vm0, LINUX_RX_BUF))
         .collect();
-    let out = drain(&mut vm0);
-    assert_eq!((out.delivered, out.remaining), (NET_RX_DEPTH as u32, 0));
+    assert_eq!(drain(&mut vm0).delivered as usize, total);
+    assert_eq!(vm0.dev.backend_mut().take_kicked_ports(), 0b0010);
+    assert_eq!(sw.tx_retry(1), Some(0));
+    assert_eq!(sw.waiters(0), 0);
+    assert!(vm1.with_ctx(|dev, ctx| retry_tx(dev, ctx, 2_000)));
+    assert_eq!(vm1.take_used(TX).len(), 4);
+    assert_eq!(sw.tx_retry(1), None);
+    // Every frame arrives, in order, none dropped anywhere.
+    bufs.extend((0..4).map(|_| post_rx_quiet(&mut vm0, LINUX_RX_BUF)));
+    assert_eq!(drain(&mut vm0).delivered, 4);
     let used = vm0.take_used(RX);
-    for (i, ((_, len), buf)) in used.iter().zip(&bufs).enumerate() {
-        assert_eq!(received(&vm0, *buf, *len).1[14], i as u8);
+    assert_eq!(used.len(), total + 4);
+    let from_vm1: Vec<Vec<u8>> = used
+        .iter()
+        .zip(&bufs)
+        .map(|((_, len), buf)| received(&vm0, *buf, *len).1)
+        .filter(|f| f[6..12] == mac(1))
+        .collect();
+    assert_eq!(from_vm1, sent, "all ten, intact and in order");
+    let s0 = sw.port_stats(0);
+    assert_eq!(s0.rx_frames, total as u64 + 4);
+    assert_eq!((s0.drops(), sw.port_stats(1).drops()), (0, 0));
+    assert_eq!(sw.port_stats(1).tx_frames, 10);
+}
+
+#[test]
+fn a_receiver_that_takes_nothing_is_dropped_after_the_bound_and_others_go_on() {
+    let _clock = FAKE_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let set = |t: u64| FAKE_NOW.store(t, Ordering::SeqCst);
+    set(1_000);
+    let sw = new_switch();
+    let mut vm0 = vm(sw, 0);
+    let mut vm1 = vm_with_clock(sw, 1);
+    let mut vm2 = vm(sw, 2);
+    // VM 2 announces itself so that VM 1's frames for it are unicast.
+    send(&mut vm2, &eth(BROADCAST, mac(2), 60, 0));
+    assert_eq!(sw.lookup(&mac(2)), Some(2));
+    fill_ring_of_vm0(sw, 2);
+    for i in 0..5 {
+        tx_chain(
+            &mut vm1,
+            &packet(&eth(mac(0), mac(1), MAX_FRAME_SIZE, i)),
+            &[],
+        );
     }
+    tx_chain(&mut vm1, &packet(&eth(mac(2), mac(1), 80, 9)), &[]);
+    vm1.notify(TX);
+    assert_eq!(vm1.take_used(TX).len(), 2);
+    // Before the bound: still waiting, nothing dropped.
+    set(1_000 + 99_000);
+    assert!(vm1.with_ctx(|dev, ctx| retry_tx(dev, ctx, 100_000)));
+    assert!(vm1.take_used(TX).is_empty());
+    assert_eq!(sw.port_stats(0).rx_stalled, 0);
+    let retry = sw.tx_retry(1).unwrap();
+    assert!(
+        retry <= 1_000 + 100_000,
+        "woken by the bound at the latest: {retry}"
+    );
+    // Past the bound (100 ms): VM 0 is stalled, its frames are dropped and
+    // counted, and VM 1's frame for VM 2 goes through.
+    set(1_000 + 100_000);
+    assert!(vm1.with_ctx(|dev, ctx| retry_tx(dev, ctx, 101_000)));
+    let _ = sw.tx_retry(1).map(|at| {
+        assert!(at <= 101_000);
+        vm1.with_ctx(|dev, ctx| retry_tx(dev, ctx, 101_000))
+    });
+    assert_eq!(vm1.take_used(TX).len(), 4);
+    assert!(sw.is_stalled(0));
+    assert_eq!(sw.port_stats(0).rx_stalled, 3);
+    assert_eq!(sw.ring(2).unwrap().len(), 1, "the frame for VM 2");
+    assert_eq!(sw.tx_retry(1), None);
+    // Once VM 0 takes frames again it is no longer stalled: frames for it
+    // queue (and wait) as before.
+    post_rx_quiet(&mut vm0, LINUX_RX_BUF);
+    assert_eq!(drain(&mut vm0).delivered, 1);
+    assert!(!sw.is_stalled(0));
+    send(&mut vm1, &eth(mac(0), mac(1), 60, 7));
+    assert_eq!(vm1.take_used(TX).len(), 1);
+    assert_eq!(sw.port_stats(0).rx_stalled, 3);
+    let _ = &mut vm2;
 }
 
 #[test]
@@ -618,7 +737,7 @@ fn two_vms_exchange_frames_end_to_end() {
     assert!(text.contains("  52:54:00:00:00:02 port 1 age 0"), "{text}");
     let dev = NetDeviceReport(&vm0.dev).to_string();
     assert!(
-        dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/64, tx unlimited\n"),
+        dev.starts_with("virtio-net port 0 mac 52:54:00:00:00:01 live, ring 0/256, tx unlimited\n"),
         "{dev}"
     );
     assert!(dev.contains("q1: chains=1"), "{dev}");
@@ -743,8 +862,12 @@ fn randomized_traffic_is_delivered_or_counted() {
     }
 }
 
-/// The rate-limit test's clock (microseconds); only that test uses it.
+/// The fake clock of the rate-limit and backpressure tests
+/// (microseconds); a test that sets it holds [`FAKE_CLOCK`].
 static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Serializes the tests that use [`FAKE_NOW`].
+static FAKE_CLOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn fake_now() -> u64 {
     FAKE_NOW.load(Ordering::SeqCst)
@@ -752,6 +875,7 @@ fn fake_now() -> u64 {
 
 #[test]
 fn rate_limit_holds_frames_in_the_queue_and_retry_sends_them() {
+    let _clock = FAKE_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
     const HZ: u64 = 1_000_000;
     let set = |t: u64| FAKE_NOW.store(t, Ordering::SeqCst);
     set(1_000);

@@ -14,14 +14,17 @@
 //!   empty, their used lengths adding up to header + frame.
 
 use arbitrary::Arbitrary;
-use hypervisor::net::{MAX_PORTS, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch};
+use hypervisor::net::{
+    MAX_PORTS, NET_RX_BYTES, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch,
+};
 use hypervisor::virtio::net::feature::MRG_RXBUF;
 use hypervisor::virtio::net::{VirtioNet, drain_rx};
 use std::sync::Mutex;
 
 use crate::virtio_model::{Completion, DATA_BASE, DATA_SIZE, Guest, Op};
 
-static RINGS: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
+static RINGS: [NetRxRing<NET_RX_DEPTH, NET_RX_BYTES>; MAX_PORTS] =
+    [const { NetRxRing::new() }; MAX_PORTS];
 static SWITCH: NetSwitch = VSwitch::new(&RINGS);
 /// The switch is shared by every run in the process; runs take turns.
 static TURN: Mutex<()> = Mutex::new(());

@@ -50,6 +50,8 @@ pub enum DropReason {
     NoDestination,
     /// Every destination's ring was full.
     RingFull,
+    /// The one destination took no frame for longer than a sender waits.
+    Stalled,
 }
 
 impl DropReason {
@@ -63,6 +65,7 @@ impl DropReason {
             DropReason::Vlan => "vlan",
             DropReason::NoDestination => "no-destination",
             DropReason::RingFull => "ring-full",
+            DropReason::Stalled => "rx-stalled",
         }
     }
 
@@ -76,6 +79,7 @@ impl DropReason {
             DropReason::Vlan => "dropped: vlan",
             DropReason::NoDestination => "dropped: no-destination",
             DropReason::RingFull => "dropped: ring-full",
+            DropReason::Stalled => "dropped: rx-stalled",
         }
     }
 
@@ -105,6 +109,14 @@ pub trait CaptureSink: Sync {
     /// `now`, with what the switch did with it. Must not block: a sink
     /// without room counts the frame as lost.
     fn record(&self, port: usize, now: u64, frame: &[u8], verdict: Verdict);
+
+    /// [`CaptureSink::record`] for a frame of `len` bytes of which only
+    /// `data` (its start) is at hand, e.g. a frame dropped before it was
+    /// read; a sink records `data` with the original length `len`.
+    fn record_part(&self, port: usize, now: u64, data: &[u8], len: usize, verdict: Verdict) {
+        let _ = len;
+        self.record(port, now, data, verdict);
+    }
 }
 
 /// Capture counters ([`CaptureRing::stats`]).
@@ -319,6 +331,10 @@ impl<const N: usize> CaptureRing<N> {
 
 impl<const N: usize> CaptureSink for CaptureRing<N> {
     fn record(&self, port: usize, now: u64, frame: &[u8], verdict: Verdict) {
+        self.record_part(port, now, frame, frame.len(), verdict);
+    }
+
+    fn record_part(&self, port: usize, now: u64, frame: &[u8], len: usize, verdict: Verdict) {
         let (flags, comment) = match verdict {
             Verdict::Forwarded => (pcapng::FLAG_INBOUND, ""),
             Verdict::Dropped(reason) => (reason.flags(), reason.comment()),
@@ -334,7 +350,7 @@ impl<const N: usize> CaptureSink for CaptureRing<N> {
             interface: port as u32,
             timestamp: res.timestamp(now),
             data,
-            orig_len: frame.len(),
+            orig_len: len.max(data.len()),
             flags,
             comment,
         };

@@ -62,22 +62,23 @@ pub mod vswitch;
 pub use capture::{CaptureRing, CaptureSink, CaptureStats, DropReason, Verdict};
 pub use rate::{Clock, TokenBucket};
 pub use rx_ring::{
-    FrameMeta, GsoKind, MAX_FRAME_SIZE, MAX_GSO_FRAME_SIZE, MIN_FRAME_SIZE, NET_RX_DEPTH,
-    NetRxRing, StoreError,
+    DEFAULT_RING_BYTES, FrameMeta, GsoKind, MAX_FRAME_SIZE, MAX_GSO_FRAME_SIZE, MIN_FRAME_SIZE,
+    NET_RX_BYTES, NET_RX_DEPTH, NetRxRing, Reservation, StoreError,
 };
 pub use vswitch::{
-    BROADCAST, Counter, DEFAULT_VLAN, MAC_TABLE_SIZE, MAX_PORTS, MAX_VLAN, Mac, MacAddr, MacEntry,
-    PortConfig, PortCounters, PortError, PortMask, PortReport, PortStats, SwitchSnapshot, VSwitch,
-    is_group, is_tagged, port_bit,
+    BROADCAST, Counter, DEFAULT_VLAN, Delivery, MAC_TABLE_SIZE, MAX_PORTS, MAX_VLAN, Mac, MacAddr,
+    MacEntry, PortConfig, PortCounters, PortError, PortMask, PortReport, PortStats, Route,
+    SwitchSnapshot, VSwitch, is_group, is_tagged, port_bit,
 };
 
 /// Switch type the hypervisor's virtio-net devices are connected to.
-pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH>;
+pub type NetSwitch = VSwitch<'static, NET_RX_DEPTH, NET_RX_BYTES>;
 
 /// The port rings of the hypervisor switch: `PORT_RX[n]` holds the frames
 /// waiting for VM `n` (producer: [`VSWITCH`]; consumer: VM `n`'s run loop
 /// through [`drain_rx`]).
-pub static PORT_RX: [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] = [const { NetRxRing::new() }; MAX_PORTS];
+pub static PORT_RX: [NetRxRing<NET_RX_DEPTH, NET_RX_BYTES>; MAX_PORTS] =
+    [const { NetRxRing::new() }; MAX_PORTS];
 
 /// Bytes of the hypervisor's capture ring ([`CAPTURE`]): about 80 full
 /// frames; the run loop drains it to the capture file at least every

@@ -1,13 +1,26 @@
-//! [`NetRxRing`]: a lock-free single-producer single-consumer ring of whole
-//! Ethernet frames, one per switch port.
+//! [`NetRxRing`]: a lock-free ring of whole Ethernet frames of any size up
+//! to [`MAX_GSO_FRAME_SIZE`], one per switch port.
 //!
-//! The producer is the [`VSwitch`](super::VSwitch) (during some VM's TX
-//! exit, serialized by the switch's lock); the consumer is the destination
-//! VM's run loop, which moves frames into the guest's RX virtqueue.
+//! The producers are the senders' transmit paths (one at a time: each
+//! store or [`Reservation`] holds the ring's producer flag); the consumer
+//! is the destination VM's run loop, which moves frames into the guest's
+//! RX virtqueue.
 //!
 //! # Capacity
-//! Head and tail are free-running counters, so a ring of `N` slots holds
-//! exactly `N` frames (no slot is sacrificed to tell full from empty).
+//! A ring holds at most `N` frames and `B` bytes of frame data. Frame
+//! counters are free-running, so `N` slots hold exactly `N` frames. Data
+//! is stored contiguously, each frame starting on a 64-byte boundary;
+//! a frame that does not fit before the end of the byte area starts at its
+//! beginning instead (the skipped tail counts as used until the frame is
+//! taken). So a ring takes any mix of small and large frames: hundreds of
+//! ACKs, or a handful of 64 KiB segmentation-offload frames.
+//!
+//! # One copy: reserve, fill, commit
+//! [`NetRxRing::reserve`] hands the producer the frame's place in the ring
+//! as a `&mut [u8]` ([`Reservation`]), so a sender copies a frame straight
+//! from its guest's buffers into the receiver's ring; [`Reservation::commit`]
+//! publishes it, dropping the reservation abandons it (nothing is
+//! published). [`NetRxRing::try_store_meta`] is reserve + copy + commit.
 //!
 //! # Peek, then commit
 //! A frame must stay queued while the guest has posted no receive buffer,
@@ -17,18 +30,18 @@
 //!
 //! # Soundness without trusting callers
 //! The single-producer / single-consumer contract is enforced, not merely
-//! documented: each side holds a try-lock flag while it touches a slot. A
-//! second producer (or consumer) that races in finds the flag taken and
-//! backs off (`store` returns false, `take`/`peek_with` return `None`), so
-//! no safe use of the ring can make two contexts access one slot at once.
-//! In the hypervisor neither flag is ever contended: producers are
-//! serialized by the switch lock and each port has one consumer.
+//! documented: each side holds a flag while it touches the ring. A second
+//! producer that races in either waits for the flag ([`NetRxRing::reserve_wait`],
+//! what the switch uses: several senders may target one port) or backs off
+//! (`try_store*` and [`NetRxRing::reserve`] return [`StoreError::Busy`]);
+//! a second consumer backs off (`take`/`peek_with` return `None`). So no
+//! safe use of the ring can make two contexts access one frame's bytes at
+//! once.
 //!
 //! # Memory
-//! Each slot holds a full [`MAX_FRAME_SIZE`] frame plus its length (1516
-//! bytes). The hypervisor's rings ([`PORT_RX`](super::PORT_RX)) are
-//! [`NET_RX_DEPTH`] deep, one per possible VM: about 97 KiB per port in
-//! `.bss`.
+//! The hypervisor's rings ([`PORT_RX`](super::PORT_RX)) are
+//! [`NET_RX_DEPTH`] frames and [`NET_RX_BYTES`] bytes deep, one per
+//! possible VM, in `.bss`.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,17 +58,39 @@ pub const MAX_GSO_FRAME_SIZE: usize = 14 + 65_535;
 /// Smallest frame the switch accepts: an Ethernet header.
 pub const MIN_FRAME_SIZE: usize = 14;
 
-/// Depth of each hypervisor port ring ([`PORT_RX`](super::PORT_RX)): room
-/// for a burst of 64 frames while the destination VM is not running or has
-/// no receive buffers posted.
-pub const NET_RX_DEPTH: usize = 64;
+/// Frames each hypervisor port ring ([`PORT_RX`](super::PORT_RX)) holds at
+/// most, while the destination VM is not running or has no receive
+/// buffers posted (its bytes, [`NET_RX_BYTES`], are usually the limit).
+pub const NET_RX_DEPTH: usize = 256;
+
+/// Bytes of frame data in each hypervisor port ring: six of the largest
+/// segmentation-offload frames, or about 250 full-size frames.
+pub const NET_RX_BYTES: usize = 384 * 1024;
+
+/// Bytes of frame data of a [`NetRxRing`] that does not say: 16 full-size
+/// frames, small enough for a test's stack (and too small for a
+/// segmentation-offload frame, which such a ring refuses as
+/// [`StoreError::BadLength`]).
+pub const DEFAULT_RING_BYTES: usize = 16 * (MAX_FRAME_SIZE + 2) + 16 * 64;
+
+/// The longest frame a ring of `B` bytes takes.
+const fn longest_frame(b: usize) -> usize {
+    let room = b - FRAME_ALIGN;
+    if room < MAX_GSO_FRAME_SIZE {
+        room
+    } else {
+        MAX_GSO_FRAME_SIZE
+    }
+}
 
 /// Why [`NetRxRing::try_store`] did not store a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreError {
-    /// The ring already holds `N` frames.
+    /// The ring already holds `N` frames, or has no room for this frame's
+    /// bytes.
     Full,
-    /// The frame is empty or longer than [`MAX_FRAME_SIZE`].
+    /// The frame is empty or longer than [`MAX_FRAME_SIZE`] (longer than
+    /// [`MAX_GSO_FRAME_SIZE`] for a [`FrameMeta::Gso`] frame).
     BadLength(usize),
     /// Another producer is storing right now (impossible when producers are
     /// serialized, as the switch does).
@@ -135,28 +170,39 @@ impl FrameMeta {
     }
 }
 
-/// One frame slot.
+/// Where one queued frame's bytes are.
+#[derive(Clone, Copy)]
 struct Slot {
-    len: u16,
+    /// Free-running byte position of the frame's first byte.
+    start: usize,
+    len: u32,
     meta: FrameMeta,
-    data: [u8; MAX_FRAME_SIZE],
 }
 
 impl Slot {
     const EMPTY: Slot = Slot {
+        start: 0,
         len: 0,
         meta: FrameMeta::Plain,
-        data: [0; MAX_FRAME_SIZE],
     };
 }
 
-/// A ring of up to `N` whole frames (see the [module docs](self)).
-pub struct NetRxRing<const N: usize> {
+/// Alignment of each frame's first byte in the byte area.
+const FRAME_ALIGN: usize = 64;
+
+/// A ring of up to `N` whole frames in `B` bytes (see the
+/// [module docs](self)).
+pub struct NetRxRing<const N: usize, const B: usize = DEFAULT_RING_BYTES> {
     slots: [UnsafeCell<Slot>; N],
+    data: UnsafeCell<[u8; B]>,
     /// Frames taken so far (advanced only by the consumer).
     head: AtomicUsize,
     /// Frames stored so far (advanced only by the producer).
     tail: AtomicUsize,
+    /// Byte position up to which the consumer has freed the data area.
+    freed: AtomicUsize,
+    /// Byte position where the producer stores next.
+    filled: AtomicUsize,
     /// Held by the one producer while it stores.
     producing: AtomicBool,
     /// Held by the one consumer while it reads or removes the front frame.
@@ -165,16 +211,19 @@ pub struct NetRxRing<const N: usize> {
 
 // SAFETY: slot `i % N` is written only by the producer and only while
 // `i` is outside `head..tail` (free), and read only by the consumer while
-// inside it. The producer publishes a slot with a Release store of `tail`
-// that the consumer observes with an Acquire load; the consumer frees it
-// with a Release store of `head` that the producer observes with an
-// Acquire load. The `producing`/`consuming` try-locks (Acquire on taking,
+// inside it; likewise the bytes of the data area between `freed` and the
+// next store's end are written only by the producer, and the bytes of a
+// queued frame (inside `freed..filled`) only read by the consumer. The
+// producer publishes a frame with a Release store of `tail` that the
+// consumer observes with an Acquire load; the consumer frees it with
+// Release stores of `freed` and `head` that the producer observes with
+// Acquire loads. The `producing`/`consuming` flags (Acquire on taking,
 // Release on giving back) guarantee there is at most one producer and one
-// consumer at any moment, whatever safe code calls. So no slot is ever
-// accessed by two contexts at once, and `Slot` is plain data (`Send`).
-unsafe impl<const N: usize> Sync for NetRxRing<N> {}
+// consumer at any moment, whatever safe code calls. So no slot or byte is
+// ever accessed by two contexts at once, and both are plain data (`Send`).
+unsafe impl<const N: usize, const B: usize> Sync for NetRxRing<N, B> {}
 
-impl<const N: usize> Default for NetRxRing<N> {
+impl<const N: usize, const B: usize> Default for NetRxRing<N, B> {
     fn default() -> Self {
         Self::new()
     }
@@ -189,6 +238,17 @@ impl<'a> SideGuard<'a> {
             .ok()
             .map(|_| SideGuard(flag))
     }
+
+    fn wait_take(flag: &'a AtomicBool) -> Self {
+        loop {
+            if let Some(guard) = Self::try_take(flag) {
+                return guard;
+            }
+            while flag.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
 }
 
 impl Drop for SideGuard<'_> {
@@ -197,14 +257,106 @@ impl Drop for SideGuard<'_> {
     }
 }
 
-impl<const N: usize> NetRxRing<N> {
+/// A frame's place in a ring, reserved by its producer (see the
+/// [module docs](self)): fill [`Reservation::buf`], then
+/// [`Reservation::commit`] it with the frame's metadata. Dropping it publishes nothing. While it lives
+/// no other producer can store into the ring.
+#[must_use = "a reservation publishes nothing until it is committed"]
+pub struct Reservation<'r, const N: usize, const B: usize> {
+    ring: &'r NetRxRing<N, B>,
+    _producer: SideGuard<'r>,
+    tail: usize,
+    start: usize,
+    len: usize,
+}
+
+impl<const N: usize, const B: usize> Reservation<'_, N, B> {
+    /// The frame's bytes in the ring (their previous contents are
+    /// unspecified: fill all of them).
+    pub fn buf(&mut self) -> &mut [u8] {
+        let base = self.ring.data.get().cast::<u8>();
+        // SAFETY: `start % B .. start % B + len` lies inside the B-byte
+        // area (`reserve` placed it so) and in its free part (checked
+        // against `freed` in `reserve`): the consumer does not read it
+        // until `tail` is published by `commit`, and no other producer
+        // writes while we hold `producing`. The slice borrows `self`
+        // mutably, so it cannot outlive the reservation.
+        unsafe { core::slice::from_raw_parts_mut(base.add(self.start % B), self.len) }
+    }
+
+    /// Bytes reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the reservation is for an empty frame (never: `reserve`
+    /// refuses those).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Publishes the frame to the consumer with its `meta`, or refuses it
+    /// (nothing published) if the metadata does not fit the frame or the
+    /// frame is longer than [`MAX_FRAME_SIZE`] without being a
+    /// [`FrameMeta::Gso`] frame.
+    pub fn commit(self, meta: FrameMeta) -> Result<(), StoreError> {
+        check_len(self.len, meta)?;
+        let Some(cell) = self.ring.slots.get(self.tail % N) else {
+            return Err(StoreError::Full); // unreachable: tail % N < N
+        };
+        // SAFETY: slot `tail % N` is free (`reserve` checked `tail - head
+        // < N` with `head` loaded Acquire after the consumer's Release);
+        // the consumer does not read it until `tail` is published below,
+        // and we are the only producer (we hold `producing`).
+        unsafe {
+            *cell.get() = Slot {
+                start: self.start,
+                len: self.len as u32, // len <= MAX_GSO_FRAME_SIZE < u32::MAX
+                meta,
+            };
+        }
+        self.ring
+            .filled
+            .store(self.start + self.len, Ordering::Relaxed);
+        self.ring
+            .tail
+            .store(self.tail.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+}
+
+/// A frame of `len` bytes may be queued with `meta`.
+fn check_len(len: usize, meta: FrameMeta) -> Result<(), StoreError> {
+    let limit = match meta {
+        FrameMeta::Gso { .. } => MAX_GSO_FRAME_SIZE,
+        _ => MAX_FRAME_SIZE,
+    };
+    if len == 0 || len > limit {
+        return Err(StoreError::BadLength(len));
+    }
+    if !meta.fits(len) {
+        return Err(StoreError::BadMeta);
+    }
+    Ok(())
+}
+
+impl<const N: usize, const B: usize> NetRxRing<N, B> {
     /// An empty ring (usable in a `static`).
     pub const fn new() -> Self {
-        const { assert!(N > 0, "a NetRxRing needs at least one slot") };
+        const {
+            assert!(N > 0, "a NetRxRing needs at least one slot");
+            assert!(
+                B >= MAX_FRAME_SIZE + FRAME_ALIGN && B % FRAME_ALIGN == 0,
+                "a NetRxRing must hold a full-size frame"
+            );
+        };
         NetRxRing {
             slots: [const { UnsafeCell::new(Slot::EMPTY) }; N],
+            data: UnsafeCell::new([0; B]),
             head: AtomicUsize::new(0),
             tail: AtomicUsize::new(0),
+            freed: AtomicUsize::new(0),
+            filled: AtomicUsize::new(0),
             producing: AtomicBool::new(false),
             consuming: AtomicBool::new(false),
         }
@@ -215,11 +367,24 @@ impl<const N: usize> NetRxRing<N> {
         N
     }
 
+    /// Bytes of frame data the ring holds at most.
+    pub const fn byte_capacity(&self) -> usize {
+        B
+    }
+
     /// Frames waiting.
     pub fn len(&self) -> usize {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
         tail.wrapping_sub(head).min(N)
+    }
+
+    /// Bytes of the data area in use (frames waiting, with their
+    /// alignment and any skipped tail).
+    pub fn bytes_used(&self) -> usize {
+        let freed = self.freed.load(Ordering::Acquire);
+        let filled = self.filled.load(Ordering::Acquire);
+        filled.wrapping_sub(freed).min(B)
     }
 
     /// True if no frame is waiting (the run loop's fast-path check).
@@ -232,6 +397,66 @@ impl<const N: usize> NetRxRing<N> {
         self.len() >= N
     }
 
+    /// Where a frame of `len` bytes would start if stored after `filled`,
+    /// and whether it fits while the consumer has freed up to `freed`.
+    fn place(filled: usize, freed: usize, len: usize) -> Option<usize> {
+        let aligned = filled.next_multiple_of(FRAME_ALIGN);
+        let offset = aligned % B;
+        let start = if offset + len > B {
+            aligned + (B - offset) // wrap to the start of the area
+        } else {
+            aligned
+        };
+        (start + len - freed <= B).then_some(start)
+    }
+
+    /// Producer side: reserves room for a frame of `len` bytes (at most
+    /// [`MAX_GSO_FRAME_SIZE`], and at most the ring's bytes less 64), or
+    /// says why not. Backs off with
+    /// [`StoreError::Busy`] if another producer holds the ring.
+    pub fn reserve(&self, len: usize) -> Result<Reservation<'_, N, B>, StoreError> {
+        Self::check(len)?;
+        let guard = SideGuard::try_take(&self.producing).ok_or(StoreError::Busy)?;
+        self.reserve_with(guard, len)
+    }
+
+    /// [`NetRxRing::reserve`], waiting for another producer to finish
+    /// instead of backing off (the producer flag is held only while one
+    /// frame is copied in).
+    pub fn reserve_wait(&self, len: usize) -> Result<Reservation<'_, N, B>, StoreError> {
+        Self::check(len)?;
+        self.reserve_with(SideGuard::wait_take(&self.producing), len)
+    }
+
+    fn check(len: usize) -> Result<(), StoreError> {
+        if len == 0 || len > longest_frame(B) {
+            return Err(StoreError::BadLength(len));
+        }
+        Ok(())
+    }
+
+    fn reserve_with<'r>(
+        &'r self,
+        guard: SideGuard<'r>,
+        len: usize,
+    ) -> Result<Reservation<'r, N, B>, StoreError> {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) >= N {
+            return Err(StoreError::Full);
+        }
+        let filled = self.filled.load(Ordering::Relaxed);
+        let freed = self.freed.load(Ordering::Acquire);
+        let start = Self::place(filled, freed, len).ok_or(StoreError::Full)?;
+        Ok(Reservation {
+            ring: self,
+            _producer: guard,
+            tail,
+            start,
+            len,
+        })
+    }
+
     /// Producer side: copies `frame` into the ring, or says why not.
     pub fn try_store(&self, frame: &[u8]) -> Result<(), StoreError> {
         self.try_store_meta(frame, FrameMeta::Plain)
@@ -239,36 +464,13 @@ impl<const N: usize> NetRxRing<N> {
 
     /// Producer side: copies `frame` and its `meta` into the ring, or says
     /// why not (metadata that does not fit the frame is refused, so every
-    /// queued frame's metadata is consistent with it).
+    /// queued frame's metadata is consistent with it; a frame longer than
+    /// [`MAX_FRAME_SIZE`] is accepted only as a [`FrameMeta::Gso`] frame).
     pub fn try_store_meta(&self, frame: &[u8], meta: FrameMeta) -> Result<(), StoreError> {
-        let len = frame.len();
-        if len == 0 || len > MAX_FRAME_SIZE {
-            return Err(StoreError::BadLength(len));
-        }
-        if !meta.fits(len) {
-            return Err(StoreError::BadMeta);
-        }
-        let _producer = SideGuard::try_take(&self.producing).ok_or(StoreError::Busy)?;
-        let tail = self.tail.load(Ordering::Relaxed);
-        let head = self.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) >= N {
-            return Err(StoreError::Full);
-        }
-        let Some(cell) = self.slots.get(tail % N) else {
-            return Err(StoreError::Full); // unreachable: tail % N < N
-        };
-        // Slot `tail % N` is free (`tail - head < N`, `head` loaded with
-        // Acquire after the consumer's Release): the consumer does not read
-        // it until `tail` is published below; the reference covers it only.
-        // SAFETY: we are the only producer (we hold `producing`).
-        let slot = unsafe { &mut *cell.get() };
-        if let Some(dst) = slot.data.get_mut(..len) {
-            dst.copy_from_slice(frame);
-        }
-        slot.len = len as u16; // len <= MAX_FRAME_SIZE < u16::MAX
-        slot.meta = meta;
-        self.tail.store(tail.wrapping_add(1), Ordering::Release);
-        Ok(())
+        check_len(frame.len(), meta)?;
+        let mut place = self.reserve(frame.len())?;
+        place.buf().copy_from_slice(frame);
+        place.commit(meta)
     }
 
     /// Producer side: copies `frame` into the ring; false if the ring is
@@ -302,10 +504,20 @@ impl<const N: usize> NetRxRing<N> {
         // does not write it again until `head` moves past it, which only we
         // do, after `f` has returned and the borrow ended.
         // SAFETY: we are the only consumer (we hold `consuming`).
-        let slot = unsafe { &*cell.get() };
-        let frame = slot.data.get(..usize::from(slot.len)).unwrap_or(&[]);
+        let slot = unsafe { *cell.get() };
+        let base = self.data.get().cast::<u8>();
+        let offset = slot.start % B;
+        let len = (slot.len as usize).min(B - offset);
+        // SAFETY: the frame's bytes `offset..offset + len` lie inside the
+        // area (clamped above; `reserve` placed them so) and were written
+        // before the producer's Release store of `tail` observed above; the
+        // producer does not write them again until `freed` passes them,
+        // which only we do below, after the borrow ended.
+        let frame = unsafe { core::slice::from_raw_parts(base.add(offset), len) };
         let consume = f(frame, slot.meta);
         if consume {
+            self.freed
+                .store(slot.start + slot.len as usize, Ordering::Release);
             self.head.store(head.wrapping_add(1), Ordering::Release);
         }
         Some(consume)
@@ -341,11 +553,13 @@ impl<const N: usize> NetRxRing<N> {
     }
 }
 
-impl<const N: usize> core::fmt::Debug for NetRxRing<N> {
+impl<const N: usize, const B: usize> core::fmt::Debug for NetRxRing<N, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("NetRxRing")
             .field("capacity", &N)
             .field("len", &self.len())
+            .field("bytes", &B)
+            .field("bytes_used", &self.bytes_used())
             .finish()
     }
 }

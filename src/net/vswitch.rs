@@ -76,13 +76,16 @@
 //! same CPU (the hypervisor handles exits with interrupts masked).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 
 use super::capture::{CaptureSink, DropReason, Verdict};
 use super::rate::TokenBucket;
-use super::rx_ring::{FrameMeta, MAX_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing};
+use super::rx_ring::{
+    DEFAULT_RING_BYTES, FrameMeta, MAX_FRAME_SIZE, MAX_GSO_FRAME_SIZE, MIN_FRAME_SIZE, NetRxRing,
+    StoreError,
+};
 use crate::platform::MAX_VMS;
 
 /// Most ports a switch has: one per VM.
@@ -279,9 +282,19 @@ pub enum Counter {
     /// TX frames whose virtio-net header was invalid for them (flags, GSO
     /// fields or checksum position; dropped, never forwarded).
     TxBadHeader,
+    /// Times the port's transmitter waited because the only destination
+    /// of its next frame had a full ring (the frame stayed in the guest's
+    /// TX queue).
+    TxWaited,
+    /// Frames for this port dropped because it took no frame for longer
+    /// than a sender may wait ([`VSwitch::mark_stalled`]).
+    RxStalled,
+    /// Segmentation-offload frames cut into segments in software for
+    /// this port (its driver did not negotiate receiving them whole).
+    RxSegmented,
 }
 
-const COUNTERS: usize = Counter::TxBadHeader as usize + 1;
+const COUNTERS: usize = Counter::RxSegmented as usize + 1;
 
 /// Lock-free counters of one port (see [`Counter`]).
 pub struct PortCounters {
@@ -358,6 +371,9 @@ impl PortCounters {
             tx_rate_paused: self.get(C::TxRatePaused),
             tx_rate_dropped: self.get(C::TxRateDropped),
             tx_bad_header: self.get(C::TxBadHeader),
+            tx_waited: self.get(C::TxWaited),
+            rx_stalled: self.get(C::RxStalled),
+            rx_segmented: self.get(C::RxSegmented),
         }
     }
 }
@@ -392,6 +408,9 @@ pub struct PortStats {
     pub tx_rate_paused: u64,
     pub tx_rate_dropped: u64,
     pub tx_bad_header: u64,
+    pub tx_waited: u64,
+    pub rx_stalled: u64,
+    pub rx_segmented: u64,
 }
 
 impl PortStats {
@@ -410,6 +429,7 @@ impl PortStats {
             self.tx_vlan,
             self.tx_rate_dropped,
             self.tx_bad_header,
+            self.rx_stalled,
         ]
         .iter()
         .fold(0u64, |sum, n| sum.saturating_add(*n))
@@ -431,7 +451,8 @@ impl fmt::Display for PortStats {
         writeln!(
             f,
             "  drops: too-short {} too-long {} malformed {} mac-lock {} vlan {} vlan-tagged {} \
-             rate {} no-destination {} ring-full {} no-room {} write-failed {} bad-header {}",
+             rate {} no-destination {} ring-full {} no-room {} write-failed {} bad-header {} \
+             rx-stalled {}",
             self.tx_too_short,
             self.tx_too_long,
             self.tx_malformed,
@@ -443,12 +464,14 @@ impl fmt::Display for PortStats {
             self.rx_ring_full,
             self.rx_no_room,
             self.rx_write_failed,
-            self.tx_bad_header
+            self.tx_bad_header,
+            self.rx_stalled
         )?;
         write!(
             f,
-            "  tx paused by the rate limit {} times",
-            self.tx_rate_paused
+            "  tx paused by the rate limit {} times, waited for a full receiver {} times; \
+             segmented for this port {}",
+            self.tx_rate_paused, self.tx_waited, self.rx_segmented
         )
     }
 }
@@ -567,8 +590,8 @@ impl State {
 /// An L2 learning switch over the port rings `rings` (see the
 /// [module docs](self)). The hypervisor's instance is
 /// [`VSWITCH`](super::VSWITCH); tests build their own.
-pub struct VSwitch<'r, const N: usize> {
-    rings: &'r [NetRxRing<N>],
+pub struct VSwitch<'r, const N: usize, const B: usize = DEFAULT_RING_BYTES> {
+    rings: &'r [NetRxRing<N, B>],
     state: Mutex<State>,
     counters: [PortCounters; MAX_PORTS],
     /// Where captured frames go, if this switch can capture.
@@ -578,12 +601,18 @@ pub struct VSwitch<'r, const N: usize> {
     /// Per port: counter value at which its paused transmitter should be
     /// retried (`u64::MAX`: not paused).
     tx_retry: [AtomicU64; MAX_PORTS],
+    /// Per port: the ports whose transmitters wait for room in its ring.
+    waiters: [AtomicU32; MAX_PORTS],
+    /// Per port: its receiver stopped taking frames for longer than a
+    /// sender waits ([`VSwitch::mark_stalled`]); frames for it are dropped
+    /// (`rx-stalled`) until it takes one again.
+    stalled: [AtomicBool; MAX_PORTS],
 }
 
-impl<'r, const N: usize> VSwitch<'r, N> {
+impl<'r, const N: usize, const B: usize> VSwitch<'r, N, B> {
     /// A switch with no ports added yet; port `n` will deliver into
     /// `rings[n]` (rings beyond [`MAX_PORTS`] are not used).
-    pub const fn new(rings: &'r [NetRxRing<N>]) -> Self {
+    pub const fn new(rings: &'r [NetRxRing<N, B>]) -> Self {
         VSwitch {
             rings,
             state: Mutex::new(State::new()),
@@ -591,11 +620,13 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             capture: None,
             capture_on: AtomicBool::new(false),
             tx_retry: [const { AtomicU64::new(u64::MAX) }; MAX_PORTS],
+            waiters: [const { AtomicU32::new(0) }; MAX_PORTS],
+            stalled: [const { AtomicBool::new(false) }; MAX_PORTS],
         }
     }
 
     /// [`VSwitch::new`] with a capture sink (capture starts off).
-    pub const fn with_capture(rings: &'r [NetRxRing<N>], sink: &'r dyn CaptureSink) -> Self {
+    pub const fn with_capture(rings: &'r [NetRxRing<N, B>], sink: &'r dyn CaptureSink) -> Self {
         let mut switch = Self::new(rings);
         switch.capture = Some(sink);
         switch
@@ -702,10 +733,14 @@ impl<'r, const N: usize> VSwitch<'r, N> {
         for ring in self.rings {
             ring.clear();
         }
+        for (waiters, stalled) in self.waiters.iter().zip(&self.stalled) {
+            waiters.store(0, Ordering::Relaxed);
+            stalled.store(false, Ordering::Relaxed);
+        }
     }
 
     /// The ring of `port` (its consumer is that VM's run loop).
-    pub fn ring(&self, port: usize) -> Option<&NetRxRing<N>> {
+    pub fn ring(&self, port: usize) -> Option<&NetRxRing<N, B>> {
         self.rings.get(..self.port_capacity())?.get(port)
     }
 
@@ -747,10 +782,12 @@ impl<'r, const N: usize> VSwitch<'r, N> {
     }
 
     /// [`VSwitch::forward_at`] for a frame with metadata (a partial
-    /// checksum), queued with the frame for every destination; each
-    /// receiver completes it or hands it on to its driver. Metadata that
-    /// does not fit the frame is refused by the rings (counted as
-    /// `ring-full`; the virtio-net transmitter validates it first).
+    /// checksum, a segmentation-offload frame), queued with the frame for
+    /// every destination; each receiver completes it or hands it on to its
+    /// driver. Metadata that does not fit the frame is refused by the
+    /// rings (counted as `ring-full`; the virtio-net transmitter validates
+    /// it first). A full ring drops the frame for that port (`ring-full`):
+    /// only [`VSwitch::deliver_with`] can make a sender wait.
     pub fn forward_meta_at(
         &self,
         src_port: usize,
@@ -758,6 +795,39 @@ impl<'r, const N: usize> VSwitch<'r, N> {
         meta: FrameMeta,
         now: u64,
     ) -> PortMask {
+        let max_len = match meta {
+            FrameMeta::Gso { .. } => MAX_GSO_FRAME_SIZE,
+            _ => MAX_FRAME_SIZE,
+        };
+        let Ok(route) = self.route_at(src_port, frame, frame.len(), max_len, now) else {
+            return 0;
+        };
+        let fill = |buf: &mut [u8]| -> Result<FrameMeta, ()> {
+            buf.copy_from_slice(frame);
+            Ok(meta)
+        };
+        match self.deliver_with(src_port, route, frame.len(), now, false, fill) {
+            Ok(Delivery::Queued(mask)) => mask,
+            _ => 0,
+        }
+    }
+
+    /// The forwarding decision for a frame of `len` bytes (at most
+    /// `max_len`) transmitted on `src_port`, of which `head` holds at
+    /// least the first [`MIN_FRAME_SIZE`] bytes (the Ethernet header; the
+    /// frame itself is read only once it has a place, see
+    /// [`VSwitch::deliver_with`]). Learns the source MAC. A frame the
+    /// switch drops here (too short or long, MAC lock, VLAN, no
+    /// destination) is counted and captured (its `head` only) and
+    /// `Err` says why; the caller completes it unread.
+    pub fn route_at(
+        &self,
+        src_port: usize,
+        head: &[u8],
+        len: usize,
+        max_len: usize,
+        now: u64,
+    ) -> Result<Route, DropReason> {
         let mut state = self.state.lock();
         state.clock = state.clock.wrapping_add(1);
         let (Some(Some(config)), Some(counters)) = (
@@ -765,93 +835,248 @@ impl<'r, const N: usize> VSwitch<'r, N> {
             self.counters.get(src_port),
         ) else {
             state.unknown_source = state.unknown_source.saturating_add(1);
-            return 0;
+            return Err(DropReason::NoDestination);
         };
-        let (delivered, verdict) =
-            self.switch_frame(&mut state, src_port, config, counters, frame, meta);
+        let decision = Self::decide(&mut state, src_port, config, counters, head, len, max_len);
+        drop(state);
+        if let Err(reason) = decision {
+            let shown = head.get(..len.min(head.len())).unwrap_or(head);
+            self.capture(src_port, now, shown, len, Verdict::Dropped(reason));
+        }
+        decision
+    }
+
+    fn capture(&self, port: usize, now: u64, data: &[u8], len: usize, verdict: Verdict) {
         // The one cost of capture while it is off: this relaxed load.
         if self.capture_on.load(Ordering::Relaxed)
             && let Some(sink) = self.capture
         {
-            sink.record(src_port, now, frame, verdict);
+            sink.record_part(port, now, data, len, verdict);
         }
-        delivered
     }
 
-    /// The forwarding decision and delivery for a frame of a known port.
-    fn switch_frame(
-        &self,
+    /// The forwarding decision for a frame of a known port; counts drops.
+    fn decide(
         state: &mut State,
         src_port: usize,
         config: PortConfig,
         counters: &PortCounters,
-        frame: &[u8],
-        meta: FrameMeta,
-    ) -> (PortMask, Verdict) {
+        head: &[u8],
+        len: usize,
+        max_len: usize,
+    ) -> Result<Route, DropReason> {
         let drop = |counter: Counter, reason: DropReason| {
             counters.bump(counter);
-            (0, Verdict::Dropped(reason))
+            Err(reason)
         };
-        let len = frame.len();
-        if len < MIN_FRAME_SIZE {
+        if len < MIN_FRAME_SIZE || head.len() < MIN_FRAME_SIZE {
             return drop(Counter::TxTooShort, DropReason::TooShort);
         }
-        if len > MAX_FRAME_SIZE {
+        if len > max_len.min(MAX_GSO_FRAME_SIZE) {
             return drop(Counter::TxTooLong, DropReason::TooLong);
         }
         let mut dst: MacAddr = [0; 6];
         let mut src: MacAddr = [0; 6];
-        dst.copy_from_slice(frame.get(0..6).unwrap_or(&[0; 6]));
-        src.copy_from_slice(frame.get(6..12).unwrap_or(&[0; 6]));
+        dst.copy_from_slice(head.get(0..6).unwrap_or(&[0; 6]));
+        src.copy_from_slice(head.get(6..12).unwrap_or(&[0; 6]));
         if config.mac_lock.is_some_and(|own| own != src) {
             return drop(Counter::TxMacLock, DropReason::MacLock);
         }
-        if is_tagged(frame) {
+        if is_tagged(head) {
             return drop(Counter::TxVlanTagged, DropReason::VlanTagged);
         }
         let vlan = config.vlan;
-        counters.frame(Counter::TxFrames, Counter::TxBytes, len);
         if !is_group(&src) {
             state.learn(src, vlan, src_port);
         }
         let members = state.vlan_mask(vlan);
-        let targets = if is_group(&dst) {
-            members
+        let (targets, flooded) = if is_group(&dst) {
+            (members, true)
         } else {
             match state.lock_owner(&dst) {
                 // The address belongs to a port of another VLAN.
                 Some(port) if state.vlan_of(port) != Some(vlan) => {
                     return drop(Counter::TxVlan, DropReason::Vlan);
                 }
-                Some(port) => port_bit(port),
-                None => state.lookup(Some(vlan), &dst).map_or(members, port_bit),
+                Some(port) => (port_bit(port), false),
+                None => state
+                    .lookup(Some(vlan), &dst)
+                    .map_or((members, true), |port| (port_bit(port), false)),
             }
-        } & members
-            & !port_bit(src_port);
+        };
+        let targets = targets & members & !port_bit(src_port);
         if targets == 0 {
+            counters.frame(Counter::TxFrames, Counter::TxBytes, len);
             return drop(Counter::TxNoDestination, DropReason::NoDestination);
         }
-        let mut delivered = 0;
-        for (port, ring) in self.rings.iter().enumerate().take(self.port_capacity()) {
-            if targets & port_bit(port) == 0 {
-                continue;
-            }
-            let Some(dest) = self.counters.get(port) else {
+        let mut eth = [0u8; MIN_FRAME_SIZE];
+        eth.copy_from_slice(head.get(..MIN_FRAME_SIZE).unwrap_or(&[0; MIN_FRAME_SIZE]));
+        Ok(Route {
+            targets,
+            unicast: !flooded && targets.count_ones() == 1,
+            src: src_port,
+            head: eth,
+        })
+    }
+
+    /// Delivers a frame of `len` bytes that [`VSwitch::route_at`] routed:
+    /// reserves its place in the first destination's ring, lets `fill`
+    /// copy the frame there (once, from wherever it is, with no switch
+    /// lock held) and say what metadata it is queued with, copies it into
+    /// the other destinations' rings (a flood), then publishes it.
+    ///
+    /// A full ring drops the frame for that port (`ring-full`), except
+    /// when `wait` is set and the frame has one destination: then the
+    /// frame is not read and [`Delivery::Blocked`] asks the caller to keep
+    /// it and try again once the receiver took frames
+    /// ([`VSwitch::take_waiters`] tells the receiver whom to wake), unless
+    /// that receiver is stalled ([`VSwitch::mark_stalled`]): then the frame
+    /// is dropped (`rx-stalled`). `fill`'s error (a frame that turned out
+    /// invalid) publishes nothing and is returned for the caller to count.
+    pub fn deliver_with<E>(
+        &self,
+        src_port: usize,
+        route: Route,
+        len: usize,
+        now: u64,
+        wait: bool,
+        fill: impl FnOnce(&mut [u8]) -> Result<FrameMeta, E>,
+    ) -> Result<Delivery, E> {
+        let ports = self.port_capacity();
+        let mut first = None;
+        let mut rest = 0;
+        for port in (0..ports).filter(|p| route.targets & port_bit(*p) != 0) {
+            let Some(ring) = self.rings.get(port) else {
                 continue;
             };
-            // Serialized by `state`'s lock: this is the ring's only producer.
-            match ring.try_store_meta(frame, meta) {
-                Ok(()) => {
-                    dest.frame(Counter::RxQueuedFrames, Counter::RxQueuedBytes, len);
-                    delivered |= port_bit(port);
+            if first.is_some() {
+                rest |= port_bit(port);
+                continue;
+            }
+            match ring.reserve_wait(len) {
+                Ok(place) => first = Some((port, place)),
+                Err(StoreError::Full) if wait && route.unicast => {
+                    if self.is_stalled(port) {
+                        self.count(port, Counter::RxStalled);
+                        return Ok(self.undelivered(route, len, now, DropReason::Stalled));
+                    }
+                    // Registered before a last look, so a receiver that
+                    // frees room right now still finds us to wake.
+                    self.add_waiter(port, src_port);
+                    match ring.reserve_wait(len) {
+                        Ok(place) => first = Some((port, place)),
+                        Err(_) => return Ok(Delivery::Blocked { port }),
+                    }
                 }
-                Err(_) => dest.bump(Counter::RxRingFull),
+                Err(_) => self.count(port, Counter::RxRingFull),
             }
         }
-        if delivered == 0 {
-            return (0, Verdict::Dropped(DropReason::RingFull));
+        let Some((first_port, mut place)) = first else {
+            return Ok(self.undelivered(route, len, now, DropReason::RingFull));
+        };
+        let meta = fill(place.buf())?;
+        self.count_sent(src_port, len);
+        self.capture(src_port, now, place.buf(), len, Verdict::Forwarded);
+        let mut delivered = 0;
+        for port in (0..ports).filter(|p| rest & port_bit(*p) != 0) {
+            let Some(ring) = self.rings.get(port) else {
+                continue;
+            };
+            // Never waits while holding `place`: two senders flooding in
+            // opposite port order cannot wait for each other.
+            let stored = ring.reserve(len).and_then(|mut copy| {
+                copy.buf().copy_from_slice(place.buf());
+                copy.commit(meta)
+            });
+            match stored {
+                Ok(()) => {
+                    self.count_queued(port, len);
+                    delivered |= port_bit(port);
+                }
+                Err(_) => self.count(port, Counter::RxRingFull),
+            }
         }
-        (delivered, Verdict::Forwarded)
+        match place.commit(meta) {
+            Ok(()) => {
+                self.count_queued(first_port, len);
+                delivered |= port_bit(first_port);
+            }
+            Err(_) => self.count(first_port, Counter::RxRingFull),
+        }
+        Ok(if delivered == 0 {
+            Delivery::Dropped(DropReason::RingFull)
+        } else {
+            Delivery::Queued(delivered)
+        })
+    }
+
+    /// A routed frame no port could take: counted as sent, captured with
+    /// its header only.
+    fn undelivered(&self, route: Route, len: usize, now: u64, reason: DropReason) -> Delivery {
+        self.count_sent(route.src, len);
+        self.capture(route.src, now, &route.head, len, Verdict::Dropped(reason));
+        Delivery::Dropped(reason)
+    }
+
+    fn count(&self, port: usize, counter: Counter) {
+        if let Some(c) = self.counters.get(port) {
+            c.bump(counter);
+        }
+    }
+
+    fn count_sent(&self, port: usize, len: usize) {
+        if let Some(c) = self.counters.get(port) {
+            c.frame(Counter::TxFrames, Counter::TxBytes, len);
+        }
+    }
+
+    fn count_queued(&self, port: usize, len: usize) {
+        if let Some(c) = self.counters.get(port) {
+            c.frame(Counter::RxQueuedFrames, Counter::RxQueuedBytes, len);
+        }
+        // A receiver that gets frames again is no longer stalled for
+        // others only once it takes them (`take_waiters`).
+    }
+
+    fn add_waiter(&self, port: usize, waiter: usize) {
+        if let Some(w) = self.waiters.get(port) {
+            w.fetch_or(port_bit(waiter), Ordering::AcqRel);
+        }
+    }
+
+    /// Receiver side, after `port`'s consumer took frames from its ring:
+    /// the port is no longer stalled, and the ports whose transmitters
+    /// waited for room in it are returned (and forgotten) to be woken.
+    pub fn take_waiters(&self, port: usize) -> PortMask {
+        if let Some(flag) = self.stalled.get(port) {
+            flag.store(false, Ordering::Relaxed);
+        }
+        self.waiters
+            .get(port)
+            .map_or(0, |w| w.swap(0, Ordering::AcqRel))
+    }
+
+    /// Ports whose transmitters wait for room in `port`'s ring.
+    pub fn waiters(&self, port: usize) -> PortMask {
+        self.waiters
+            .get(port)
+            .map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// Sender side: `port`'s receiver took no frame for longer than a
+    /// sender may wait; until it takes one again, frames that would wait
+    /// for it are dropped and counted (`rx-stalled`) instead.
+    pub fn mark_stalled(&self, port: usize) {
+        if let Some(flag) = self.stalled.get(port) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `port` is marked stalled ([`VSwitch::mark_stalled`]).
+    pub fn is_stalled(&self, port: usize) -> bool {
+        self.stalled
+            .get(port)
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     /// A consistent copy of the switch state and counters, for printing
@@ -882,13 +1107,41 @@ impl<'r, const N: usize> VSwitch<'r, N> {
     }
 }
 
-impl<const N: usize> fmt::Debug for VSwitch<'_, N> {
+impl<const N: usize, const B: usize> fmt::Debug for VSwitch<'_, N, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VSwitch")
             .field("ports", &self.port_capacity())
             .field("ring_depth", &N)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a frame goes ([`VSwitch::route_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The destination ports (never empty, never the source).
+    pub targets: PortMask,
+    /// One known destination (not a flood): the frame may wait for it.
+    pub unicast: bool,
+    /// The source port.
+    pub src: usize,
+    /// The frame's Ethernet header (what the decision was made on).
+    pub head: [u8; MIN_FRAME_SIZE],
+}
+
+/// What [`VSwitch::deliver_with`] did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for these ports.
+    Queued(PortMask),
+    /// Dropped (counted), for this reason.
+    Dropped(DropReason),
+    /// The only destination's ring is full: the frame was not read; keep
+    /// it and retry once `port` took frames.
+    Blocked {
+        /// The destination waited for.
+        port: usize,
+    },
 }
 
 /// One port in a [`SwitchSnapshot`].

@@ -237,6 +237,10 @@ impl CaptureSink for Recorder {
             .unwrap()
             .push((port, now, frame.len(), verdict));
     }
+
+    fn record_part(&self, port: usize, now: u64, _data: &[u8], len: usize, verdict: Verdict) {
+        self.0.lock().unwrap().push((port, now, len, verdict));
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::*;
 use crate::devices::Device;
 use crate::devices::attach_virtio_net_to;
 use crate::loader::{BootPlan, IMAGE_MAGIC, ImageHeader, Segment, StagedImages, plan_boot};
-use crate::net::{NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch};
+use crate::net::{NET_RX_BYTES, NET_RX_DEPTH, NetRxRing, NetSwitch, PortConfig, VSwitch};
 use crate::platform::{
     GUEST_RAM_SIZE, INTID_VIRT_TIMER, RAM_BASE, VIRTIO_BLK_SLOT, VIRTIO_NET_SLOT, virtio_slot,
 };
@@ -66,9 +66,11 @@ fn boot_image() -> (BootPlan, BootImage) {
 }
 
 fn switch() -> &'static NetSwitch {
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; 4] =
-        Box::leak(Box::new([const { NetRxRing::new() }; 4]));
-    Box::leak(Box::new(VSwitch::new(rings)))
+    // One ring at a time: the rings are large, an array of them would be
+    // built on the test's stack first.
+    let rings: Vec<NetRxRing<NET_RX_DEPTH, NET_RX_BYTES>> =
+        (0..4).map(|_| NetRxRing::new()).collect();
+    Box::leak(Box::new(VSwitch::new(Box::leak(rings.into_boxed_slice()))))
 }
 
 /// VM 1 as `launch` builds it: loaded images, a PL011, a virtio-blk disk

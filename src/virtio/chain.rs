@@ -318,6 +318,15 @@ impl Reader<'_> {
         Ok(n)
     }
 
+    /// Copies up to `buf.len()` bytes into `buf` without moving the
+    /// cursor (the next read starts at the same place); returns how many.
+    pub fn peek_into(&mut self, buf: &mut [u8]) -> Result<usize, BufferError> {
+        let saved = *self.cursor;
+        let read = self.read_into(buf);
+        *self.cursor = saved;
+        read
+    }
+
     /// Fills all of `buf`, or reads nothing and returns
     /// [`BufferError::TooShort`].
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), BufferError> {
@@ -547,6 +556,17 @@ impl<'c> Chain<'c> {
     pub fn complete(mut self) -> u32 {
         let len = self.write.done;
         self.publish(len)
+    }
+
+    /// Gives the chain back to the available ring untouched: it is not
+    /// completed, and the next pop of this queue returns it again (the
+    /// driver cannot tell it was looked at). Only the chain popped last can
+    /// be put back, and this is the one: a chain borrows its queue until
+    /// it is finished. Nothing may have been written into it.
+    pub fn put_back(mut self) {
+        self.completed = true;
+        self.queue.rewind(1);
+        bump(&mut self.stats.put_back);
     }
 
     /// Returns the chain with used length 0, whatever was written: a

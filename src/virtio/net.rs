@@ -156,8 +156,9 @@ use crate::mmio::DeviceContext;
 #[cfg(doc)]
 use crate::net::VSwitch;
 use crate::net::{
-    Clock, Counter, MAX_FRAME_SIZE, Mac, MacAddr, NET_RX_DEPTH, NetRxRing, NetSwitch, PortMask,
-    PortStats, TokenBucket, VSWITCH,
+    Clock, Counter, Delivery, FrameMeta, MAX_FRAME_SIZE, MAX_GSO_FRAME_SIZE, MAX_PORTS,
+    MIN_FRAME_SIZE, Mac, MacAddr, NET_RX_BYTES, NET_RX_DEPTH, NetRxRing, NetSwitch, PortMask,
+    PortStats, TokenBucket, VSWITCH, port_bit,
 };
 
 /// The receive queue.
@@ -275,7 +276,18 @@ pub struct VirtioNet {
     clock: Option<Clock>,
     /// The transmit rate limit, if any.
     bucket: Option<TokenBucket>,
+    /// Since when the transmitter waits for room at a destination.
+    waiting_since: Option<u64>,
 }
+
+/// How long a transmitter waits for a receiver that takes no frames
+/// before that receiver's frames are dropped (`rx-stalled`), in
+/// milliseconds.
+pub const STALL_MS: u64 = 100;
+
+/// How often a waiting transmitter looks again even if no receiver woke
+/// it, in milliseconds.
+pub const WAIT_POLL_MS: u64 = 5;
 
 /// What one [`drain_rx`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -309,6 +321,7 @@ impl VirtioNet {
             features: None,
             clock: None,
             bucket: None,
+            waiting_since: None,
         }
     }
 
@@ -355,7 +368,7 @@ impl VirtioNet {
     }
 
     /// This device's port ring (frames waiting for the guest).
-    pub fn rx_ring(&self) -> Option<&'static NetRxRing<NET_RX_DEPTH>> {
+    pub fn rx_ring(&self) -> Option<&'static NetRxRing<NET_RX_DEPTH, NET_RX_BYTES>> {
         self.switch.ring(self.port)
     }
 
@@ -389,77 +402,153 @@ impl VirtioNet {
         }
     }
 
-    /// Reads one TX packet into `frame` and validates its header against
-    /// it; returns the frame length and the header. The chain is completed
-    /// either way.
-    fn receive_tx(
-        tx: TxChain<'_, HeaderPending>,
-        frame: &mut [u8; MAX_FRAME_SIZE],
-        csum: bool,
-    ) -> Result<(usize, TxHeader), TxError> {
-        let (hdr, ready) = tx.read_header()?;
-        let (len, done) = ready.read_frame(frame)?;
-        done.complete();
-        let header = TxHeader::validate(&hdr, csum, len).map_err(TxError::BadHeader)?;
-        Ok((len, header))
-    }
-
     /// TX notify: forwards every available packet, or as many as the rate
-    /// limit admits (the rest stay in the available ring; see the module
-    /// docs).
+    /// limit admits and the receivers have room for (the rest stay in the
+    /// available ring; see the module docs).
     fn transmit(&mut self, queues: &mut LiveQueues<'_>) {
         let Some(mut tx) = queues.queue::<Transmit>(TX_QUEUE) else {
             return;
         };
         let now = self.clock.map_or(0, |c| c.now());
-        let mut frame = [0u8; MAX_FRAME_SIZE];
-        let csum = self.features.is_some_and(|f| f.contains(feature::CSUM));
         let mut paused = None;
         loop {
             if let Some(bucket) = self.bucket.as_mut()
                 && tx.has_available()
                 && let Err(until) = bucket.admit(now)
             {
+                if self.switch.tx_retry(self.port).is_none() {
+                    self.count(Counter::TxRatePaused);
+                }
                 paused = Some(until);
                 break;
             }
             let Some(chain) = tx.pop() else {
                 break;
             };
-            match Self::receive_tx(chain, &mut frame, csum) {
-                Ok((len, header)) => {
-                    if let Some(bucket) = self.bucket.as_mut() {
-                        bucket.consume(len);
-                    }
-                    let bytes = frame.get_mut(..len).unwrap_or(&mut []);
-                    self.kicked |= match TxFrame::classify(bytes, &header, len) {
-                        Some(FrameKind::Plain(plain)) => {
-                            self.switch.forward_at(self.port, plain.bytes(), now)
-                        }
-                        // Each receiver completes it or hands it on.
-                        Some(FrameKind::NeedsChecksum(partial)) => {
-                            let (bytes, meta) = partial.partial();
-                            self.switch.forward_meta_at(self.port, bytes, meta, now)
-                        }
-                        None => 0, // unreachable: validated for `len`
-                    };
-                }
-                Err(TxError::BadHeader(_)) => self.count(Counter::TxBadHeader),
-                Err(TxError::TooLong { .. }) => self.count(Counter::TxTooLong),
-                Err(_) => self.count(Counter::TxMalformed),
+            if let Some(retry) = self.send(chain, now) {
+                paused = Some(retry);
+                break;
             }
-        }
-        if paused.is_some() && self.switch.tx_retry(self.port).is_none() {
-            self.count(Counter::TxRatePaused);
         }
         self.switch.set_tx_retry(self.port, paused);
     }
 
+    /// Sends one TX packet; returns when to try again if it has to wait
+    /// for room at its destination (it is then back in the available
+    /// ring).
+    fn send(&mut self, chain: TxChain<'_, HeaderPending>, now: u64) -> Option<u64> {
+        let (hdr, mut ready) = match chain.read_header() {
+            Ok(read) => read,
+            Err(e) => {
+                self.count_tx_error(e);
+                return None;
+            }
+        };
+        let len = ready.frame_len() as usize;
+        let mut head = [0u8; MIN_FRAME_SIZE];
+        let seen = match ready.peek_frame(&mut head) {
+            Ok(n) => n,
+            Err(e) => {
+                ready.discard();
+                self.count_tx_error(e);
+                return None;
+            }
+        };
+        let max_len = if hdr.gso_type == offload::GSO_NONE {
+            MAX_FRAME_SIZE
+        } else {
+            MAX_GSO_FRAME_SIZE
+        };
+        let head = head.get(..seen).unwrap_or(&[]);
+        let Ok(route) = self.switch.route_at(self.port, head, len, max_len, now) else {
+            // Dropped by the switch (counted there).
+            ready.discard();
+            return None;
+        };
+        let csum = self.features.is_some_and(|f| f.contains(feature::CSUM));
+        let mut chain = Some(ready);
+        let fill = |buf: &mut [u8]| -> Result<FrameMeta, TxError> {
+            let Some(ready) = chain.take() else {
+                return Err(TxError::TooLong { len: len as u32 }); // unreachable
+            };
+            let (n, done) = ready.read_frame(buf)?;
+            done.complete();
+            // The guest may have rewritten its buffer since the switch saw
+            // the addresses: the copy must be what was routed.
+            if n != buf.len() || buf.get(..head.len()) != Some(head) {
+                return Err(TxError::Changed);
+            }
+            let header = TxHeader::validate(&hdr, csum, n).map_err(TxError::BadHeader)?;
+            match TxFrame::classify(buf, &header, n) {
+                Some(FrameKind::Plain(_)) => Ok(FrameMeta::Plain),
+                // Each receiver completes it or hands it on.
+                Some(FrameKind::NeedsChecksum(partial)) => Ok(partial.partial().1),
+                None => Err(TxError::Changed), // unreachable: validated for `n`
+            }
+        };
+        let delivery = self
+            .switch
+            .deliver_with(self.port, route, len, now, true, fill);
+        // Not read (blocked or dropped for want of room): give it back or
+        // complete it.
+        let unread = chain.take();
+        match delivery {
+            Ok(Delivery::Queued(ports)) => {
+                self.kicked |= ports;
+                self.waiting_since = None;
+                if let Some(bucket) = self.bucket.as_mut() {
+                    bucket.consume(len);
+                }
+            }
+            Ok(Delivery::Dropped(_)) => {
+                self.waiting_since = None;
+                if let Some(rest) = unread {
+                    rest.discard();
+                }
+            }
+            Ok(Delivery::Blocked { port }) => {
+                if self.waiting_since.is_none() {
+                    self.count(Counter::TxWaited);
+                }
+                let since = *self.waiting_since.get_or_insert(now);
+                let freq = self.clock.map_or(0, |c| c.freq);
+                let give_up = since.saturating_add(freq / 1000 * STALL_MS);
+                if let Some(rest) = unread {
+                    if now >= give_up {
+                        // The receiver took nothing for the whole bound:
+                        // its frames are dropped from now on (`rx-stalled`)
+                        // until it takes one again; this one is retried
+                        // at once and dropped.
+                        self.switch.mark_stalled(port);
+                        self.waiting_since = None;
+                        rest.put_back();
+                        return Some(now);
+                    }
+                    rest.put_back();
+                }
+                return Some(give_up.min(now.saturating_add(freq / 1000 * WAIT_POLL_MS)));
+            }
+            Err(e) => {
+                self.waiting_since = None;
+                self.count_tx_error(e);
+            }
+        }
+        None
+    }
+
+    fn count_tx_error(&self, e: TxError) {
+        self.count(match e {
+            TxError::BadHeader(_) => Counter::TxBadHeader,
+            TxError::TooLong { .. } => Counter::TxTooLong,
+            _ => Counter::TxMalformed,
+        });
+    }
+
     /// Moves frames from `ring` into RX buffers while both last; returns
     /// (delivered, dropped).
-    fn inject<const N: usize>(
+    fn inject<const N: usize, const B: usize>(
         &mut self,
-        ring: &NetRxRing<N>,
+        ring: &NetRxRing<N, B>,
         queues: &mut LiveQueues<'_>,
     ) -> (u32, u32) {
         let Some(mut rx) = queues.queue::<Receive>(RX_QUEUE) else {
@@ -553,6 +642,14 @@ impl VirtioNet {
                 break;
             }
         }
+        if delivered + dropped > 0 {
+            // Room again: wake the senders that waited for it.
+            let waiters = self.switch.take_waiters(self.port);
+            for port in (0..MAX_PORTS).filter(|p| waiters & port_bit(*p) != 0) {
+                self.switch.set_tx_retry(port, Some(0));
+            }
+            self.kicked |= waiters;
+        }
         (delivered, dropped)
     }
 }
@@ -566,9 +663,9 @@ impl VirtioNet {
 ///
 /// Call it from the run loop before entering the VM, and after the VM's
 /// CPU was kicked because [`VSwitch::forward`] delivered to its port.
-pub fn drain_rx<const N: usize>(
+pub fn drain_rx<const N: usize, const B: usize>(
     transport: &mut VirtioMmioTransport<VirtioNet>,
-    ring: &NetRxRing<N>,
+    ring: &NetRxRing<N, B>,
     ctx: &mut DeviceContext<'_>,
 ) -> DrainOutcome {
     if ring.is_empty() {
@@ -685,6 +782,7 @@ impl VirtioDevice for VirtioNet {
     /// (see the module docs), and kicks not yet taken are kept.
     fn reset(&mut self) {
         self.features = None;
+        self.waiting_since = None;
         self.switch.set_tx_retry(self.port, None);
     }
 }

@@ -85,6 +85,9 @@ pub struct QueueStats {
     pub chains_completed: u64,
     /// Of those, chains a backend dropped without calling `complete`.
     pub completed_on_drop: u64,
+    /// Chains a backend gave back to the available ring untouched, to take
+    /// again later (a transmitter waiting for room at its destination).
+    pub put_back: u64,
     /// Malformed chains, completed with length 0.
     pub malformed: MalformedStats,
     /// `avail.idx` jumps larger than the queue size (each faults the queue).

@@ -72,7 +72,7 @@ pub fn net_rx_ring_seed() -> TestResult {
 
 /// The seed's "VSwitch Test" body, all 6 assertions, on any switch with at
 /// least two ports (their rings must hold at least one frame).
-pub fn vswitch_seed_on<const N: usize>(sw: &VSwitch<'_, N>) -> TestResult {
+pub fn vswitch_seed_on<const N: usize, const B: usize>(sw: &VSwitch<'_, N, B>) -> TestResult {
     // Setup: register 2 ports (open: the test sends from arbitrary MACs).
     sw.reset();
     check!(sw.add_port(0, PortConfig::OPEN).is_ok());

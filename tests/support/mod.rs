@@ -466,10 +466,12 @@ impl XorShift {
 
 /// A fresh switch over its own (leaked) rings.
 pub fn new_switch() -> &'static hypervisor::net::NetSwitch {
-    use hypervisor::net::{MAX_PORTS, NET_RX_DEPTH, NetRxRing, VSwitch};
-    let rings: &'static [NetRxRing<NET_RX_DEPTH>; MAX_PORTS] =
-        Box::leak(Box::new([const { NetRxRing::new() }; MAX_PORTS]));
-    Box::leak(Box::new(VSwitch::new(rings)))
+    use hypervisor::net::{MAX_PORTS, NET_RX_BYTES, NET_RX_DEPTH, NetRxRing, VSwitch};
+    // One ring at a time: the rings are large, an array of them would be
+    // built on the test's stack first.
+    let rings: Vec<NetRxRing<NET_RX_DEPTH, NET_RX_BYTES>> =
+        (0..MAX_PORTS).map(|_| NetRxRing::new()).collect();
+    Box::leak(Box::new(VSwitch::new(Box::leak(rings.into_boxed_slice()))))
 }
 
 /// VM `vm`'s virtio-net device in its slot on `sw` (port added with its

@@ -46,6 +46,10 @@ pub enum TxError {
     Memory(BufferError),
     /// The header is invalid for the frame (see [`TxHeader::validate`](super::TxHeader::validate)).
     BadHeader(HeaderError),
+    /// The guest changed the frame while it was being forwarded (its
+    /// addresses differ from those the switch routed by, or it got
+    /// shorter).
+    Changed,
 }
 
 impl fmt::Display for TxError {
@@ -60,6 +64,7 @@ impl fmt::Display for TxError {
             TxError::TooLong { len } => write!(f, "TX frame of {len} bytes is too long"),
             TxError::Memory(e) => write!(f, "TX copy failed: {e}"),
             TxError::BadHeader(e) => write!(f, "TX header refused: {e}"),
+            TxError::Changed => write!(f, "TX frame changed while it was forwarded"),
         }
     }
 }
@@ -142,6 +147,19 @@ impl<'c> TxChain<'c, HeaderPending> {
 }
 
 impl<'c> TxChain<'c, FrameReady> {
+    /// Copies the frame's first `buf.len()` bytes (fewer if it is shorter)
+    /// into `buf` without consuming them; returns how many.
+    pub fn peek_frame(&mut self, buf: &mut [u8]) -> Result<usize, TxError> {
+        self.chain.reader().peek_into(buf).map_err(TxError::Memory)
+    }
+
+    /// Gives the packet back to the guest's available ring untouched (not
+    /// completed): the next pop of the TX queue returns it again. For a
+    /// frame that has to wait for room at its destination.
+    pub fn put_back(self) {
+        self.chain.put_back();
+    }
+
     /// Length of the frame: the readable bytes after the header.
     pub fn frame_len(&mut self) -> u32 {
         self.chain.reader().remaining()
