@@ -29,7 +29,12 @@ _LINES = [
     # The VLAN and rate reasons (after mac-lock) are in newer reports only.
     ("drops", r"  drops: " + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS[:4])
               + r"(?: vlan (?P<vlan>\d+) vlan-tagged (?P<vlan_tagged>\d+) rate (?P<rate>\d+))? "
-              + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS[4:])),
+              + " ".join(rf"{r.replace('_', '-')} (?P<{r}>\d+)" for r in DROP_REASONS[4:])
+              # Header validation and the stalled-receiver bound: newer reports only.
+              + r"(?: bad-header (?P<bad_header>\d+))?(?: rx-stalled (?P<rx_stalled>\d+))?"),
+    # Backpressure: newer reports only; values not used by the bench.
+    ("waits", r"  tx paused by the rate limit \d+ times(?:, waited for a full receiver (?P<waited>\d+) "
+              r"times; segmented for this port (?P<segmented>\d+))?"),
     ("mactable", r"mac table: learned \d+ moved \d+ evicted \d+"),
     ("macentry", rf"  {MAC} port \d+ age \d+"),
     ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),

@@ -47,7 +47,7 @@ class RunConfig:
 
     def __init__(self, args, name, vms=None, vcpus=None, placement=None, append=None,
                  kernel=None, initrd=None, disk="default", smp=None, net_vlans=None,
-                 net_rate_mbit=None, net_capture=None):
+                 net_rate_mbit=None, net_capture=None, vm_append=None):
         self.hv = args.hv
         self.build = args.build
         self.name = name
@@ -59,6 +59,8 @@ class RunConfig:
         self.disk = args.disk if disk == "default" else disk
         self.mem = args.mem
         self.append = args.append if append is None else append
+        # Extra kernel arguments of single VMs: {vm: "args"}.
+        self.vm_append = vm_append or {}
         self.smp = smp or args.smp
         self.qemu = args.qemu
         self.cpu = args.cpu
@@ -69,8 +71,8 @@ class RunConfig:
                               else getattr(args, "net_rate_mbit", ""))
         self.net_capture = net_capture if net_capture is not None else getattr(args, "net_capture", "")
 
-    def bootargs(self):
-        extra = self.append.strip()
+    def bootargs(self, vm=None):
+        extra = " ".join(filter(None, (self.append.strip(), self.vm_append.get(vm, "").strip())))
         return DEFAULT_BOOTARGS + (" " + extra if extra else "")
 
     def prepare(self):
@@ -90,7 +92,7 @@ class RunConfig:
             dtb = os.path.join(self.dir, f"vm{vm}.dtb")
             initrd_end = "none" if not self.initrd else hex(GUEST_INITRD_GPA + initrd_size)
             cmd = [MKDTB, dtb, str(vm), str(self.vcpus), hex(GUEST_INITRD_GPA), initrd_end,
-                   self.bootargs(), hex(self.mem)]
+                   self.bootargs(vm), hex(self.mem)]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 sys.exit(f"hvrun: building {dtb} failed:\n{res.stdout}{res.stderr}")
@@ -428,14 +430,45 @@ def typed(con, vm, command, expect, timeout=60):
     return focus, con.wait_for(vm_line(vm, expect), timeout, since=mark)
 
 
-def net_pair_scenario(args, check, placement):
-    """Two VMs run the guest's `hvtest=net` script: pings both ways, a full
-    1514-byte frame each way, iperf3 with 4 TCP streams for 8 s, then a
-    16 MiB TCP transfer whose md5 must match on both sides; then the
-    console is switched between them."""
-    label = f"2 VMs {placement}"
-    cfg = RunConfig(args, f"multi-vm-{placement}", vms=2, vcpus=1, placement=placement,
-                    append=("hvtest=net hviperf=1 hvtest_iperf=8 " + args.append).strip())
+# What `ethtool -k eth0` shows with every offload the device offers
+# negotiated, and with `virtio_net.csum=0 virtio_net.gso=0`.
+OFFLOADS_ON = {"rx-checksumming": "on", "tx-checksumming": "on", "tcp-segmentation-offload": "on"}
+OFFLOADS_OFF = {"tx-checksumming": "off", "tcp-segmentation-offload": "off"}
+NO_OFFLOAD_ARGS = "virtio_net.csum=0 virtio_net.gso=0"
+
+
+def switch_counters(con, check, label):
+    """Asks for the statistics (Ctrl-\\ s) and returns {port: {counter:
+    value}} from the switch's drop and wait lines, or None."""
+    mark = len(con.buf)
+    con.send(ESCAPE + b"s")
+    if con.wait_for(rb"mac table: learned", 20, since=mark) is None:
+        check.ok(False, f"{label}: Ctrl-\\ s printed the switch counters")
+        return None
+    ports = {}
+    text = con.buf[mark:].decode(errors="replace")
+    for m in re.finditer(r"\[hv\] port (\d+): [^\n]*\n\[hv\]\s+tx [^\n]*\n\[hv\]\s+drops: ([^\n]*)\n"
+                         r"\[hv\]\s+tx paused by the rate limit (\d+) times, waited for a full receiver "
+                         r"(\d+) times; segmented for this port (\d+)", text):
+        drops = {k: int(v) for k, v in re.findall(r"([a-z-]+) (\d+)", m.group(2))}
+        ports[int(m.group(1))] = {"drops": drops, "waited": int(m.group(4)), "segmented": int(m.group(5))}
+    return ports
+
+
+def net_pair_scenario(args, check, placement, vm_append=None, offloads=None):
+    """Two VMs run the guest's `hvtest=net` script: pings both ways over
+    IPv4 and IPv6, a full 1514-byte frame each way, iperf3 with 4 TCP
+    streams for 8 s in each direction, then a 16 MiB TCP transfer whose
+    md5 must match on both sides; the switch must have dropped nothing;
+    then the console is switched between them. `vm_append` gives single
+    VMs extra kernel arguments, `offloads` what each VM's ethtool must
+    show ({vm: {feature: state}})."""
+    label = f"2 VMs {placement}" + (" vm1 without offloads" if vm_append else "")
+    name = f"multi-vm-{placement}" + ("-nooffload" if vm_append else "")
+    cfg = RunConfig(args, name, vms=2, vcpus=1, placement=placement, vm_append=vm_append,
+                    append=("hvtest=net hviperf=1 hvtest_iperf=8 hvtest_iperf_r=1 hvipv6=1 "
+                            + args.append).strip())
+    offloads = offloads or {0: OFFLOADS_ON, 1: OFFLOADS_ON}
     con = Console(cfg.prepare(), os.path.join(cfg.dir, "console.log"))
     try:
         ready = wait_all(con, check, 2, r"GUEST-READY ip=(\S+) nproc=(\d+) ", args.timeout,
@@ -448,6 +481,12 @@ def net_pair_scenario(args, check, placement):
                      f"{label}: vm{vm} eth0 is 10.0.0.{vm + 1} (got {ready[vm].group(1).decode()})")
             check.ok(re.search(vm_line(vm, r"VIRTIO-DEV virtio1 device=0x0001 .*driver=virtio_net"),
                                con.text()) is not None, f"{label}: vm{vm} probed virtio_net virtio1")
+            shown = re.search(vm_line(vm, r"OFFLOADS ([^\r\n]*)"), con.text())
+            got = dict(re.findall(r"([a-z-]+)=(\w+)", shown.group(1).decode())) if shown else {}
+            want = offloads.get(vm, {})
+            check.ok(all(got.get(k) == v for k, v in want.items()),
+                     f"{label}: vm{vm} ethtool -k shows " + ", ".join(f"{k} {v}" for k, v in want.items())
+                     + f" (got {shown.group(1).decode().strip() if shown else 'no OFFLOADS line'})")
         ping = con.wait_for(vm_line(0, r"PING-RESULT (\d+)/5 rtt=(\S+)\r?\n"), 120)
         check.ok(ping is not None and ping.group(1) == b"5", f"{label}: vm0 ping -c 5 10.0.0.2 got 5/5")
         if ping:
@@ -456,14 +495,17 @@ def net_pair_scenario(args, check, placement):
         check.ok(big is not None and big.group(1) == b"3", f"{label}: 1514-byte frames vm0 -> vm1 (ping -s 1472) 3/3")
         big1 = con.wait_for(vm_line(1, r"PING-BIG-FROM-SERVER (\d+)/3\r?\n"), 60)
         check.ok(big1 is not None and big1.group(1) == b"3", f"{label}: 1514-byte frames vm1 -> vm0 3/3")
-        iperf = con.wait_for(vm_line(0, r"IPERF-RESULT rc=(\d+) streams=4 seconds=8 sender_mbps=(\S+) "
-                                        r"receiver_mbps=(\S+) retransmits=(\S+)\r?\n"), 120)
-        check.ok(iperf is not None and iperf.group(1) == b"0" and _positive(iperf.group(3)),
-                 f"{label}: iperf3 -P 4 -t 8 vm0 -> vm1 completed "
-                 f"({iperf.group(0).decode().strip() if iperf else 'no IPERF-RESULT within 120 s'})")
-        if iperf:
-            check.note(f"{label}: iperf3 -P 4: {iperf.group(3).decode()} Mbit/s received, "
-                       f"{iperf.group(4).decode()} retransmits")
+        ping6 = con.wait_for(vm_line(0, r"PING6-RESULT (\d+)/3 rtt=(\S+)\r?\n"), 60)
+        check.ok(ping6 is not None and ping6.group(1) == b"3", f"{label}: vm0 ping6 fd00::2 got 3/3")
+        for suffix, direction in (("", "vm0 -> vm1"), ("-R", "vm1 -> vm0")):
+            iperf = con.wait_for(vm_line(0, rf"IPERF-RESULT{suffix} rc=(\d+) streams=4 seconds=8 "
+                                            r"sender_mbps=(\S+) receiver_mbps=(\S+) retransmits=(\S+)\r?\n"), 120)
+            check.ok(iperf is not None and iperf.group(1) == b"0" and _positive(iperf.group(3)),
+                     f"{label}: iperf3 -P 4 -t 8 {direction} completed "
+                     f"({iperf.group(0).decode().strip() if iperf else 'no IPERF-RESULT within 120 s'})")
+            if iperf:
+                check.note(f"{label}: iperf3 -P 4 {direction}: {iperf.group(3).decode()} Mbit/s received, "
+                           f"{iperf.group(4).decode()} retransmits")
         sent = con.wait_for(vm_line(0, r"NC-SENT bytes=(\d+) md5=([0-9a-f]+) seconds=([\d.]+)\r?\n"), 300)
         recv = con.wait_for(vm_line(1, r"NC-RECV bytes=(\d+) md5=([0-9a-f]+)\r?\n"), 120)
         ok = (sent is not None and recv is not None and int(sent.group(1)) >= 16 << 20
@@ -491,6 +533,15 @@ def net_pair_scenario(args, check, placement):
         check.ok(stats is not None and int(stats.group(1)) > 0 and int(stats.group(2)) > 10000,
                  f"{label}: Ctrl-\\ s prints switch counters (port 1 rx frames "
                  f"{stats.group(2).decode() if stats else '?'})")
+        ports = switch_counters(con, check, label)
+        if ports is not None:
+            drops = {f"port {p} {k}": v for p, c in ports.items() for k, v in c["drops"].items() if v}
+            check.ok(len(ports) == 2 and not drops,
+                     f"{label}: the switch dropped nothing ({drops or 'all drop counters 0'}; "
+                     f"senders waited {sum(c['waited'] for c in ports.values())} times)")
+            if vm_append:
+                seg = ports.get(1, {}).get("segmented", 0)
+                check.ok(seg > 0, f"{label}: the switch segmented {seg} offload frames for vm1")
         check.ok(b"soft lockup" not in con.buf and b"Call trace" not in con.buf,
                  f"{label}: no soft lockup or kernel call trace")
     finally:
@@ -871,6 +922,11 @@ def cmd_test_multi_vm(args):
     if not only or "net" in only:
         for placement in ("timeslice", "per-pcpu"):
             net_pair_scenario(args, check, placement)
+    if not only or "nooffload" in only:
+        # One VM without checksum or segmentation offload: the switch
+        # completes checksums and cuts the other's offload frames for it.
+        net_pair_scenario(args, check, "per-pcpu", vm_append={1: NO_OFFLOAD_ARGS},
+                          offloads={0: OFFLOADS_ON, 1: OFFLOADS_OFF})
     if not only or "busy" in only:
         for placement in ("timeslice", "per-pcpu"):
             busy_neighbour_scenario(args, check, placement)
@@ -1029,7 +1085,7 @@ def main():
     ap.add_argument("--name", default="")
     ap.add_argument("--qemu-extra", default="", help="extra QEMU arguments (e.g. '-s' for gdb)")
     ap.add_argument("--only", default="",
-                    help="test-multi-vm: comma-separated scenarios (net,busy,three,reboot,capture,vlan,rate)")
+                    help="test-multi-vm: comma-separated scenarios (net,nooffload,busy,three,reboot,capture,vlan,rate)")
     ap.add_argument("--net-capture", default="", help="run: write every frame of the switch to this file (pcapng)")
     ap.add_argument("--net-vlans", default="", help="run: access VLAN of each VM's port, e.g. 1,1,2")
     ap.add_argument("--net-rate-mbit", default="", help="run: transmit limit of each VM's port in Mbit/s, e.g. 0,50")
