@@ -575,66 +575,18 @@ impl VirtioNet {
                     // Unreachable: the ring refuses metadata that does
                     // not fit its frame.
                     None => {
+                        Outcome::Dropped(Counter::RxWriteFailed).count(counters, 0);
                         dropped += 1;
-                        if let Some(c) = counters {
-                            c.bump(Counter::RxWriteFailed);
-                        }
                         return true;
                     }
                 };
-                let frame = deliver.frame();
-                if merged {
-                    let counter = match rx.receive_merged(&deliver) {
-                        // Not enough buffers yet: the frame stays.
-                        Err(SpreadError::Waiting) => return false,
-                        Ok(_) => {
-                            delivered += 1;
-                            if let Some(c) = counters {
-                                c.add(Counter::RxBytes, frame.len() as u64);
-                            }
-                            Counter::RxFrames
-                        }
-                        Err(SpreadError::Memory(_)) => {
-                            dropped += 1;
-                            Counter::RxWriteFailed
-                        }
-                        Err(_) => {
-                            dropped += 1;
-                            Counter::RxNoRoom
-                        }
-                    };
-                    if let Some(c) = counters {
-                        c.bump(counter);
-                    }
-                    return true;
+                let outcome = put(&mut rx, &deliver, merged);
+                if let Outcome::Waiting = outcome {
+                    return false; // the frame stays at the front of the ring
                 }
-                // No buffer: the frame stays at the front of the ring.
-                let Some(buffer) = rx.pop() else {
-                    return false;
-                };
-                let result = buffer
-                    .write_header(&deliver.header(1), frame)
-                    .and_then(RxChain::write_frame);
-                let counter = match result {
-                    Ok(done) => {
-                        done.complete();
-                        delivered += 1;
-                        if let Some(c) = counters {
-                            c.add(Counter::RxBytes, frame.len() as u64);
-                        }
-                        Counter::RxFrames
-                    }
-                    Err(RxError::NoRoom { .. }) => {
-                        dropped += 1;
-                        Counter::RxNoRoom
-                    }
-                    Err(RxError::Memory(_)) => {
-                        dropped += 1;
-                        Counter::RxWriteFailed
-                    }
-                };
-                if let Some(c) = counters {
-                    c.bump(counter);
+                match outcome.count(counters, deliver.frame().len()) {
+                    true => delivered += 1,
+                    false => dropped += 1,
                 }
                 true
             });
@@ -651,6 +603,65 @@ impl VirtioNet {
             self.kicked |= waiters;
         }
         (delivered, dropped)
+    }
+}
+
+/// What became of one delivery into the guest.
+enum Outcome {
+    /// Written and completed.
+    Delivered,
+    /// Not enough receive buffers yet: nothing was taken.
+    Waiting,
+    /// Dropped, counted under this counter.
+    Dropped(Counter),
+}
+
+impl Outcome {
+    /// Counts a finished delivery of `len` frame bytes on the port;
+    /// returns true if it was delivered. `Waiting` counts nothing.
+    fn count(self, counters: Option<&crate::net::PortCounters>, len: usize) -> bool {
+        let Some(c) = counters else {
+            return matches!(self, Outcome::Delivered);
+        };
+        match self {
+            Outcome::Delivered => {
+                c.frame(Counter::RxFrames, Counter::RxBytes, len);
+                true
+            }
+            Outcome::Dropped(counter) => {
+                c.bump(counter);
+                false
+            }
+            Outcome::Waiting => false,
+        }
+    }
+}
+
+/// Writes one header + frame into the guest's receive queue: spread over
+/// as many chains as it needs with `MRG_RXBUF` (`merged`), else into one
+/// chain that must hold it all.
+fn put(rx: &mut super::LiveQueue<'_, Receive>, deliver: &Deliverable<'_>, merged: bool) -> Outcome {
+    if merged {
+        return match rx.receive_merged(deliver) {
+            Ok(_) => Outcome::Delivered,
+            Err(SpreadError::Waiting) => Outcome::Waiting,
+            Err(SpreadError::Memory(_)) => Outcome::Dropped(Counter::RxWriteFailed),
+            Err(_) => Outcome::Dropped(Counter::RxNoRoom),
+        };
+    }
+    let Some(buffer) = rx.pop() else {
+        return Outcome::Waiting;
+    };
+    let result = buffer
+        .write_header(&deliver.header(1), deliver.frame())
+        .and_then(RxChain::write_frame);
+    match result {
+        Ok(done) => {
+            done.complete();
+            Outcome::Delivered
+        }
+        Err(RxError::NoRoom { .. }) => Outcome::Dropped(Counter::RxNoRoom),
+        Err(RxError::Memory(_)) => Outcome::Dropped(Counter::RxWriteFailed),
     }
 }
 

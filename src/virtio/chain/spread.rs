@@ -131,7 +131,7 @@ impl<R: QueueRole> LiveQueue<'_, R> {
 /// Most chains one spread (`LiveQueue::spread`, behind
 /// [`LiveQueue::receive_merged`]) fills (a full Ethernet frame in
 /// buffers of 48 bytes or more).
-pub const MAX_SPREAD_CHAINS: usize = 32;
+pub const MAX_SPREAD_CHAINS: usize = 64;
 
 /// Why a spread (`LiveQueue::spread`, behind
 /// [`LiveQueue::receive_merged`]) delivered nothing.
