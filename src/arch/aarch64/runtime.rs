@@ -61,6 +61,12 @@ use super::guest::{self, VmSlot, clean_guest_range};
 use super::world_switch::{ExitKind, enter_guest};
 use super::{capture_file, gic, semihosting, timer, uart, vcpu, vgic_hw};
 
+/// Milliseconds of counter time in `ticks` (counted from the machine's
+/// reset when `ticks` is a counter value).
+pub fn counter_ms(ticks: u64) -> u64 {
+    ticks.saturating_mul(1000) / vcpu::counter_frequency().max(1)
+}
+
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 /// Console input bytes for each VM (producer: pCPU 0's UART handler;
@@ -183,17 +189,7 @@ pub fn pcpu_main(cpu: usize) -> ! {
         core::hint::spin_loop();
     }
     let queue = QUEUES.lock()[cpu].take().unwrap_or_default();
-    let freq = vcpu::counter_frequency().max(1);
-    let my_vms = queue.iter().fold(0u32, |mask, r| mask | (1 << r.vm));
-    let mut m = Machine {
-        cpu,
-        stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
-        loaded: None,
-        my_vms,
-        running_vm: None,
-        woke_others: false,
-    };
-    let mut policy = PcpuPolicy::new(queue, SchedParams::for_frequency(freq));
+    let (mut m, mut policy) = Machine::with_queue(cpu, queue);
     loop {
         match policy.step(&mut m) {
             Step::Ran(r) => {
@@ -209,6 +205,16 @@ pub fn pcpu_main(cpu: usize) -> ! {
             }
         }
     }
+}
+
+/// Runs `queue` on this physical CPU through the same loop as
+/// [`pcpu_main`] until every vCPU in it has stopped, and returns (the
+/// loaded vCPU saved). For the EL2 test image's measurements of the run
+/// loop: its VMs must be created, started and [`register_vm`]-ed on `cpu`,
+/// and no other pCPU may run them.
+pub fn run_until_stopped(cpu: usize, queue: RunQueue) {
+    let (mut m, mut policy) = Machine::with_queue(cpu, queue);
+    while policy.step(&mut m) != Step::AllStopped {}
 }
 
 fn flush_console_idle() {
@@ -371,6 +377,21 @@ fn drain_output(vm: &mut Vm) {
 }
 
 impl Machine {
+    /// The machine side of `cpu` and the policy for its run queue.
+    fn with_queue(cpu: usize, queue: RunQueue) -> (Machine, PcpuPolicy) {
+        let freq = vcpu::counter_frequency().max(1);
+        let my_vms = queue.iter().fold(0u32, |mask, r| mask | (1 << r.vm));
+        let m = Machine {
+            cpu,
+            stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
+            loaded: None,
+            my_vms,
+            running_vm: None,
+            woke_others: false,
+        };
+        (m, PcpuPolicy::new(queue, SchedParams::for_frequency(freq)))
+    }
+
     /// Locks VM `vm`'s slot. Invariant: after boot (the VMs are created
     /// before `STARTED`), a VM's slot is locked only by the pCPU it is
     /// placed on, one slot lock at a time, never across a call into the
@@ -610,6 +631,13 @@ impl PcpuArch for Machine {
             vgic_hw::restore(&vcpu.gic);
         }
         let entered = vcpu::counter();
+        if index == 0 && vm.restarts == 0 && ENTRIES[r.vm][0].load(Ordering::Relaxed) == 0 {
+            crate::hv_println!(
+                "vm{}: first guest entry at {} ms",
+                r.vm,
+                counter_ms(entered)
+            );
+        }
         // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
         // SAFETY: the policy loaded this VM's stage 2 and this vCPU's EL1
         // state (`load`) before entering it, so the guest is confined to
