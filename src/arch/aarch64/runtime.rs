@@ -181,6 +181,12 @@ struct Machine {
     running_vm: Option<usize>,
     /// Something for another vCPU on this pCPU arrived during the run.
     woke_others: bool,
+    /// What the virtual CPU interface holds (`None`: unknown or off); see
+    /// [`crate::vgic::if_writes`].
+    gic_hw: Option<crate::vgic::VcpuIfState>,
+    /// What the EL2 timer is set to (`None`: unknown), so that an unchanged
+    /// deadline is not written again.
+    hyp_timer: Option<Option<u64>>,
 }
 
 /// Runs physical CPU `cpu` forever (pCPU 0 exits QEMU when every VM stopped).
@@ -246,7 +252,10 @@ fn service_interrupts(p: &mut Machine, mut running: Option<(&mut Vm, usize)>) {
             return;
         }
         match intid {
-            INTID_HYP_TIMER => timer::disarm(),
+            INTID_HYP_TIMER => {
+                timer::disarm();
+                p.hyp_timer = Some(None);
+            }
             INTID_VIRT_TIMER => match running.as_mut() {
                 Some((vm, index)) => virtual_timer_fired(vm, *index),
                 // The loaded vCPU's timer fired while the hypervisor was
@@ -388,6 +397,8 @@ impl Machine {
             my_vms,
             running_vm: None,
             woke_others: false,
+            gic_hw: None,
+            hyp_timer: None,
         };
         (m, PcpuPolicy::new(queue, SchedParams::for_frequency(freq)))
     }
@@ -612,6 +623,10 @@ impl PcpuArch for Machine {
     }
 
     fn arm_timer(&mut self, deadline: Option<u64>) {
+        if !crate::sched::hyp_timer_write_needed(self.hyp_timer, deadline) {
+            return;
+        }
+        self.hyp_timer = Some(deadline);
         match deadline {
             Some(deadline) => timer::arm(deadline),
             None => timer::disarm(),
@@ -628,7 +643,7 @@ impl PcpuArch for Machine {
         {
             let vcpu = &mut vm.vcpus[index];
             vm.vgic.flush(index, &mut vcpu.gic);
-            vgic_hw::restore(&vcpu.gic);
+            vgic_hw::restore(&vcpu.gic, &mut self.gic_hw);
         }
         let entered = vcpu::counter();
         if index == 0 && vm.restarts == 0 && ENTRIES[r.vm][0].load(Ordering::Relaxed) == 0 {
@@ -648,11 +663,13 @@ impl PcpuArch for Machine {
         ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
         {
             let vcpu = &mut vm.vcpus[index];
-            vgic_hw::save(&mut vcpu.gic);
+            vgic_hw::save(&mut vcpu.gic, &mut self.gic_hw);
             // The maintenance interrupt is a level that stays asserted
-            // while its condition holds in ICH_HCR_EL2; with the state
-            // saved, turn the interface off until the next entry.
-            vgic_hw::disable();
+            // while its condition holds in ICH_HCR_EL2: with one asserted,
+            // the interface is turned off until the next entry; without,
+            // it keeps the saved state, and an entry after an exit that
+            // changed no interrupt state writes nothing.
+            vgic_hw::after_exit(&mut self.gic_hw);
             vm.vgic.sync(index, &mut vcpu.gic);
         }
         let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
@@ -746,7 +763,7 @@ impl PcpuArch for Machine {
     }
 
     fn idle(&mut self) {
-        vgic_hw::disable();
+        vgic_hw::disable(&mut self.gic_hw);
         // IRQs stay masked at EL2; a pending one still wakes the CPU and is
         // serviced by the loop.
         let slept = vcpu::counter();
