@@ -16,6 +16,16 @@ mod policy_tests;
 
 pub use policy::{Exit, ExitAction, PcpuArch, PcpuPolicy, SchedParams, Step, VcpuStatus};
 
+/// Whether the EL2 timer must be written to fire at `want` (`None`: off)
+/// when it is known to be set to `known` (`None`: unknown, e.g. never
+/// written). The run loop arms it before every entry; an unchanged deadline
+/// is not written again (on QEMU every write of the timer reprograms a host
+/// timer). The timer's own interrupt disarms it, and the run loop records
+/// that, so a deadline that fired is written again when it is asked for.
+pub fn hyp_timer_write_needed(known: Option<Option<u64>>, want: Option<u64>) -> bool {
+    known != Some(want)
+}
+
 /// A vCPU of a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VcpuRef {
@@ -156,6 +166,20 @@ pub fn build_run_queues(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hyp_timer_is_written_only_when_its_setting_changes() {
+        // Unknown: always written, off or armed.
+        assert!(hyp_timer_write_needed(None, None));
+        assert!(hyp_timer_write_needed(None, Some(5)));
+        // Known and asked for again: no write.
+        assert!(!hyp_timer_write_needed(Some(Some(5)), Some(5)));
+        assert!(!hyp_timer_write_needed(Some(None), None));
+        // Any change is written: new deadline, armed -> off, off -> armed.
+        assert!(hyp_timer_write_needed(Some(Some(5)), Some(6)));
+        assert!(hyp_timer_write_needed(Some(Some(5)), None));
+        assert!(hyp_timer_write_needed(Some(None), Some(5)));
+    }
 
     fn v(vm: usize, vcpu: usize) -> VcpuRef {
         VcpuRef { vm, vcpu }

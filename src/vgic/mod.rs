@@ -133,6 +133,7 @@
 //! [`INTID_VGIC_MAINTENANCE`]: crate::platform::INTID_VGIC_MAINTENANCE
 
 mod distributor;
+mod hw_writes;
 mod list_registers;
 mod redistributor;
 mod sgi;
@@ -140,6 +141,7 @@ mod sgi;
 #[cfg(test)]
 mod tests;
 
+pub use hw_writes::{IfWrites, if_writes, keep_enabled_after_exit};
 pub use list_registers::{FlushOutcome, SyncOutcome, VcpuIfState};
 
 use crate::irq::IrqSink;

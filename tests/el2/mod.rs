@@ -5,6 +5,8 @@
 use hypervisor::selftest::Suite;
 
 mod el2_basics;
+mod exit_cost;
+mod exit_cost_suite;
 mod guests;
 mod net_seed;
 mod restart;
@@ -16,6 +18,7 @@ pub static ALL: &[&Suite] = &[
     &vm_basics::SUITE,
     &restart::SUITE,
     &net_seed::SUITE,
+    &exit_cost_suite::SUITE,
 ];
 
 /// Secondary CPUs started by a suite park here unless a suite takes them.

@@ -6,6 +6,9 @@ per frame under the hypervisor, each next to the same guest on plain QEMU
 Setups (every one run --runs times, in alternating order, so that slow drift
 of the machine affects hypervisor and baseline alike):
 
+  exit-cost       VM exit round trips by kind (MMIO read/write, HVC, WFI
+                  woken by the timer) next to a RAM read, in ns of counter
+                  time: a tiny guest through the run loop (hypervisor-exitbench)
   boot-hv         1 VM under the hypervisor: QEMU start -> GUEST-READY, then
                   the hypervisor's VM exits by reason (Ctrl-\\ s)
   boot-plain      the same kernel, initramfs and memory on plain QEMU
@@ -207,6 +210,13 @@ def boot_hv(a, name):
     con = start_console(cfg.prepare(), os.path.join(cfg.dir, "console.log"), a.boot_timeout + 60)
     try:
         res = time_boot(a, con, True)
+        # The hypervisor's counter timestamps (ms since the machine's reset):
+        # its start, VMs built (RAM, images, devices), the first guest entry.
+        m = re.search(rb"boot timing: started at (\d+) ms, VMs built at (\d+) ms", con.buf)
+        e = re.search(rb"vm0: first guest entry at (\d+) ms", con.buf)
+        if m and e:
+            res["hv_start_ms"], res["vms_built_ms"] = int(m.group(1)), int(m.group(2))
+            res["first_entry_ms"] = int(e.group(1))
         # Everything since the hypervisor started; taken right after
         # GUEST-READY (the idle shell adds timer exits until then).
         try:
@@ -228,6 +238,29 @@ def boot_plain(a, name):
         return time_boot(a, con, False)
     finally:
         con.close()
+
+
+def exit_cost(a, name):
+    """Times VM exit round trips by kind: the exit-cost image (a tiny guest
+    through the production run loop, three rounds), median per kind."""
+    d = os.path.join(a.out, "runs", name)
+    os.makedirs(d, exist_ok=True)
+    cmd = ["timeout", "-k", "5", "300", a.qemu, "-M", "virt,virtualization=on,gic-version=3", "-cpu", a.cpu,
+           "-smp", "2", "-m", "2G", "-nographic", "-nic", "none", "-semihosting",
+           "-kernel", a.exitbench, "-append", str(a.exit_iterations)]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=360)
+    out = p.stdout.decode(errors="replace")
+    with open(os.path.join(d, "console.log"), "w") as fh:
+        fh.write(out)
+    if p.returncode != 0:
+        raise RunFailed(f"exit-cost image failed with status {p.returncode} (log: {d}/console.log)")
+    ns = {}
+    for kind, v in re.findall(r"EXIT-COST round=\d+ kind=(\S+) iterations=\d+ ns=(\d+)", out):
+        ns.setdefault(kind, []).append(int(v))
+    if not ns:
+        raise RunFailed(f"no EXIT-COST lines (log: {d}/console.log)")
+    return {"ns": {k: sorted(v)[len(v) // 2] for k, v in ns.items()}, "iterations": a.exit_iterations,
+            "log": os.path.join(d, "console.log")}
 
 
 # ───────────────────────────── a pair ─────────────────────────────
@@ -483,7 +516,7 @@ def pair_plain(a, name):
             c.close()
 
 
-RUNNERS = {"boot-hv": boot_hv, "boot-plain": boot_plain,
+RUNNERS = {"exit-cost": exit_cost, "boot-hv": boot_hv, "boot-plain": boot_plain,
            "pair-timeslice": pair_hv, "pair-per-pcpu": pair_hv, "pair-plain": pair_plain}
 
 
@@ -542,6 +575,8 @@ def host_facts(a):
 
 
 def brief(unit, r):
+    if unit == "exit-cost":
+        return ", ".join(f"{k} {v} ns" for k, v in r["ns"].items())
     if unit.startswith("boot"):
         s = f"GUEST-READY after {r['ready_s']:.2f} s"
         if "hv" in r:
@@ -577,6 +612,8 @@ def main():
     ap.add_argument("--mem", type=lambda s: int(s, 0), default=DEFAULT_MEM, help="guest RAM (bytes)")
     ap.add_argument("--qemu", default="qemu-system-aarch64")
     ap.add_argument("--cpu", default=os.environ.get("QEMU_CPU") or "cortex-a72", help="QEMU -cpu model")
+    ap.add_argument("--exitbench", default="", help="exit-cost image (default: hypervisor-exitbench next to --hv)")
+    ap.add_argument("--exit-iterations", type=int, default=5000, help="round trips per kind and round (default 5000)")
     ap.add_argument("--only", default="", help="comma-separated setups to run (default all)")
     ap.add_argument("--report", default="", metavar="RESULTS_JSON",
                     help="run nothing: print the table and draw the charts again from a results.json")
@@ -587,6 +624,7 @@ def main():
     if a.report:
         return report_again(a)
     a.out = a.out or os.path.join(a.build, "bench")
+    a.exitbench = a.exitbench or os.path.join(os.path.dirname(a.hv), "hypervisor-exitbench")
     a.phases = [p for p in a.phases.split(",") if p]
     # What RunConfig reads from hvrun's argument namespace.
     a.vms, a.vcpus, a.placement, a.disk, a.smp = 1, 1, "timeslice", None, 2
@@ -607,7 +645,7 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
 
-    units = ["boot-hv", "boot-plain", "pair-timeslice", "pair-per-pcpu", "pair-plain"]
+    units = ["exit-cost", "boot-hv", "boot-plain", "pair-timeslice", "pair-per-pcpu", "pair-plain"]
     if a.only:
         units = [u for u in units if u in a.only.split(",")]
     meta = host_facts(a)

@@ -196,9 +196,25 @@ def boot_exits(runs, reps):
     return out
 
 
+def exit_costs(runs):
+    """Exit round trips by kind (ns, medians over the runs) and where the
+    1-VM boot's time goes (the hypervisor's counter timestamps, s)."""
+    ok = [r["result"] for r in runs if r["unit"] == "exit-cost" and r["ok"]]
+    kinds = list(dict.fromkeys(k for r in ok for k in r["ns"]))
+    boots = [r["result"] for r in runs if r["unit"] == "boot-hv" and r["ok"] and "first_entry_ms" in r["result"]]
+    split = {
+        "hv_start_s": summary([b["hv_start_ms"] / 1000 for b in boots]),
+        "startup_s": summary([(b["first_entry_ms"] - b["hv_start_ms"]) / 1000 for b in boots]),
+        "vm_build_s": summary([(b["vms_built_ms"] - b["hv_start_ms"]) / 1000 for b in boots]),
+        "guest_s": summary([b["ready_s"] - b["first_entry_ms"] / 1000 for b in boots]),
+    }
+    return {"ns": {k: summary([r["ns"].get(k) for r in ok]) for k in kinds}, "boot_split": split}
+
+
 def figures(runs, reps, a):
     f = {group: {row.key: row_figures(runs, reps, row) for row in rs} for group, rs in rows(a).items()}
     f["boot_exits"] = boot_exits(runs, reps)
+    f["exit_cost"] = exit_costs(runs)
     return f
 
 
@@ -281,6 +297,16 @@ def table(f, meta, a):
         w("     " + ", ".join(parts))
         w("     (mmio: device registers the hypervisor emulates - UART, virtio, GIC distributor; sysreg: trapped")
         w("     system registers; wfi: the vCPU idles; irq: a physical interrupt while the guest ran; hvc: PSCI)")
+    ec = f.get("exit_cost", {})
+    bs = ec.get("boot_split", {})
+    if bs.get("guest_s", {}).get("n"):
+        w(f"   1-VM boot under the hypervisor, by the counter: hypervisor start at {cell(bs['hv_start_s'])} s; "
+          f"start -> first guest entry {cell(bs['startup_s'])} s")
+        w(f"     (building the VM: {cell(bs['vm_build_s'])} s); first entry -> GUEST-READY {cell(bs['guest_s'])} s")
+    if ec.get("ns"):
+        w("   VM exit round trip, ns of counter time per iteration of a tiny guest's loop (hypervisor-exitbench):")
+        w("     " + ", ".join(f"{k} {cell(v, 0)}" for k, v in ec["ns"].items()))
+        w("     (ram-read: the same loop without an exit; wfi-timer: WFI until the timer armed 1 us before)")
     for p in HV_PAIRS:
         if p in be:
             e = be[p]

@@ -42,6 +42,7 @@ fn staged_bytes(staged: Staged) -> &'static [u8] {
 
 /// Boots the VMs the configuration describes; never returns.
 pub fn boot_from_config() -> ! {
+    let started = vcpu::counter();
     gic::init_distributor();
     gic::init_cpu(0);
     vcpu::init_el2_for_guests();
@@ -91,6 +92,13 @@ pub fn boot_from_config() -> ! {
     runtime::install_console(ConsoleMux::new(console));
     gic::enable_spi(UART_INTID, 0);
 
+    // Counter time since the machine's reset: start-up work (VM RAM,
+    // image copies, devices) is the difference of the two.
+    crate::hv_println!(
+        "hypervisor: boot timing: started at {} ms, VMs built at {} ms",
+        runtime::counter_ms(started),
+        runtime::counter_ms(vcpu::counter())
+    );
     runtime::set_queues(build_run_queues(placement, config.vms, config.vcpus, pcpus));
     for cpu in 1..placement.pcpus_used(config.vms, pcpus).min(MAX_PCPUS) {
         let status = psci_smc::cpu_on(cpu);

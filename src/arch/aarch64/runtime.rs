@@ -61,6 +61,12 @@ use super::guest::{self, VmSlot, clean_guest_range};
 use super::world_switch::{ExitKind, enter_guest};
 use super::{capture_file, gic, semihosting, timer, uart, vcpu, vgic_hw};
 
+/// Milliseconds of counter time in `ticks` (counted from the machine's
+/// reset when `ticks` is a counter value).
+pub fn counter_ms(ticks: u64) -> u64 {
+    ticks.saturating_mul(1000) / vcpu::counter_frequency().max(1)
+}
+
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 /// Console input bytes for each VM (producer: pCPU 0's UART handler;
@@ -175,6 +181,12 @@ struct Machine {
     running_vm: Option<usize>,
     /// Something for another vCPU on this pCPU arrived during the run.
     woke_others: bool,
+    /// What the virtual CPU interface holds (`None`: unknown or off); see
+    /// [`crate::vgic::if_writes`].
+    gic_hw: Option<crate::vgic::VcpuIfState>,
+    /// What the EL2 timer is set to (`None`: unknown), so that an unchanged
+    /// deadline is not written again.
+    hyp_timer: Option<Option<u64>>,
 }
 
 /// Runs physical CPU `cpu` forever (pCPU 0 exits QEMU when every VM stopped).
@@ -183,17 +195,7 @@ pub fn pcpu_main(cpu: usize) -> ! {
         core::hint::spin_loop();
     }
     let queue = QUEUES.lock()[cpu].take().unwrap_or_default();
-    let freq = vcpu::counter_frequency().max(1);
-    let my_vms = queue.iter().fold(0u32, |mask, r| mask | (1 << r.vm));
-    let mut m = Machine {
-        cpu,
-        stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
-        loaded: None,
-        my_vms,
-        running_vm: None,
-        woke_others: false,
-    };
-    let mut policy = PcpuPolicy::new(queue, SchedParams::for_frequency(freq));
+    let (mut m, mut policy) = Machine::with_queue(cpu, queue);
     loop {
         match policy.step(&mut m) {
             Step::Ran(r) => {
@@ -209,6 +211,16 @@ pub fn pcpu_main(cpu: usize) -> ! {
             }
         }
     }
+}
+
+/// Runs `queue` on this physical CPU through the same loop as
+/// [`pcpu_main`] until every vCPU in it has stopped, and returns (the
+/// loaded vCPU saved). For the EL2 test image's measurements of the run
+/// loop: its VMs must be created, started and [`register_vm`]-ed on `cpu`,
+/// and no other pCPU may run them.
+pub fn run_until_stopped(cpu: usize, queue: RunQueue) {
+    let (mut m, mut policy) = Machine::with_queue(cpu, queue);
+    while policy.step(&mut m) != Step::AllStopped {}
 }
 
 fn flush_console_idle() {
@@ -240,7 +252,10 @@ fn service_interrupts(p: &mut Machine, mut running: Option<(&mut Vm, usize)>) {
             return;
         }
         match intid {
-            INTID_HYP_TIMER => timer::disarm(),
+            INTID_HYP_TIMER => {
+                timer::disarm();
+                p.hyp_timer = Some(None);
+            }
             INTID_VIRT_TIMER => match running.as_mut() {
                 Some((vm, index)) => virtual_timer_fired(vm, *index),
                 // The loaded vCPU's timer fired while the hypervisor was
@@ -371,6 +386,23 @@ fn drain_output(vm: &mut Vm) {
 }
 
 impl Machine {
+    /// The machine side of `cpu` and the policy for its run queue.
+    fn with_queue(cpu: usize, queue: RunQueue) -> (Machine, PcpuPolicy) {
+        let freq = vcpu::counter_frequency().max(1);
+        let my_vms = queue.iter().fold(0u32, |mask, r| mask | (1 << r.vm));
+        let m = Machine {
+            cpu,
+            stats_seen: STATS_GENERATION.load(Ordering::Relaxed),
+            loaded: None,
+            my_vms,
+            running_vm: None,
+            woke_others: false,
+            gic_hw: None,
+            hyp_timer: None,
+        };
+        (m, PcpuPolicy::new(queue, SchedParams::for_frequency(freq)))
+    }
+
     /// Locks VM `vm`'s slot. Invariant: after boot (the VMs are created
     /// before `STARTED`), a VM's slot is locked only by the pCPU it is
     /// placed on, one slot lock at a time, never across a call into the
@@ -591,6 +623,10 @@ impl PcpuArch for Machine {
     }
 
     fn arm_timer(&mut self, deadline: Option<u64>) {
+        if !crate::sched::hyp_timer_write_needed(self.hyp_timer, deadline) {
+            return;
+        }
+        self.hyp_timer = Some(deadline);
         match deadline {
             Some(deadline) => timer::arm(deadline),
             None => timer::disarm(),
@@ -607,9 +643,16 @@ impl PcpuArch for Machine {
         {
             let vcpu = &mut vm.vcpus[index];
             vm.vgic.flush(index, &mut vcpu.gic);
-            vgic_hw::restore(&vcpu.gic);
+            vgic_hw::restore(&vcpu.gic, &mut self.gic_hw);
         }
         let entered = vcpu::counter();
+        if index == 0 && vm.restarts == 0 && ENTRIES[r.vm][0].load(Ordering::Relaxed) == 0 {
+            crate::hv_println!(
+                "vm{}: first guest entry at {} ms",
+                r.vm,
+                counter_ms(entered)
+            );
+        }
         // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
         // SAFETY: the policy loaded this VM's stage 2 and this vCPU's EL1
         // state (`load`) before entering it, so the guest is confined to
@@ -620,11 +663,13 @@ impl PcpuArch for Machine {
         ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
         {
             let vcpu = &mut vm.vcpus[index];
-            vgic_hw::save(&mut vcpu.gic);
+            vgic_hw::save(&mut vcpu.gic, &mut self.gic_hw);
             // The maintenance interrupt is a level that stays asserted
-            // while its condition holds in ICH_HCR_EL2; with the state
-            // saved, turn the interface off until the next entry.
-            vgic_hw::disable();
+            // while its condition holds in ICH_HCR_EL2: with one asserted,
+            // the interface is turned off until the next entry; without,
+            // it keeps the saved state, and an entry after an exit that
+            // changed no interrupt state writes nothing.
+            vgic_hw::after_exit(&mut self.gic_hw);
             vm.vgic.sync(index, &mut vcpu.gic);
         }
         let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
@@ -718,7 +763,7 @@ impl PcpuArch for Machine {
     }
 
     fn idle(&mut self) {
-        vgic_hw::disable();
+        vgic_hw::disable(&mut self.gic_hw);
         // IRQs stay masked at EL2; a pending one still wakes the CPU and is
         // serviced by the loop.
         let slept = vcpu::counter();

@@ -19,6 +19,7 @@ pub const EXIT_BAD_INPUT: u32 = 2;
 const SYS_OPEN: u64 = 0x01;
 const SYS_CLOSE: u64 = 0x02;
 const SYS_WRITE: u64 = 0x05;
+const SYS_GET_CMDLINE: u64 = 0x15;
 const SYS_EXIT: u64 = 0x18;
 /// SYS_OPEN mode "wb": create or truncate, binary.
 const MODE_WB: u64 = 5;
@@ -74,6 +75,31 @@ pub fn write(file: HostFile, data: &[u8]) -> bool {
 pub fn close(file: HostFile) -> bool {
     call(SYS_CLOSE, &[file.0]) == 0
 }
+/// The last word of QEMU's semihosting command line as a decimal number
+/// (QEMU passes `<image> <-append text>`); `None` without one.
+pub fn command_line_number() -> Option<u64> {
+    let mut buf = [0u8; 256];
+    let mut block: [u64; 2] = [buf.as_mut_ptr() as u64, buf.len() as u64];
+    let result: u64;
+    // SAFETY: HLT #0xF000 is the semihosting call; QEMU writes at most
+    // `buf.len()` bytes into `buf` and the length back into `block`, both
+    // live stack arrays for the call.
+    unsafe {
+        core::arch::asm!(
+            "hlt #0xf000",
+            inout("x0") SYS_GET_CMDLINE => result,
+            in("x1") block.as_mut_ptr(),
+            options(nostack)
+        );
+    }
+    if result != 0 {
+        return None;
+    }
+    let len = (block[1] as usize).min(buf.len());
+    let text = core::str::from_utf8(&buf[..len]).ok()?;
+    text.split_whitespace().last()?.parse().ok()
+}
+
 const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x20026;
 
 /// Exits QEMU with `status`. Never returns (if semihosting is not enabled,

@@ -6,11 +6,11 @@ use aarch64_cpu::registers::{
     ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2,
     ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2,
     ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_LR10_EL2,
-    ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2, ICH_VMCR_EL2,
-    ICH_VTR_EL2, Readable, Writeable,
+    ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2, ICH_MISR_EL2,
+    ICH_VMCR_EL2, ICH_VTR_EL2, Readable, Writeable,
 };
 
-use crate::vgic::VcpuIfState;
+use crate::vgic::{VcpuIfState, if_writes, keep_enabled_after_exit};
 
 /// ICH_VTR_EL2 of this CPU (number of list registers, priority bits).
 pub fn vtr() -> u64 {
@@ -101,8 +101,9 @@ macro_rules! with_lr {
     };
 }
 
-/// Saves the CPU interface state after a guest exit.
-pub fn save(state: &mut VcpuIfState) {
+/// Saves the CPU interface state after a guest exit; `hw` (the run loop's
+/// record of what the interface holds) becomes that state.
+pub fn save(state: &mut VcpuIfState, hw: &mut Option<VcpuIfState>) {
     let n = state.lr_count();
     for (i, lr) in state.lrs.iter_mut().enumerate().take(n) {
         *lr = with_lr!(i, reg => reg.get());
@@ -122,33 +123,59 @@ pub fn save(state: &mut VcpuIfState) {
         state.ap1r[2] = ICH_AP1R2_EL2.get() as u32;
         state.ap1r[3] = ICH_AP1R3_EL2.get() as u32;
     }
+    *hw = Some(*state);
 }
 
-/// Restores the CPU interface state before a guest entry.
-pub fn restore(state: &VcpuIfState) {
+/// Makes the CPU interface hold `state` before a guest entry, writing only
+/// the registers that differ from `hw` (all of them when `hw` is `None`);
+/// `hw` becomes `state`. See [`crate::vgic::if_writes`].
+pub fn restore(state: &VcpuIfState, hw: &mut Option<VcpuIfState>) {
+    let w = if_writes(hw.as_ref(), state);
+    if w.is_empty() {
+        return;
+    }
     let n = state.lr_count();
-    let aprs = apr_count();
     // ICH_* registers only affect the virtual CPU interface EL1 sees with
     // HCR_EL2.IMO/FMO set, i.e. the guest about to be entered; only the
     // implemented LRs/APRs (from ICH_VTR_EL2) are written.
     for (i, &lr) in state.lrs.iter().enumerate().take(n) {
-        with_lr!(i, reg => reg.set(lr));
+        if w.lrs & (1 << i) != 0 {
+            with_lr!(i, reg => reg.set(lr));
+        }
     }
-    ICH_VMCR_EL2.set(state.vmcr);
-    ICH_AP0R0_EL2.set(state.ap0r[0] as u64);
-    ICH_AP1R0_EL2.set(state.ap1r[0] as u64);
-    if aprs >= 2 {
-        ICH_AP0R1_EL2.set(state.ap0r[1] as u64);
-        ICH_AP1R1_EL2.set(state.ap1r[1] as u64);
+    if w.vmcr {
+        ICH_VMCR_EL2.set(state.vmcr);
     }
-    if aprs == 4 {
-        ICH_AP0R2_EL2.set(state.ap0r[2] as u64);
-        ICH_AP0R3_EL2.set(state.ap0r[3] as u64);
-        ICH_AP1R2_EL2.set(state.ap1r[2] as u64);
-        ICH_AP1R3_EL2.set(state.ap1r[3] as u64);
+    if w.aprs {
+        let aprs = apr_count();
+        ICH_AP0R0_EL2.set(state.ap0r[0] as u64);
+        ICH_AP1R0_EL2.set(state.ap1r[0] as u64);
+        if aprs >= 2 {
+            ICH_AP0R1_EL2.set(state.ap0r[1] as u64);
+            ICH_AP1R1_EL2.set(state.ap1r[1] as u64);
+        }
+        if aprs == 4 {
+            ICH_AP0R2_EL2.set(state.ap0r[2] as u64);
+            ICH_AP0R3_EL2.set(state.ap0r[3] as u64);
+            ICH_AP1R2_EL2.set(state.ap1r[2] as u64);
+            ICH_AP1R3_EL2.set(state.ap1r[3] as u64);
+        }
     }
-    ICH_HCR_EL2.set(state.hcr);
+    if w.hcr {
+        ICH_HCR_EL2.set(state.hcr);
+    }
     isb();
+    *hw = Some(*state);
+}
+
+/// After [`save`]: turns the interface off if a maintenance condition is
+/// asserted (its interrupt is a level that would keep interrupting the
+/// hypervisor until the next entry); otherwise leaves it holding the saved
+/// state, so an entry that changes nothing writes nothing.
+pub fn after_exit(hw: &mut Option<VcpuIfState>) {
+    if !keep_enabled_after_exit(ICH_MISR_EL2.get()) {
+        disable(hw);
+    }
 }
 
 fn isb() {
@@ -157,9 +184,11 @@ fn isb() {
 }
 
 /// Turns the virtual CPU interface off while no guest runs (so a stale
-/// maintenance condition cannot keep interrupting the hypervisor).
-pub fn disable() {
+/// maintenance condition cannot keep interrupting the hypervisor); what it
+/// holds is unknown from then on (`hw` = `None`).
+pub fn disable(hw: &mut Option<VcpuIfState>) {
     // ICH_HCR_EL2.En = 0 only disables the virtual interface.
     ICH_HCR_EL2.write(ICH_HCR_EL2::En::CLEAR);
     isb();
+    *hw = None;
 }
