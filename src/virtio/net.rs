@@ -132,16 +132,20 @@
 use core::fmt;
 
 mod chains;
+mod checksum;
+pub mod gso;
 pub mod offload;
+mod tx_header;
 
 pub use chains::{
     Empty, FrameRead, FrameReady, FrameWritten, HeaderPending, HeaderWritten, Receive, RxChain,
     RxError, Transmit, TxChain, TxError,
 };
 
+pub use gso::Segmenter;
 pub use offload::{
-    ChecksumAt, Deliverable, FrameKind, GuestCsum, HeaderError, NeedsChecksum, Plain, RxFrame,
-    RxFrameKind, TxFrame, TxHeader,
+    ChecksumAt, Deliverable, FrameKind, Gso, GuestCsum, GuestTso, HeaderError, NeedsChecksum,
+    Plain, RxFrame, RxFrameKind, TxFrame, TxHeader, TxOffload,
 };
 
 use zerocopy::little_endian::U16;
@@ -177,6 +181,30 @@ pub mod feature {
     pub const GUEST_CSUM: u64 = 1 << 1;
     /// Device reports its maximum MTU (not offered).
     pub const MTU: u64 = 1 << 3;
+    /// Driver takes TCP/IPv4 segmentation-offload frames (requires
+    /// `GUEST_CSUM`; see [`GuestTso`](super::GuestTso)).
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// Driver takes TCP/IPv6 segmentation-offload frames (requires
+    /// `GUEST_CSUM`).
+    pub const GUEST_TSO6: u64 = 1 << 8;
+    /// Driver takes segmentation-offload frames with ECN (not offered).
+    pub const GUEST_ECN: u64 = 1 << 9;
+    /// Driver takes UDP fragmentation offload (not offered).
+    pub const GUEST_UFO: u64 = 1 << 10;
+    /// Device takes TCP/IPv4 segmentation-offload frames (requires `CSUM`;
+    /// see [`TxOffload`](super::TxOffload)).
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// Device takes TCP/IPv6 segmentation-offload frames (requires
+    /// `CSUM`).
+    pub const HOST_TSO6: u64 = 1 << 12;
+    /// Device takes segmentation-offload frames with ECN (not offered).
+    pub const HOST_ECN: u64 = 1 << 13;
+    /// Device takes UDP fragmentation offload (not offered).
+    pub const HOST_UFO: u64 = 1 << 14;
+    /// TCP segmentation offload both ways, IPv4 and IPv6: `HOST_TSO4 |
+    /// HOST_TSO6 | GUEST_TSO4 | GUEST_TSO6` (with `CSUM | GUEST_CSUM`,
+    /// which they require).
+    pub const TSO: u64 = HOST_TSO4 | HOST_TSO6 | GUEST_TSO4 | GUEST_TSO6;
     /// Device has a MAC address in its configuration.
     pub const MAC: u64 = 1 << 5;
     /// Driver can merge receive buffers: a frame may fill several RX
@@ -441,7 +469,8 @@ impl VirtioNet {
                             let (bytes, meta) = partial.partial();
                             self.switch.forward_meta_at(self.port, bytes, meta, now)
                         }
-                        None => 0, // unreachable: validated for `len`
+                        // Unreachable: validated for `len`, without GSO.
+                        Some(FrameKind::Gso(_)) | None => 0,
                     };
                 }
                 Err(TxError::BadHeader(_)) => self.count(Counter::TxBadHeader),
@@ -484,8 +513,8 @@ impl VirtioNet {
                         None => partial.complete_into(&mut completed).deliverable(),
                     },
                     // Unreachable: the ring refuses metadata that does
-                    // not fit its frame.
-                    None => {
+                    // not fit its frame, and no GSO frame is queued yet.
+                    Some(RxFrameKind::Gso(_)) | None => {
                         dropped += 1;
                         if let Some(c) = counters {
                             c.bump(Counter::RxWriteFailed);
