@@ -466,7 +466,8 @@ fn hostile_header_fields_are_each_refused_with_their_error() {
         change(&mut hdr);
         validate(&hdr, tso_both(), &f)
     };
-    let cases: Vec<(fn(&mut NetHdr), HeaderError)> = vec![
+    type Change = fn(&mut NetHdr);
+    let cases: Vec<(Change, HeaderError)> = vec![
         (|h| h.gso_type = GSO_UDP, HeaderError::GsoType(GSO_UDP)),
         (
             |h| h.gso_type = GSO_UDP_L4,

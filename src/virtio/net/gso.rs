@@ -16,10 +16,10 @@
 //! Segment `i` carries payload bytes `i * gso_size ..` (at most
 //! `gso_size`, the last one the rest) behind a copy of the headers with
 //! (`inet_gso_segment`, `tcp_gso_segment`):
-//! - IPv4: total length of the segment, identification = the frame's
-//!   + `i` (wrapping; Linux increments it per segment unless the stream
-//!   asked for a fixed ID, which virtio cannot say), header checksum
-//!   recomputed; options copied as they are;
+//! - IPv4: total length of the segment, identification that of the
+//!   frame plus `i` (wrapping; Linux increments it per segment unless the
+//!   stream asked for a fixed ID, which virtio cannot say), header
+//!   checksum recomputed; options copied as they are;
 //! - IPv6: payload length of the segment;
 //! - TCP: sequence number + `i * gso_size` (wrapping); `FIN` and `PSH`
 //!   only on the last segment, `CWR` only on the first; every other

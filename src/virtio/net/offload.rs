@@ -1,44 +1,94 @@
-//! Checksum offload (`VIRTIO_NET_F_CSUM`, `VIRTIO_NET_F_GUEST_CSUM`): the
-//! validated TX header and the frame-kind typestate on both paths.
+//! Checksum and TCP segmentation offload (`CSUM`, `GUEST_CSUM`,
+//! `HOST_TSO4`/`6`, `GUEST_TSO4`/`6`): the validated TX header and the
+//! frame-kind typestate on both paths.
 //!
 //! # The header, validated before anything is forwarded
-//! [`TxHeader::validate`] turns the raw [`NetHdr`] a driver wrote (every
-//! field a zerocopy little-endian type) into a `TxHeader`, or refuses it
-//! with a [`HeaderError`]; the frame is then dropped and counted
-//! (`TxBadHeader`), never forwarded. The rules (virtio 1.2 §5.1.6.2):
+//! [`TxHeader::validate_frame`] turns the raw [`NetHdr`] a driver wrote
+//! (every field a zerocopy little-endian type) and the frame behind it
+//! into a `TxHeader` under the negotiated [`TxOffload`], or refuses it
+//! with a [`HeaderError`] (one variant per rule); the frame is then
+//! dropped and counted (`TxBadHeader`), never forwarded. The rules
+//! (virtio 1.2 §5.1.6.2, §5.1.6.2.1):
 //! - `flags`: 0, or `NEEDS_CSUM` and only if `CSUM` was negotiated;
 //!   `DATA_VALID`, `RSC_INFO` and unknown bits are refused (a driver never
 //!   sets them on transmit);
-//! - `gso_type`: `GSO_NONE` only (no TSO is offered), and `gso_size` 0;
-//! - with `NEEDS_CSUM`: `csum_start` inside the frame and the 2-byte
-//!   checksum at `csum_start + csum_offset` inside it too;
-//! - `hdr_len` is a hint without GSO and `num_buffers` is unused on
-//!   transmit: both are ignored.
+//! - `gso_type`: `GSO_NONE`, or `GSO_TCPV4` / `GSO_TCPV6` only if
+//!   `HOST_TSO4` / `HOST_TSO6` was negotiated (TSO counts only with the
+//!   `CSUM` it requires, §5.1.3.1); the ECN flag (0x80) is refused
+//!   (`HOST_ECN` is not offered), and so are UDP (3), UDP_L4 (5) and
+//!   unknown types;
+//! - without GSO: `gso_size` 0; with `NEEDS_CSUM`, `csum_start` inside
+//!   the frame and the 2-byte checksum at `csum_start + csum_offset`
+//!   inside it too; the frame is at most [`MAX_FRAME_SIZE`] (the caller's
+//!   check);
+//! - with GSO: `NEEDS_CSUM` is required and the frame itself is parsed,
+//!   since `hdr_len` is only a hint (without `GUEST_HDRLEN`, which is not
+//!   offered, Linux puts `skb_headlen` there, which can include payload).
+//!   The frame is at most [`MAX_GSO_FRAME_SIZE`]; its Ethernet type is
+//!   IPv4 (0x0800) for TCPV4 and IPv6 (0x86dd) for TCPV6 (a VLAN tag is
+//!   refused); an IPv4 header has version 4, IHL ≥ 5, protocol TCP, and is
+//!   not a fragment (DF is fine, options are kept); an IPv6 header has
+//!   version 6 and next header TCP (extension headers are refused); the
+//!   IP length field (IPv4 total length, IPv6 payload length) matches the
+//!   frame exactly (Linux sets it to the whole GSO packet's length; a
+//!   mismatch is refused, not recomputed, as it means the driver and the
+//!   frame disagree); the TCP header has a data offset ≥ 5 and lies
+//!   inside the frame, and at least one payload byte follows it;
+//!   `csum_start` is the start of the TCP header and `csum_offset` 16;
+//!   `gso_size` ≥ 1 and headers + `gso_size` ≤ [`MAX_FRAME_SIZE`], so
+//!   every segment is a normal frame. A payload of at most `gso_size`
+//!   (one segment) is valid. The real header length goes into
+//!   [`FrameMeta::Gso`]`::hdr_len`;
+//! - `hdr_len` (a hint) and `num_buffers` (unused on transmit) are
+//!   otherwise ignored.
+//!
+//! [`TxHeader::validate`] is the same check with checksum offload only
+//! (it needs just the frame's length).
+//!
+//! The TCP checksum field of a TSO frame holds what Linux leaves there:
+//! the folded pseudo-header sum over the *whole* TCP length (header and
+//! all payload), not inverted (`__tcp_v4_send_check` /
+//! `__tcp_v6_send_check` with the GSO packet's length; Linux's own
+//! `tcp_gso_segment` swaps that length for each segment's). The frame is
+//! forwarded with that field as it is: a driver that takes the frame
+//! whole expects exactly that, and the software segmenter ignores the
+//! field and computes every segment's checksum in full.
 //!
 //! # The frame kind is in the type
-//! [`TxFrame::classify`] gives a [`TxFrame`]`<`[`Plain`]`>` or a
-//! [`TxFrame`]`<`[`NeedsChecksum`]`>`. Only a plain frame has
-//! [`TxFrame::bytes`], what [`VSwitch::forward_at`] takes; a
-//! needs-checksum frame enters the switch only with its metadata
-//! ([`TxFrame::partial`] → [`VSwitch::forward_meta_at`], queued as
+//! [`TxFrame::classify`] gives a [`TxFrame`]`<`[`Plain`]`>`, a
+//! [`TxFrame`]`<`[`NeedsChecksum`]`>` or a [`TxFrame`]`<`[`Gso`]`>`.
+//! Only a plain frame has [`TxFrame::bytes`], what
+//! [`VSwitch::forward_at`] takes; a needs-checksum frame enters the
+//! switch only with its metadata ([`TxFrame::partial`] →
+//! [`VSwitch::forward_meta_at`], queued as
 //! [`FrameMeta::PartialChecksum`]) or once completed
-//! ([`TxFrame::complete_checksum`]). Forwarding it as plain does not
-//! compile (`tests/compile_fail/tx_forward_needs_checksum.rs`).
+//! ([`TxFrame::complete_checksum`]); a GSO frame only with its metadata
+//! ([`TxFrame::gso`], queued as [`FrameMeta::Gso`]). Forwarding either as
+//! plain does not compile (`tests/compile_fail/tx_forward_needs_checksum.rs`,
+//! `tx_forward_gso.rs`).
 //!
-//! On the receive side a queued frame is an [`RxFrame`] of either kind
-//! ([`RxFrame::classify`]), and what goes into the guest is a
+//! On the receive side a queued frame is an [`RxFrame`] of one of the
+//! three kinds ([`RxFrame::classify`]; a GSO frame is parsed again and
+//! must match its metadata), and what goes into the guest is a
 //! [`Deliverable`] (header + frame). A plain frame has
-//! [`RxFrame::deliverable`]; a needs-checksum frame only
-//! [`RxFrame::deliverable_to`], which takes a [`GuestCsum`] (made only
-//! from negotiated features that contain `GUEST_CSUM`) and keeps
+//! [`RxFrame::deliverable`]. A needs-checksum frame has only
+//! `deliverable_to`, which takes a [`GuestCsum`] (made only from
+//! negotiated features that contain `GUEST_CSUM`) and keeps
 //! `NEEDS_CSUM`, `csum_start` and `csum_offset` in the header for the
 //! driver, or [`RxFrame::complete_into`], which completes the checksum in
-//! a copy for a driver without it. So each port gets a partial frame only
+//! a copy for a driver without it. A GSO frame has only `deliverable_to`
+//! taking a [`GuestTso`] (made only from features with `GUEST_CSUM` and
+//! `GUEST_TSO4` or `GUEST_TSO6`; `None` if the proof does not cover the
+//! frame's IP version), whose header carries `NEEDS_CSUM`, `gso_type`,
+//! `gso_size`, the real `hdr_len` and the checksum position, or
+//! [`RxFrame::segmenter`], which cuts it into plain segments
+//! ([`gso`](super::gso)). So each port gets a partial or GSO frame only
 //! in a form it negotiated; handing one over without the proof does not
-//! compile (`tests/compile_fail/rx_partial_without_guest_csum.rs`). A
+//! compile (`tests/compile_fail/rx_partial_without_guest_csum.rs`,
+//! `rx_gso_without_guest_tso.rs`, `rx_gso_with_guest_csum.rs`). A
 //! flooded frame is queued once per port and takes each port's form.
-//! The switch's capture records partial frames as they were sent (their
-//! checksum fields hold the pseudo-header sum).
+//! The switch's capture records partial and GSO frames as they were sent
+//! (their checksum fields hold the pseudo-header sum).
 
 use core::marker::PhantomData;
 
