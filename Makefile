@@ -244,7 +244,7 @@ doc: need-tools
 # saved under fuzz/artifacts/<target>/ and fails the run: copy it to
 # tests/fuzz/<target>/ to make it a regression test (see README).
 FUZZ_SECS    ?= 60
-FUZZ_TARGETS ?= virtio_transport virtio_queue virtio_blk virtio_net vswitch vgic pl011 boot_config loader
+FUZZ_TARGETS ?= virtio_transport virtio_queue virtio_blk virtio_net vswitch vgic pl011 boot_config loader gso
 fuzz: setup-fuzz
 	@mkdir -p $(LOG_DIR)/fuzz; failed=""; \
 	cargo +nightly fuzz build -O || exit 1; \
