@@ -49,13 +49,15 @@ BENCH_TIMEOUT ?= 0
 
 # The switch (every run target): NET_CAPTURE=FILE writes every frame to FILE
 # (pcapng; Ctrl-\ c toggles), NET_VLANS=1,1,2 gives VM n's port an access
-# VLAN, NET_RATE_MBIT=0,50 caps VM n's transmit rate (0 = unlimited).
+# VLAN, NET_RATE_MBIT=0,50 caps VM n's transmit rate (0 = unlimited),
+# NET_OFFLOADS=1,0 offers VM n checksum/segmentation offload or not.
 NET_CAPTURE   ?=
 NET_VLANS     ?=
 NET_RATE_MBIT ?=
+NET_OFFLOADS  ?=
 HVRUN = python3 tests/system/hvrun.py --hv $(HV_ELF) --build $(BUILD) --qemu $(QEMU) --cpu $(QEMU_CPU) \
         --net-capture "$(if $(NET_CAPTURE),$(abspath $(NET_CAPTURE)))" --net-vlans "$(NET_VLANS)" \
-        --net-rate-mbit "$(NET_RATE_MBIT)" \
+        --net-rate-mbit "$(NET_RATE_MBIT)" --net-offloads "$(NET_OFFLOADS)" \
         --kernel "$(GUEST_KERNEL)" --initrd "$(if $(filter none,$(GUEST_INITRD)),,$(GUEST_INITRD))" \
         --disk "$(if $(filter none,$(GUEST_DISK)),,$(GUEST_DISK))" --append "$(GUEST_APPEND)"
 
@@ -73,7 +75,8 @@ help:
 	@echo "  make run-multi-vm-smp  the same with one VM per physical CPU"
 	@echo "                     knobs: VMS=1..4 (default 2, VM n is 10.0.0.n+1), VCPUS=1..4 per VM (default 1)"
 	@echo "                     switch (every run target): NET_CAPTURE=FILE (pcapng, Ctrl-\\ c toggles),"
-	@echo "                     NET_VLANS=1,1,2 (access VLAN per VM), NET_RATE_MBIT=0,50 (TX limit per VM)"
+	@echo "                     NET_VLANS=1,1,2 (access VLAN per VM), NET_RATE_MBIT=0,50 (TX limit per VM),"
+	@echo "                     NET_OFFLOADS=1,0 (checksum/TSO offload offered per VM, default all 1)"
 	@echo "  make run-linux     one Linux VM (1 vCPU) with a BusyBox shell"
 	@echo "  make run-linux-smp one Linux VM with 4 vCPUs"
 	@echo "  make run           run the in-QEMU unit suites at EL2; exit status = result"
@@ -244,7 +247,7 @@ doc: need-tools
 # saved under fuzz/artifacts/<target>/ and fails the run: copy it to
 # tests/fuzz/<target>/ to make it a regression test (see README).
 FUZZ_SECS    ?= 60
-FUZZ_TARGETS ?= virtio_transport virtio_queue virtio_blk virtio_net vswitch vgic pl011 boot_config loader
+FUZZ_TARGETS ?= virtio_transport virtio_queue virtio_blk virtio_net vswitch vgic pl011 boot_config loader gso
 fuzz: setup-fuzz
 	@mkdir -p $(LOG_DIR)/fuzz; failed=""; \
 	cargo +nightly fuzz build -O || exit 1; \

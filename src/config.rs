@@ -38,6 +38,7 @@
 //! | `console` | `prefix` \| `raw` | no (default `prefix`) | prefix each guest console line with its VM |
 //! | `net_vlans` | list | no (default all `1`) | access VLAN of each VM's switch port, in VM order (`1,1,2`), each `1..=`[`MAX_VLAN`]; VMs beyond the list get VLAN 1 |
 //! | `net_rate_mbit` | list | no (default all `0`) | transmit limit of each VM's port in Mbit/s (`0,50`), each `0..=`[`MAX_RATE_MBIT`], 0 = unlimited; VMs beyond the list are unlimited |
+//! | `net_offloads` | list | no (default all `1`) | whether each VM's virtio-net offers checksum and segmentation offload (`1,0`), each `0` or `1`; a VM without gets only plain frames (the switch completes checksums and cuts offload frames for it); VMs beyond the list get them |
 //! | `net_capture` | absolute path | no | capture every frame the switch sees into this host file (pcapng, written through QEMU semihosting); at most [`CAPTURE_PATH_MAX`] bytes, no `#` |
 //!
 //! A list is numbers separated by commas, at most one per VM (`vms`).
@@ -179,6 +180,9 @@ pub struct BootConfig {
     pub net_vlans: [u16; platform::MAX_VMS],
     /// Transmit limit of each VM's switch port in Mbit/s (0: unlimited).
     pub net_rate_mbit: [u32; platform::MAX_VMS],
+    /// Whether each VM's virtio-net offers checksum and segmentation
+    /// offload.
+    pub net_offloads: [bool; platform::MAX_VMS],
     /// The packet capture file, if any.
     pub net_capture: Option<CapturePath>,
 }
@@ -538,6 +542,7 @@ struct Seen {
     console: At<ConsoleMode>,
     net_vlans: At<PerVm<u16>>,
     net_rate_mbit: At<PerVm<u32>>,
+    net_offloads: At<PerVm<bool>>,
     net_capture: At<CapturePath>,
 }
 
@@ -824,6 +829,18 @@ fn set(seen: &mut Seen, key: &str, value: &str, line: usize) -> Result<(), Confi
                 line,
             ));
         }
+        "net_offloads" => {
+            fresh(&seen.net_offloads, k)?;
+            let l = list("net_offloads", 0, 1)?;
+            let values = l.values.map(|n| n == 1);
+            seen.net_offloads = Some((
+                PerVm {
+                    values,
+                    count: l.count,
+                },
+                line,
+            ));
+        }
         "net_capture" => {
             fresh(&seen.net_capture, k)?;
             let path = CapturePath::new(value)
@@ -935,6 +952,14 @@ fn finish(seen: &Seen) -> Result<BootConfig, ConfigError> {
         "net_rate_mbit",
         seen.net_rate_mbit.map(|(l, line)| (l.count, line)),
     )?;
+    per_vm(
+        "net_offloads",
+        seen.net_offloads.map(|(l, line)| (l.count, line)),
+    )?;
+    let mut net_offloads = [true; platform::MAX_VMS];
+    if let Some((l, _)) = seen.net_offloads {
+        net_offloads[..l.count].copy_from_slice(&l.values[..l.count]);
+    }
     let mut net_vlans = [crate::net::DEFAULT_VLAN; platform::MAX_VMS];
     if let Some((l, _)) = seen.net_vlans {
         net_vlans[..l.count].copy_from_slice(&l.values[..l.count]);
@@ -962,6 +987,7 @@ fn finish(seen: &Seen) -> Result<BootConfig, ConfigError> {
         console: seen.console.map_or(ConsoleMode::Prefix, |(c, _)| c),
         net_vlans,
         net_rate_mbit,
+        net_offloads,
         net_capture: seen.net_capture.map(|(p, _)| p),
     })
 }

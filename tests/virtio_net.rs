@@ -126,23 +126,33 @@ fn received(drv: &Driver<VirtioNet>, addr: u64, len: u32) -> (Vec<u8>, Vec<u8>) 
 // ── Negotiation and configuration ─────────────────────────────────────
 
 #[test]
-fn offers_exactly_version1_mac_status_and_two_256_queues() {
+fn offers_exactly_its_features_and_two_256_queues() {
     let sw = new_switch();
     let mut drv = support::net_vm_raw(sw, 0);
     assert_eq!(drv.read(offset::DEVICE_ID), 1);
     assert_eq!(drv.device_features(), OFFERED_FEATURES | feature::EVENT_IDX);
     assert_eq!(
         OFFERED_FEATURES,
-        feature::VERSION_1 | (1 << 5) | (1 << 16) | (1 << 15) | 1 | 2,
-        "VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM"
+        feature::VERSION_1
+            | (1 << 5)
+            | (1 << 16)
+            | (1 << 15)
+            | 1
+            | 2
+            | (1 << 7)
+            | (1 << 8)
+            | (1 << 11)
+            | (1 << 12),
+        "VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM | GUEST_TSO4/6 | HOST_TSO4/6"
     );
     for (q, max) in [(0, 256), (1, 256), (2, 0)] {
         drv.write(offset::QUEUE_SEL, q);
         drv.set_status(support::ACK);
         assert_eq!(drv.read(offset::QUEUE_NUM_MAX), max, "queue {q}");
     }
-    // Asking for segmentation offload (not offered) is refused.
-    assert!(!drv.negotiate(feature::VERSION_1 | (1 << 7)));
+    // Asking for ECN or UFO (not offered) is refused.
+    assert!(!drv.negotiate(feature::VERSION_1 | (1 << 9)));
+    assert!(!drv.negotiate(feature::VERSION_1 | (1 << 14)));
     drv.handshake_all(&[256, 256]);
     assert_eq!(
         drv.dev.backend().features().map(|f| f.bits()),

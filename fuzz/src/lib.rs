@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod boot_config;
+pub mod gso;
 pub mod loader;
 pub mod mem;
 pub mod pl011;
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pl011", pl011::run),
     ("boot_config", boot_config::run),
     ("loader", loader::run),
+    ("gso", gso::run),
 ];
 
 /// Decodes `data` the way `libfuzzer_sys::fuzz_target!` decodes a typed

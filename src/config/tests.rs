@@ -628,7 +628,26 @@ fn net_switch_keys_default() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.net_vlans, [1; MAX_VMS]);
     assert_eq!(c.net_rate_mbit, [0; MAX_VMS]);
+    assert_eq!(c.net_offloads, [true; MAX_VMS]);
     assert_eq!(c.net_capture, None);
+}
+
+#[test]
+fn net_offloads_per_vm() {
+    let c = parse(&vms_with(3, "net_offloads=1,0")).unwrap();
+    assert_eq!(
+        &c.net_offloads[..3],
+        &[true, false, true],
+        "VMs beyond the list: on"
+    );
+    assert_eq!(
+        fail(&with("net_offloads=2")).1,
+        "boot config line 8: net_offloads=2 is out of range (0..=1)"
+    );
+    assert_eq!(
+        fail(&vms_with(2, "net_offloads=1,1,0")).1,
+        "boot config line 9: net_offloads has 3 entries but vms=2 (one per VM at most)"
+    );
 }
 
 #[test]

@@ -217,6 +217,8 @@ pub struct NetPortOptions {
     pub vlan: u16,
     /// Transmit limit in Mbit/s (0: unlimited).
     pub rate_mbit: u32,
+    /// Offer checksum and segmentation offload to the driver.
+    pub offloads: bool,
     /// The device's time source (capture timestamps, rate limit).
     pub clock: Clock,
 }
@@ -256,6 +258,11 @@ fn attach_port(
     let (net, lock) = match options {
         Some(o) => {
             let net = VirtioNet::with_limits(vm, switch, o.rate_mbit, o.clock);
+            let net = if o.offloads {
+                net
+            } else {
+                net.without_offloads()
+            };
             let lock = PortConfig::locked_to(net.mac())
                 .with_vlan(o.vlan)
                 .with_rate(o.rate_mbit);

@@ -132,16 +132,20 @@
 use core::fmt;
 
 mod chains;
+mod checksum;
+pub mod gso;
 pub mod offload;
+mod tx_header;
 
 pub use chains::{
     Empty, FrameRead, FrameReady, FrameWritten, HeaderPending, HeaderWritten, Receive, RxChain,
     RxError, Transmit, TxChain, TxError,
 };
 
+pub use gso::Segmenter;
 pub use offload::{
-    ChecksumAt, Deliverable, FrameKind, GuestCsum, HeaderError, NeedsChecksum, Plain, RxFrame,
-    RxFrameKind, TxFrame, TxHeader,
+    ChecksumAt, Deliverable, FrameKind, Gso, GuestCsum, GuestTso, HeaderError, NeedsChecksum,
+    Plain, RxFrame, RxFrameKind, TxFrame, TxHeader, TxOffload,
 };
 
 use zerocopy::little_endian::U16;
@@ -178,6 +182,30 @@ pub mod feature {
     pub const GUEST_CSUM: u64 = 1 << 1;
     /// Device reports its maximum MTU (not offered).
     pub const MTU: u64 = 1 << 3;
+    /// Driver takes TCP/IPv4 segmentation-offload frames (requires
+    /// `GUEST_CSUM`; see [`GuestTso`](super::GuestTso)).
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// Driver takes TCP/IPv6 segmentation-offload frames (requires
+    /// `GUEST_CSUM`).
+    pub const GUEST_TSO6: u64 = 1 << 8;
+    /// Driver takes segmentation-offload frames with ECN (not offered).
+    pub const GUEST_ECN: u64 = 1 << 9;
+    /// Driver takes UDP fragmentation offload (not offered).
+    pub const GUEST_UFO: u64 = 1 << 10;
+    /// Device takes TCP/IPv4 segmentation-offload frames (requires `CSUM`;
+    /// see [`TxOffload`](super::TxOffload)).
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// Device takes TCP/IPv6 segmentation-offload frames (requires
+    /// `CSUM`).
+    pub const HOST_TSO6: u64 = 1 << 12;
+    /// Device takes segmentation-offload frames with ECN (not offered).
+    pub const HOST_ECN: u64 = 1 << 13;
+    /// Device takes UDP fragmentation offload (not offered).
+    pub const HOST_UFO: u64 = 1 << 14;
+    /// TCP segmentation offload both ways, IPv4 and IPv6: `HOST_TSO4 |
+    /// HOST_TSO6 | GUEST_TSO4 | GUEST_TSO6` (with `CSUM | GUEST_CSUM`,
+    /// which they require).
+    pub const TSO: u64 = HOST_TSO4 | HOST_TSO6 | GUEST_TSO4 | GUEST_TSO6;
     /// Device has a MAC address in its configuration.
     pub const MAC: u64 = 1 << 5;
     /// Driver can merge receive buffers: a frame may fill several RX
@@ -198,7 +226,13 @@ pub const OFFERED_FEATURES: u64 = regs::feature::VERSION_1
     | feature::STATUS
     | feature::MRG_RXBUF
     | feature::CSUM
-    | feature::GUEST_CSUM;
+    | feature::GUEST_CSUM
+    | feature::TSO;
+
+/// What a device made [`VirtioNet::without_offloads`] offers: no checksum
+/// or segmentation offload in either direction.
+pub const PLAIN_FEATURES: u64 =
+    OFFERED_FEATURES & !(feature::CSUM | feature::GUEST_CSUM | feature::TSO);
 
 /// `status` bit: the link is up.
 pub const LINK_UP: u16 = 1;
@@ -278,6 +312,13 @@ pub struct VirtioNet {
     bucket: Option<TokenBucket>,
     /// Since when the transmitter waits for room at a destination.
     waiting_since: Option<u64>,
+    /// Segments of the frame at the front of the port ring already
+    /// delivered (a segmentation-offload frame cut in software for a
+    /// driver that takes no such frames, whose RX buffers ran out midway).
+    rx_segments_done: usize,
+    /// The features offered (without offloads if the VM is configured
+    /// so).
+    offered: u64,
 }
 
 /// How long a transmitter waits for a receiver that takes no frames
@@ -322,6 +363,8 @@ impl VirtioNet {
             clock: None,
             bucket: None,
             waiting_since: None,
+            rx_segments_done: 0,
+            offered: OFFERED_FEATURES,
         }
     }
 
@@ -339,6 +382,22 @@ impl VirtioNet {
             bucket: TokenBucket::new(rate_mbit, clock.freq, clock.now()),
             ..Self::with_switch(vm, switch)
         }
+    }
+
+    /// This device without checksum and segmentation offload: it offers
+    /// only [`PLAIN_FEATURES`], so its driver sends and receives plain
+    /// frames (the switch completes checksums and cuts offload frames
+    /// for it).
+    pub fn without_offloads(self) -> Self {
+        VirtioNet {
+            offered: PLAIN_FEATURES,
+            ..self
+        }
+    }
+
+    /// The features this device offers.
+    pub fn offered_features(&self) -> u64 {
+        self.offered
     }
 
     /// The transmit rate limit, if any.
@@ -465,7 +524,9 @@ impl VirtioNet {
             ready.discard();
             return None;
         };
-        let csum = self.features.is_some_and(|f| f.contains(feature::CSUM));
+        let offload = self
+            .features
+            .map_or(TxOffload::checksum_only(false), TxOffload::negotiated);
         let mut chain = Some(ready);
         let fill = |buf: &mut [u8]| -> Result<FrameMeta, TxError> {
             let Some(ready) = chain.take() else {
@@ -478,11 +539,16 @@ impl VirtioNet {
             if n != buf.len() || buf.get(..head.len()) != Some(head) {
                 return Err(TxError::Changed);
             }
-            let header = TxHeader::validate(&hdr, csum, n).map_err(TxError::BadHeader)?;
+            // Validated on the copy in the receiver's ring, which the guest
+            // cannot change any more.
+            let header =
+                TxHeader::validate_frame(&hdr, offload, buf).map_err(TxError::BadHeader)?;
             match TxFrame::classify(buf, &header, n) {
                 Some(FrameKind::Plain(_)) => Ok(FrameMeta::Plain),
                 // Each receiver completes it or hands it on.
                 Some(FrameKind::NeedsChecksum(partial)) => Ok(partial.partial().1),
+                // Each receiver takes it whole or segmented.
+                Some(FrameKind::Gso(gso)) => Ok(gso.gso().1),
                 None => Err(TxError::Changed), // unreachable: validated for `n`
             }
         };
@@ -560,8 +626,11 @@ impl VirtioNet {
             .features
             .is_some_and(|f| f.contains(feature::MRG_RXBUF));
         let guest_csum = self.features.and_then(GuestCsum::negotiated);
-        // A partial checksum completed for a driver without GUEST_CSUM.
+        let guest_tso = self.features.and_then(GuestTso::negotiated);
+        // A partial checksum completed, or a segment cut, for a driver
+        // without GUEST_CSUM or GUEST_TSO*.
         let mut completed = [0u8; MAX_FRAME_SIZE];
+        let progress = &mut self.rx_segments_done;
         // At most one ring's worth: producers refilling the ring meanwhile
         // cannot keep this loop going.
         for _ in 0..N {
@@ -572,6 +641,39 @@ impl VirtioNet {
                         Some(proof) => partial.deliverable_to(proof),
                         None => partial.complete_into(&mut completed).deliverable(),
                     },
+                    Some(RxFrameKind::Gso(gso)) => {
+                        if let Some(whole) = guest_tso.as_ref().and_then(|p| gso.deliverable_to(p))
+                        {
+                            whole
+                        } else {
+                            // Cut in software, segment by segment; a frame
+                            // whose segments did not all find buffers stays
+                            // at the front and carries on from there.
+                            let cut = gso.segmenter();
+                            let count = cut.segment_count();
+                            while *progress < count {
+                                let Some(segment) = cut.segment_into(*progress, &mut completed)
+                                else {
+                                    break; // unreachable: index < count
+                                };
+                                let deliver = segment.deliverable();
+                                let outcome = put(&mut rx, &deliver, merged);
+                                if let Outcome::Waiting = outcome {
+                                    return false;
+                                }
+                                match outcome.count(counters, deliver.frame().len()) {
+                                    true => delivered += 1,
+                                    false => dropped += 1,
+                                }
+                                *progress += 1;
+                            }
+                            *progress = 0;
+                            if let Some(c) = counters {
+                                c.bump(Counter::RxSegmented);
+                            }
+                            return true;
+                        }
+                    }
                     // Unreachable: the ring refuses metadata that does
                     // not fit its frame.
                     None => {
@@ -760,7 +862,7 @@ impl VirtioDevice for VirtioNet {
     const QUEUE_COUNT: u16 = 2;
 
     fn device_features(&self) -> u64 {
-        OFFERED_FEATURES
+        self.offered
     }
 
     fn queue_max_size(&self, _queue: u16) -> u16 {
@@ -794,6 +896,10 @@ impl VirtioDevice for VirtioNet {
     fn reset(&mut self) {
         self.features = None;
         self.waiting_since = None;
+        // A frame cut midway starts again from its first segment (a reset
+        // driver has lost nothing it would miss; a restarted VM's ring was
+        // emptied).
+        self.rx_segments_done = 0;
         self.switch.set_tx_retry(self.port, None);
     }
 }

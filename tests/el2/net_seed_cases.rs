@@ -174,12 +174,14 @@ pub fn virtio_net_seed() -> TestResult {
     check_eq!(features & status, status);
     check_eq!(features & csum, csum);
     check_eq!(features & guest_csum, guest_csum);
-    check_eq!(features & (1 << 7), 0); // GUEST_TSO4
+    let tso: u64 = (1 << 7) | (1 << 8) | (1 << 11) | (1 << 12); // GUEST_TSO4/6, HOST_TSO4/6
+    check_eq!(features & tso, tso);
+    check_eq!(features & ((1 << 9) | (1 << 13)), 0); // no ECN
     let (base, intid) = platform::virtio_slot(platform::VIRTIO_NET_SLOT);
     let transport = VirtioMmioTransport::new(base, intid, VirtioNet::new(0));
     check_eq!(
         transport.offered_features(),
-        version_1 | event_idx | mac | status | mrg_rxbuf | csum | guest_csum
+        version_1 | event_idx | mac | status | mrg_rxbuf | csum | guest_csum | tso
     );
 
     // Test 3: two queues (RX, TX), 256 entries each.

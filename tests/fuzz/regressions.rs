@@ -72,3 +72,17 @@ fn random_inputs_pass() {
         println!("{name}: 200 random inputs in {:?}", start.elapsed());
     }
 }
+
+#[test]
+fn gso_seeds_reach_the_segmenter() {
+    let seeds = inputs(&root().join("fuzz/seeds/gso"));
+    let accepted = seeds
+        .iter()
+        .filter(|p| hypervisor_fuzz::gso::accepted(&fs::read(p).expect("seed readable")))
+        .count();
+    println!(
+        "gso: {accepted} of {} seeds validated and segmented",
+        seeds.len()
+    );
+    assert!(accepted >= 8, "the seeds must reach segmentation");
+}

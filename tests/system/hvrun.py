@@ -47,7 +47,7 @@ class RunConfig:
 
     def __init__(self, args, name, vms=None, vcpus=None, placement=None, append=None,
                  kernel=None, initrd=None, disk="default", smp=None, net_vlans=None,
-                 net_rate_mbit=None, net_capture=None, vm_append=None):
+                 net_rate_mbit=None, net_capture=None, vm_append=None, net_offloads=None):
         self.hv = args.hv
         self.build = args.build
         self.name = name
@@ -70,6 +70,8 @@ class RunConfig:
         self.net_rate_mbit = (net_rate_mbit if net_rate_mbit is not None
                               else getattr(args, "net_rate_mbit", ""))
         self.net_capture = net_capture if net_capture is not None else getattr(args, "net_capture", "")
+        self.net_offloads = (net_offloads if net_offloads is not None
+                             else getattr(args, "net_offloads", ""))
 
     def bootargs(self, vm=None):
         extra = " ".join(filter(None, (self.append.strip(), self.vm_append.get(vm, "").strip())))
@@ -115,6 +117,8 @@ class RunConfig:
             conf.append(f"net_vlans={self.net_vlans}")
         if self.net_rate_mbit:
             conf.append(f"net_rate_mbit={self.net_rate_mbit}")
+        if self.net_offloads:
+            conf.append(f"net_offloads={self.net_offloads}")
         if self.net_capture:
             # QEMU opens it (semihosting), relative to its own directory:
             # the hypervisor gets an absolute path.
@@ -431,7 +435,8 @@ def typed(con, vm, command, expect, timeout=60):
 
 
 # What `ethtool -k eth0` shows with every offload the device offers
-# negotiated, and with `virtio_net.csum=0 virtio_net.gso=0`.
+# negotiated, and with none offered (NET_OFFLOADS=..,0) and
+# `virtio_net.csum=0 virtio_net.gso=0`.
 OFFLOADS_ON = {"rx-checksumming": "on", "tx-checksumming": "on", "tcp-segmentation-offload": "on"}
 OFFLOADS_OFF = {"tx-checksumming": "off", "tcp-segmentation-offload": "off"}
 NO_OFFLOAD_ARGS = "virtio_net.csum=0 virtio_net.gso=0"
@@ -442,11 +447,14 @@ def switch_counters(con, check, label):
     value}} from the switch's drop and wait lines, or None."""
     mark = len(con.buf)
     con.send(ESCAPE + b"s")
-    if con.wait_for(rb"mac table: learned", 20, since=mark) is None:
+    # A whole report that starts after the request (an earlier one may
+    # still be printing).
+    report = con.wait_for(rb"\[hv\] vswitch: [^\n]*\n(?:[^\n]*\n)*?\[hv\] mac table: learned", 20, since=mark)
+    if report is None:
         check.ok(False, f"{label}: Ctrl-\\ s printed the switch counters")
         return None
     ports = {}
-    text = con.buf[mark:].decode(errors="replace")
+    text = report.group(0).decode(errors="replace")
     for m in re.finditer(r"\[hv\] port (\d+): [^\n]*\n\[hv\]\s+tx [^\n]*\n\[hv\]\s+drops: ([^\n]*)\n"
                          r"\[hv\]\s+tx paused by the rate limit (\d+) times, waited for a full receiver "
                          r"(\d+) times; segmented for this port (\d+)", text):
@@ -455,7 +463,7 @@ def switch_counters(con, check, label):
     return ports
 
 
-def net_pair_scenario(args, check, placement, vm_append=None, offloads=None):
+def net_pair_scenario(args, check, placement, vm_append=None, offloads=None, net_offloads=""):
     """Two VMs run the guest's `hvtest=net` script: pings both ways over
     IPv4 and IPv6, a full 1514-byte frame each way, iperf3 with 4 TCP
     streams for 8 s in each direction, then a 16 MiB TCP transfer whose
@@ -466,6 +474,7 @@ def net_pair_scenario(args, check, placement, vm_append=None, offloads=None):
     label = f"2 VMs {placement}" + (" vm1 without offloads" if vm_append else "")
     name = f"multi-vm-{placement}" + ("-nooffload" if vm_append else "")
     cfg = RunConfig(args, name, vms=2, vcpus=1, placement=placement, vm_append=vm_append,
+                    net_offloads=net_offloads,
                     append=("hvtest=net hviperf=1 hvtest_iperf=8 hvtest_iperf_r=1 hvipv6=1 "
                             + args.append).strip())
     offloads = offloads or {0: OFFLOADS_ON, 1: OFFLOADS_ON}
@@ -482,11 +491,13 @@ def net_pair_scenario(args, check, placement, vm_append=None, offloads=None):
             check.ok(re.search(vm_line(vm, r"VIRTIO-DEV virtio1 device=0x0001 .*driver=virtio_net"),
                                con.text()) is not None, f"{label}: vm{vm} probed virtio_net virtio1")
             shown = re.search(vm_line(vm, r"OFFLOADS ([^\r\n]*)"), con.text())
-            got = dict(re.findall(r"([a-z-]+)=(\w+)", shown.group(1).decode())) if shown else {}
+            line = shown.group(1) if shown else ""
+            line = line.decode(errors="replace") if isinstance(line, bytes) else line
+            got = dict(re.findall(r"([a-z-]+)=(\w+)", line))
             want = offloads.get(vm, {})
             check.ok(all(got.get(k) == v for k, v in want.items()),
                      f"{label}: vm{vm} ethtool -k shows " + ", ".join(f"{k} {v}" for k, v in want.items())
-                     + f" (got {shown.group(1).decode().strip() if shown else 'no OFFLOADS line'})")
+                     + f" (got {line.strip() if shown else 'no OFFLOADS line'})")
         ping = con.wait_for(vm_line(0, r"PING-RESULT (\d+)/5 rtt=(\S+)\r?\n"), 120)
         check.ok(ping is not None and ping.group(1) == b"5", f"{label}: vm0 ping -c 5 10.0.0.2 got 5/5")
         if ping:
@@ -923,10 +934,11 @@ def cmd_test_multi_vm(args):
         for placement in ("timeslice", "per-pcpu"):
             net_pair_scenario(args, check, placement)
     if not only or "nooffload" in only:
-        # One VM without checksum or segmentation offload: the switch
+        # One VM without checksum or segmentation offload (its driver told
+        # not to use them, its device not offering them): the switch
         # completes checksums and cuts the other's offload frames for it.
         net_pair_scenario(args, check, "per-pcpu", vm_append={1: NO_OFFLOAD_ARGS},
-                          offloads={0: OFFLOADS_ON, 1: OFFLOADS_OFF})
+                          offloads={0: OFFLOADS_ON, 1: OFFLOADS_OFF}, net_offloads="1,0")
     if not only or "busy" in only:
         for placement in ("timeslice", "per-pcpu"):
             busy_neighbour_scenario(args, check, placement)
@@ -1089,6 +1101,8 @@ def main():
     ap.add_argument("--net-capture", default="", help="run: write every frame of the switch to this file (pcapng)")
     ap.add_argument("--net-vlans", default="", help="run: access VLAN of each VM's port, e.g. 1,1,2")
     ap.add_argument("--net-rate-mbit", default="", help="run: transmit limit of each VM's port in Mbit/s, e.g. 0,50")
+    ap.add_argument("--net-offloads", default="",
+                    help="run: offer each VM checksum and segmentation offload (1) or not (0), e.g. 1,0")
     ap.add_argument("--rate-test-mbit", type=int, default=50,
                     help="test-multi-vm rate scenario: vm1's limit (below what the VMs reach unlimited)")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command instead of running it")
@@ -1103,7 +1117,7 @@ def main():
     if args.command != "run":
         # The tests set the switch's options per scenario.
         for knob, flag in (("net_capture", "NET_CAPTURE"), ("net_vlans", "NET_VLANS"),
-                           ("net_rate_mbit", "NET_RATE_MBIT")):
+                           ("net_rate_mbit", "NET_RATE_MBIT"), ("net_offloads", "NET_OFFLOADS")):
             if getattr(args, knob):
                 log(f"{flag} applies to the run targets; {args.command} ignores it")
                 setattr(args, knob, "")

@@ -180,6 +180,7 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
         let options = crate::devices::NetPortOptions {
             vlan: config.net_vlans[id],
             rate_mbit: config.net_rate_mbit[id],
+            offloads: config.net_offloads[id],
             clock: crate::net::Clock {
                 now: vcpu::counter,
                 freq: vcpu::counter_frequency(),

@@ -1,172 +1,110 @@
-//! Checksum offload (`VIRTIO_NET_F_CSUM`, `VIRTIO_NET_F_GUEST_CSUM`): the
-//! validated TX header and the frame-kind typestate on both paths.
+//! Checksum and TCP segmentation offload (`CSUM`, `GUEST_CSUM`,
+//! `HOST_TSO4`/`6`, `GUEST_TSO4`/`6`): the validated TX header and the
+//! frame-kind typestate on both paths.
 //!
 //! # The header, validated before anything is forwarded
-//! [`TxHeader::validate`] turns the raw [`NetHdr`] a driver wrote (every
-//! field a zerocopy little-endian type) into a `TxHeader`, or refuses it
-//! with a [`HeaderError`]; the frame is then dropped and counted
-//! (`TxBadHeader`), never forwarded. The rules (virtio 1.2 §5.1.6.2):
+//! [`TxHeader::validate_frame`] turns the raw [`NetHdr`] a driver wrote
+//! (every field a zerocopy little-endian type) and the frame behind it
+//! into a `TxHeader` under the negotiated [`TxOffload`], or refuses it
+//! with a [`HeaderError`] (one variant per rule); the frame is then
+//! dropped and counted (`TxBadHeader`), never forwarded. The rules
+//! (virtio 1.2 §5.1.6.2, §5.1.6.2.1):
 //! - `flags`: 0, or `NEEDS_CSUM` and only if `CSUM` was negotiated;
 //!   `DATA_VALID`, `RSC_INFO` and unknown bits are refused (a driver never
 //!   sets them on transmit);
-//! - `gso_type`: `GSO_NONE` only (no TSO is offered), and `gso_size` 0;
-//! - with `NEEDS_CSUM`: `csum_start` inside the frame and the 2-byte
-//!   checksum at `csum_start + csum_offset` inside it too;
-//! - `hdr_len` is a hint without GSO and `num_buffers` is unused on
-//!   transmit: both are ignored.
+//! - `gso_type`: `GSO_NONE`, or `GSO_TCPV4` / `GSO_TCPV6` only if
+//!   `HOST_TSO4` / `HOST_TSO6` was negotiated (TSO counts only with the
+//!   `CSUM` it requires, §5.1.3.1); the ECN flag (0x80) is refused
+//!   (`HOST_ECN` is not offered), and so are UDP (3), UDP_L4 (5) and
+//!   unknown types;
+//! - without GSO: `gso_size` 0; with `NEEDS_CSUM`, `csum_start` inside
+//!   the frame and the 2-byte checksum at `csum_start + csum_offset`
+//!   inside it too; the frame is at most [`MAX_FRAME_SIZE`] (the caller's
+//!   check);
+//! - with GSO: `NEEDS_CSUM` is required and the frame itself is parsed,
+//!   since `hdr_len` is only a hint (without `GUEST_HDRLEN`, which is not
+//!   offered, Linux puts `skb_headlen` there, which can include payload).
+//!   The frame is at most [`MAX_GSO_FRAME_SIZE`]; its Ethernet type is
+//!   IPv4 (0x0800) for TCPV4 and IPv6 (0x86dd) for TCPV6 (a VLAN tag is
+//!   refused); an IPv4 header has version 4, IHL ≥ 5, protocol TCP, and is
+//!   not a fragment (DF is fine, options are kept); an IPv6 header has
+//!   version 6 and next header TCP (extension headers are refused); the
+//!   IP length field (IPv4 total length, IPv6 payload length) matches the
+//!   frame exactly (Linux sets it to the whole GSO packet's length; a
+//!   mismatch is refused, not recomputed, as it means the driver and the
+//!   frame disagree); the TCP header has a data offset ≥ 5 and lies
+//!   inside the frame, and at least one payload byte follows it;
+//!   `csum_start` is the start of the TCP header and `csum_offset` 16;
+//!   `gso_size` ≥ 1 and headers + `gso_size` ≤ [`MAX_FRAME_SIZE`], so
+//!   every segment is a normal frame. A payload of at most `gso_size`
+//!   (one segment) is valid. The real header length goes into
+//!   [`FrameMeta::Gso`]`::hdr_len`;
+//! - `hdr_len` (a hint) and `num_buffers` (unused on transmit) are
+//!   otherwise ignored.
+//!
+//! [`TxHeader::validate`] is the same check with checksum offload only
+//! (it needs just the frame's length).
+//!
+//! The TCP checksum field of a TSO frame holds what Linux leaves there:
+//! the folded pseudo-header sum over the *whole* TCP length (header and
+//! all payload), not inverted (`__tcp_v4_send_check` /
+//! `__tcp_v6_send_check` with the GSO packet's length; Linux's own
+//! `tcp_gso_segment` swaps that length for each segment's). The frame is
+//! forwarded with that field as it is: a driver that takes the frame
+//! whole expects exactly that, and the software segmenter ignores the
+//! field and computes every segment's checksum in full.
 //!
 //! # The frame kind is in the type
-//! [`TxFrame::classify`] gives a [`TxFrame`]`<`[`Plain`]`>` or a
-//! [`TxFrame`]`<`[`NeedsChecksum`]`>`. Only a plain frame has
-//! [`TxFrame::bytes`], what [`VSwitch::forward_at`] takes; a
-//! needs-checksum frame enters the switch only with its metadata
-//! ([`TxFrame::partial`] → [`VSwitch::forward_meta_at`], queued as
+//! [`TxFrame::classify`] gives a [`TxFrame`]`<`[`Plain`]`>`, a
+//! [`TxFrame`]`<`[`NeedsChecksum`]`>` or a [`TxFrame`]`<`[`Gso`]`>`.
+//! Only a plain frame has [`TxFrame::bytes`], what
+//! [`VSwitch::forward_at`] takes; a needs-checksum frame enters the
+//! switch only with its metadata ([`TxFrame::partial`] →
+//! [`VSwitch::forward_meta_at`], queued as
 //! [`FrameMeta::PartialChecksum`]) or once completed
-//! ([`TxFrame::complete_checksum`]). Forwarding it as plain does not
-//! compile (`tests/compile_fail/tx_forward_needs_checksum.rs`).
+//! ([`TxFrame::complete_checksum`]); a GSO frame only with its metadata
+//! ([`TxFrame::gso`], queued as [`FrameMeta::Gso`]). Forwarding either as
+//! plain does not compile (`tests/compile_fail/tx_forward_needs_checksum.rs`,
+//! `tx_forward_gso.rs`).
 //!
-//! On the receive side a queued frame is an [`RxFrame`] of either kind
-//! ([`RxFrame::classify`]), and what goes into the guest is a
+//! On the receive side a queued frame is an [`RxFrame`] of one of the
+//! three kinds ([`RxFrame::classify`]; a GSO frame is parsed again and
+//! must match its metadata), and what goes into the guest is a
 //! [`Deliverable`] (header + frame). A plain frame has
-//! [`RxFrame::deliverable`]; a needs-checksum frame only
-//! [`RxFrame::deliverable_to`], which takes a [`GuestCsum`] (made only
-//! from negotiated features that contain `GUEST_CSUM`) and keeps
+//! [`RxFrame::deliverable`]. A needs-checksum frame has only
+//! `deliverable_to`, which takes a [`GuestCsum`] (made only from
+//! negotiated features that contain `GUEST_CSUM`) and keeps
 //! `NEEDS_CSUM`, `csum_start` and `csum_offset` in the header for the
 //! driver, or [`RxFrame::complete_into`], which completes the checksum in
-//! a copy for a driver without it. So each port gets a partial frame only
+//! a copy for a driver without it. A GSO frame has only `deliverable_to`
+//! taking a [`GuestTso`] (made only from features with `GUEST_CSUM` and
+//! `GUEST_TSO4` or `GUEST_TSO6`; `None` if the proof does not cover the
+//! frame's IP version), whose header carries `NEEDS_CSUM`, `gso_type`,
+//! `gso_size`, the real `hdr_len` and the checksum position, or
+//! [`RxFrame::segmenter`], which cuts it into plain segments
+//! ([`gso`](super::gso)). So each port gets a partial or GSO frame only
 //! in a form it negotiated; handing one over without the proof does not
-//! compile (`tests/compile_fail/rx_partial_without_guest_csum.rs`). A
+//! compile (`tests/compile_fail/rx_partial_without_guest_csum.rs`,
+//! `rx_gso_without_guest_tso.rs`, `rx_gso_with_guest_csum.rs`). A
 //! flooded frame is queued once per port and takes each port's form.
-//! The switch's capture records partial frames as they were sent (their
-//! checksum fields hold the pseudo-header sum).
+//! The switch's capture records partial and GSO frames as they were sent
+//! (their checksum fields hold the pseudo-header sum).
 
-use core::fmt;
 use core::marker::PhantomData;
 
 use zerocopy::little_endian::U16;
 
+use super::checksum;
+use super::tx_header::gso_meta_matches;
+pub use super::tx_header::{
+    ChecksumAt, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4, HDR_F_DATA_VALID,
+    HDR_F_NEEDS_CSUM, HeaderError, MIN_GSO_SIZE, TCP_CSUM_OFFSET, TxHeader, TxOffload,
+};
 use super::{NetHdr, feature};
+use crate::net::{FrameMeta, GsoKind, MAX_FRAME_SIZE};
 #[cfg(doc)]
-use crate::net::VSwitch;
-use crate::net::{FrameMeta, MAX_FRAME_SIZE};
+use crate::net::{MAX_GSO_FRAME_SIZE, VSwitch};
 use crate::virtio::Features;
-
-/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` to the
-/// end of the frame is to be completed and stored at
-/// `csum_start + csum_offset`.
-pub const HDR_F_NEEDS_CSUM: u8 = 1;
-/// `VIRTIO_NET_HDR_F_DATA_VALID` (receive only).
-pub const HDR_F_DATA_VALID: u8 = 2;
-/// `VIRTIO_NET_HDR_GSO_NONE`.
-pub const GSO_NONE: u8 = 0;
-
-/// Why a TX header was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderError {
-    /// `flags` has bits other than `NEEDS_CSUM`.
-    Flags(u8),
-    /// `NEEDS_CSUM` without `VIRTIO_NET_F_CSUM` negotiated.
-    ChecksumNotNegotiated,
-    /// `gso_type` is not `GSO_NONE` (no segmentation offload is offered).
-    GsoType(u8),
-    /// `gso_size` is not 0 without GSO.
-    GsoSize(u16),
-    /// The checksum start or its 2-byte field lies outside the frame.
-    ChecksumOutside {
-        /// `csum_start`.
-        start: u16,
-        /// `csum_offset`.
-        offset: u16,
-        /// Frame length.
-        len: usize,
-    },
-}
-
-impl fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            HeaderError::Flags(v) => write!(f, "header flags {v:#x} refused"),
-            HeaderError::ChecksumNotNegotiated => {
-                write!(f, "NEEDS_CSUM without VIRTIO_NET_F_CSUM")
-            }
-            HeaderError::GsoType(v) => write!(f, "gso_type {v:#x} refused"),
-            HeaderError::GsoSize(v) => write!(f, "gso_size {v} without GSO"),
-            HeaderError::ChecksumOutside { start, offset, len } => write!(
-                f,
-                "checksum at {start}+{offset} outside the {len}-byte frame"
-            ),
-        }
-    }
-}
-
-/// Where a partial checksum is completed: from `start` to the end of the
-/// frame, stored at `start + offset` (both checked inside the frame).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChecksumAt {
-    start: usize,
-    offset: usize,
-}
-
-impl ChecksumAt {
-    /// First byte summed.
-    pub fn start(&self) -> usize {
-        self.start
-    }
-
-    /// Position of the checksum field, from [`ChecksumAt::start`].
-    pub fn offset(&self) -> usize {
-        self.offset
-    }
-}
-
-/// A TX header that passed [`TxHeader::validate`] for a frame of a given
-/// length; the only way to classify a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxHeader {
-    checksum: Option<ChecksumAt>,
-}
-
-impl TxHeader {
-    /// Checks `hdr` for a frame of `frame_len` bytes, `csum`: whether
-    /// `VIRTIO_NET_F_CSUM` was negotiated (see the [module docs](self)).
-    pub fn validate(hdr: &NetHdr, csum: bool, frame_len: usize) -> Result<Self, HeaderError> {
-        if hdr.flags & !HDR_F_NEEDS_CSUM != 0 {
-            return Err(HeaderError::Flags(hdr.flags));
-        }
-        if hdr.gso_type != GSO_NONE {
-            return Err(HeaderError::GsoType(hdr.gso_type));
-        }
-        if hdr.gso_size.get() != 0 {
-            return Err(HeaderError::GsoSize(hdr.gso_size.get()));
-        }
-        if hdr.flags & HDR_F_NEEDS_CSUM == 0 {
-            return Ok(TxHeader { checksum: None });
-        }
-        if !csum {
-            return Err(HeaderError::ChecksumNotNegotiated);
-        }
-        let (start, offset) = (hdr.csum_start.get(), hdr.csum_offset.get());
-        let field_end = usize::from(start) + usize::from(offset) + 2;
-        if usize::from(start) >= frame_len || field_end > frame_len {
-            return Err(HeaderError::ChecksumOutside {
-                start,
-                offset,
-                len: frame_len,
-            });
-        }
-        Ok(TxHeader {
-            checksum: Some(ChecksumAt {
-                start: usize::from(start),
-                offset: usize::from(offset),
-            }),
-        })
-    }
-
-    /// The checksum to complete, if the frame needs one.
-    pub fn checksum(&self) -> Option<ChecksumAt> {
-        self.checksum
-    }
-}
 
 /// Frame kind: complete as it is, deliverable to any port.
 #[derive(Debug)]
@@ -176,12 +114,18 @@ pub struct Plain;
 #[derive(Debug)]
 pub struct NeedsChecksum;
 
-/// A transmitted frame of kind `K` ([`Plain`] or [`NeedsChecksum`]),
-/// borrowed from the transmit buffer.
+/// Frame kind: a TCP segmentation-offload frame, longer than a normal
+/// frame, still to be cut into segments (with a partial TCP checksum).
+#[derive(Debug)]
+pub struct Gso;
+
+/// A transmitted frame of kind `K` ([`Plain`], [`NeedsChecksum`] or
+/// [`Gso`]), borrowed from the transmit buffer; `meta` is what its header
+/// said (validated against it).
 #[derive(Debug)]
 pub struct TxFrame<'b, K> {
     data: &'b mut [u8],
-    checksum: Option<ChecksumAt>,
+    meta: FrameMeta,
     kind: PhantomData<K>,
 }
 
@@ -192,6 +136,9 @@ pub enum FrameKind<'b> {
     Plain(TxFrame<'b, Plain>),
     /// `NEEDS_CSUM`: complete the checksum before forwarding.
     NeedsChecksum(TxFrame<'b, NeedsChecksum>),
+    /// TCP segmentation offload: queue it with its metadata
+    /// ([`TxFrame::gso`]).
+    Gso(TxFrame<'b, Gso>),
 }
 
 impl<'b> TxFrame<'b, Plain> {
@@ -206,17 +153,13 @@ impl<'b> TxFrame<'b, Plain> {
         if bytes.len() != validated_len {
             return None;
         }
-        Some(match header.checksum {
-            None => FrameKind::Plain(TxFrame {
-                data: bytes,
-                checksum: None,
-                kind: PhantomData,
-            }),
-            Some(at) => FrameKind::NeedsChecksum(TxFrame {
-                data: bytes,
-                checksum: Some(at),
-                kind: PhantomData,
-            }),
+        let meta = header.meta();
+        Some(match meta {
+            FrameMeta::Plain => FrameKind::Plain(TxFrame::new(bytes, meta)),
+            FrameMeta::PartialChecksum { .. } => {
+                FrameKind::NeedsChecksum(TxFrame::new(bytes, meta))
+            }
+            FrameMeta::Gso { .. } => FrameKind::Gso(TxFrame::new(bytes, meta)),
         })
     }
 
@@ -232,18 +175,39 @@ impl<'b> TxFrame<'b, NeedsChecksum> {
     /// the field, folded and inverted, 0 sent as 0xffff as Linux's
     /// `skb_checksum_help` does); the frame is then plain.
     pub fn complete_checksum(self) -> TxFrame<'b, Plain> {
-        if let Some(at) = self.checksum {
-            complete_checksum(self.data, at);
+        if let FrameMeta::PartialChecksum { start, offset } = self.meta {
+            checksum::complete(self.data, usize::from(start), usize::from(offset));
         }
-        TxFrame {
-            data: self.data,
-            checksum: None,
-            kind: PhantomData,
-        }
+        TxFrame::new(self.data, FrameMeta::Plain)
+    }
+
+    /// The frame and its partial checksum, as the switch queues them for
+    /// every destination (each receiver completes the checksum, or hands
+    /// it to a driver that negotiated `GUEST_CSUM`; see [`RxFrame`]).
+    pub fn partial(&self) -> (&[u8], FrameMeta) {
+        (self.data, self.meta)
     }
 }
 
-impl<K> TxFrame<'_, K> {
+impl TxFrame<'_, Gso> {
+    /// The frame and its [`FrameMeta::Gso`], as the switch queues them for
+    /// every destination (each receiver cuts it into segments, or hands it
+    /// to a driver that negotiated `GUEST_TSO4`/`GUEST_TSO6`; see
+    /// [`RxFrame`]).
+    pub fn gso(&self) -> (&[u8], FrameMeta) {
+        (self.data, self.meta)
+    }
+}
+
+impl<'b, K> TxFrame<'b, K> {
+    fn new(data: &'b mut [u8], meta: FrameMeta) -> Self {
+        TxFrame {
+            data,
+            meta,
+            kind: PhantomData,
+        }
+    }
+
     /// Frame length.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -252,22 +216,6 @@ impl<K> TxFrame<'_, K> {
     /// True for an empty frame.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
-    }
-}
-
-impl<'b> TxFrame<'b, NeedsChecksum> {
-    /// The frame and its partial checksum, as the switch queues them for
-    /// every destination (each receiver completes the checksum, or hands
-    /// it to a driver that negotiated `GUEST_CSUM`; see [`RxFrame`]).
-    pub fn partial(&self) -> (&[u8], FrameMeta) {
-        let meta = self.checksum.map_or(FrameMeta::Plain, |at| {
-            // Both were u16 in the header.
-            FrameMeta::PartialChecksum {
-                start: at.start as u16,
-                offset: at.offset as u16,
-            }
-        });
-        (self.data, meta)
     }
 }
 
@@ -287,11 +235,48 @@ impl GuestCsum {
     }
 }
 
+/// Proof that a port's driver negotiated receive segmentation offload
+/// (`GUEST_TSO4` and/or `GUEST_TSO6`, each with the `GUEST_CSUM` the spec
+/// makes it depend on): the only way to hand it a [`Gso`] frame whole.
+///
+/// One proof covers both kinds and [`RxFrame::deliverable_to`] checks the
+/// frame's kind against it, returning `None` for a kind the driver did
+/// not negotiate. The kind is a run-time value (one port ring carries
+/// both), so a proof type per kind would only move that `match` to the
+/// caller; the `Option` forces the caller to handle the other kind (by
+/// segmenting it).
+#[derive(Clone, Copy, Debug)]
+pub struct GuestTso {
+    tso4: bool,
+    tso6: bool,
+}
+
+impl GuestTso {
+    /// The proof, if `features` contain `GUEST_CSUM` and `GUEST_TSO4` or
+    /// `GUEST_TSO6`.
+    pub fn negotiated(features: Features) -> Option<Self> {
+        let csum = features.contains(feature::GUEST_CSUM);
+        let proof = GuestTso {
+            tso4: csum && features.contains(feature::GUEST_TSO4),
+            tso6: csum && features.contains(feature::GUEST_TSO6),
+        };
+        (proof.tso4 || proof.tso6).then_some(proof)
+    }
+
+    /// True if the driver takes `kind` frames whole.
+    pub fn covers(&self, kind: GsoKind) -> bool {
+        match kind {
+            GsoKind::Tcp4 => self.tso4,
+            GsoKind::Tcp6 => self.tso6,
+        }
+    }
+}
+
 /// A queued frame of kind `K` on its way into a guest.
 #[derive(Debug)]
 pub struct RxFrame<'f, K> {
     data: &'f [u8],
-    checksum: Option<ChecksumAt>,
+    meta: FrameMeta,
     kind: PhantomData<K>,
 }
 
@@ -303,6 +288,10 @@ pub enum RxFrameKind<'f> {
     /// Partial checksum: deliverable as is only with [`GuestCsum`],
     /// otherwise completed first.
     NeedsChecksum(RxFrame<'f, NeedsChecksum>),
+    /// Segmentation offload: deliverable whole only with [`GuestTso`]
+    /// covering its kind, otherwise cut into plain segments
+    /// ([`RxFrame::segmenter`]).
+    Gso(RxFrame<'f, Gso>),
 }
 
 /// Header and frame in the form the receiving port negotiated; the
@@ -328,30 +317,70 @@ impl<'f> Deliverable<'f> {
     }
 }
 
+impl<'f, K> RxFrame<'f, K> {
+    fn new(data: &'f [u8], meta: FrameMeta) -> Self {
+        RxFrame {
+            data,
+            meta,
+            kind: PhantomData,
+        }
+    }
+
+    /// The frame's bytes, for the segmenter (a GSO frame's bytes are not
+    /// deliverable as they are).
+    pub(super) fn raw(&self) -> &'f [u8] {
+        self.data
+    }
+
+    /// The frame's metadata.
+    pub fn meta(&self) -> FrameMeta {
+        self.meta
+    }
+
+    /// Frame length.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True for an empty frame.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
 impl<'f> RxFrame<'f, Plain> {
     /// Classifies a queued frame by its metadata; `None` if the metadata
-    /// does not fit the frame (the port rings refuse such frames).
+    /// does not fit the frame (the port rings refuse such frames). A
+    /// [`FrameMeta::Gso`] frame is parsed again and must match its
+    /// metadata exactly (as [`TxHeader::validate_frame`] made it), so an
+    /// [`RxFrame`]`<`[`Gso`]`>` always has the headers its segmenter
+    /// rewrites.
     pub fn classify(data: &'f [u8], meta: FrameMeta) -> Option<RxFrameKind<'f>> {
         if !meta.fits(data.len()) {
             return None;
         }
         Some(match meta {
-            FrameMeta::Plain => RxFrameKind::Plain(RxFrame {
-                data,
-                checksum: None,
-                kind: PhantomData,
-            }),
-            FrameMeta::PartialChecksum { start, offset } => RxFrameKind::NeedsChecksum(RxFrame {
-                data,
-                checksum: Some(ChecksumAt {
-                    start: usize::from(start),
-                    offset: usize::from(offset),
-                }),
-                kind: PhantomData,
-            }),
-            // No GSO frame is queued yet (none is accepted on transmit).
-            FrameMeta::Gso { .. } => return None,
+            FrameMeta::Plain => RxFrameKind::Plain(RxFrame::new(data, meta)),
+            FrameMeta::PartialChecksum { .. } => {
+                RxFrameKind::NeedsChecksum(RxFrame::new(data, meta))
+            }
+            FrameMeta::Gso { .. } => {
+                if !gso_meta_matches(data, meta) {
+                    return None;
+                }
+                RxFrameKind::Gso(RxFrame::new(data, meta))
+            }
         })
+    }
+
+    /// A segment the segmenter wrote: complete, plain.
+    pub(super) fn segment(data: &'f [u8]) -> Self {
+        RxFrame::new(data, FrameMeta::Plain)
+    }
+
+    /// The frame.
+    pub fn bytes(&self) -> &'f [u8] {
+        self.data
     }
 
     /// A complete frame goes to any guest behind a header without flags.
@@ -367,15 +396,15 @@ impl<'f> RxFrame<'f, NeedsChecksum> {
     /// The frame as is, behind `NEEDS_CSUM` with its `csum_start` and
     /// `csum_offset`: only for a driver that negotiated `GUEST_CSUM`.
     pub fn deliverable_to(&self, _proof: &GuestCsum) -> Deliverable<'f> {
-        let at = self.checksum.unwrap_or(ChecksumAt {
-            start: 0,
-            offset: 0,
-        });
+        let (start, offset) = match self.meta {
+            FrameMeta::PartialChecksum { start, offset } => (start, offset),
+            _ => (0, 0),
+        };
         Deliverable {
             header: NetHdr {
                 flags: HDR_F_NEEDS_CSUM,
-                csum_start: U16::new(at.start as u16),
-                csum_offset: U16::new(at.offset as u16),
+                csum_start: U16::new(start),
+                csum_offset: U16::new(offset),
                 ..NetHdr::rx()
             },
             frame: self.data,
@@ -388,106 +417,55 @@ impl<'f> RxFrame<'f, NeedsChecksum> {
         let len = self.data.len().min(MAX_FRAME_SIZE);
         let copy = &mut buf[..len];
         copy.copy_from_slice(self.data.get(..len).unwrap_or(&[]));
-        if let Some(at) = self.checksum {
-            complete_checksum(copy, at);
+        if let FrameMeta::PartialChecksum { start, offset } = self.meta {
+            checksum::complete(copy, usize::from(start), usize::from(offset));
         }
-        RxFrame {
-            data: copy,
-            checksum: None,
-            kind: PhantomData,
-        }
+        RxFrame::new(copy, FrameMeta::Plain)
     }
 }
 
-/// Ones' complement sum of `data` as big-endian 16-bit words (an odd
-/// last byte padded with 0), not yet folded.
-fn ones_sum(data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(2);
-    let mut sum: u64 = words
-        .by_ref()
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-/// Folds a ones' complement sum to 16 bits.
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// Completes the checksum of `frame` at `at` (see
-/// [`TxFrame::complete_checksum`]).
-fn complete_checksum(frame: &mut [u8], at: ChecksumAt) {
-    let sum = fold(ones_sum(frame.get(at.start..).unwrap_or(&[])));
-    let value = match !sum {
-        0 => 0xffff,
-        v => v,
-    };
-    let field = at.start + at.offset;
-    if let Some(dst) = frame.get_mut(field..field + 2) {
-        dst.copy_from_slice(&value.to_be_bytes());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hdr(flags: u8, start: u16, offset: u16) -> NetHdr {
-        NetHdr {
-            flags,
-            csum_start: U16::new(start),
-            csum_offset: U16::new(offset),
-            ..NetHdr::default()
+impl<'f> RxFrame<'f, Gso> {
+    /// IPv4 or IPv6.
+    pub fn gso_kind(&self) -> GsoKind {
+        match self.meta {
+            FrameMeta::Gso { kind, .. } => kind,
+            // Unreachable: only a Gso meta makes this kind.
+            _ => GsoKind::Tcp4,
         }
     }
 
-    #[test]
-    fn checksum_positions_are_checked_at_the_edges() {
-        assert!(TxHeader::validate(&hdr(1, 34, 16), true, 52).is_ok());
-        assert!(TxHeader::validate(&hdr(1, 50, 0), true, 52).is_ok());
-        assert_eq!(
-            TxHeader::validate(&hdr(1, 51, 0), true, 52),
-            Err(HeaderError::ChecksumOutside {
-                start: 51,
-                offset: 0,
-                len: 52
-            })
-        );
-        assert!(TxHeader::validate(&hdr(1, 52, 0), true, 52).is_err());
-        assert!(TxHeader::validate(&hdr(1, 0xffff, 0xffff), true, 1514).is_err());
-        assert_eq!(
-            TxHeader::validate(&hdr(1, 34, 16), false, 52),
-            Err(HeaderError::ChecksumNotNegotiated)
-        );
-    }
-
-    #[test]
-    fn the_sum_matches_rfc1071() {
-        // RFC 1071's example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
-        assert_eq!(
-            fold(ones_sum(&[0, 1, 0xf2, 3, 0xf4, 0xf5, 0xf6, 0xf7])),
-            0xddf2
-        );
-        assert_eq!(fold(ones_sum(&[0xff])), 0xff00);
-        let mut frame = [0u8; 8];
-        frame[4] = 0xff;
-        frame[5] = 0xff;
-        // Summing to 0xffff gives !0 = 0, sent as 0xffff.
-        let mut f = frame;
-        complete_checksum(
-            &mut f,
-            ChecksumAt {
-                start: 0,
-                offset: 6,
+    /// The frame whole, behind `NEEDS_CSUM`, its `gso_type`, `gso_size`,
+    /// `hdr_len` (the real header length) and checksum position: only
+    /// for a driver whose [`GuestTso`] covers the frame's kind (`None`
+    /// otherwise; then segment it, [`RxFrame::segmenter`]).
+    pub fn deliverable_to(&self, proof: &GuestTso) -> Option<Deliverable<'f>> {
+        let FrameMeta::Gso {
+            kind,
+            hdr_len,
+            gso_size,
+            start,
+            offset,
+        } = self.meta
+        else {
+            return None;
+        };
+        if !proof.covers(kind) {
+            return None;
+        }
+        Some(Deliverable {
+            header: NetHdr {
+                flags: HDR_F_NEEDS_CSUM,
+                gso_type: match kind {
+                    GsoKind::Tcp4 => GSO_TCPV4,
+                    GsoKind::Tcp6 => GSO_TCPV6,
+                },
+                hdr_len: U16::new(hdr_len),
+                gso_size: U16::new(gso_size),
+                csum_start: U16::new(start),
+                csum_offset: U16::new(offset),
+                ..NetHdr::rx()
             },
-        );
-        assert_eq!(&f[6..], &[0xff, 0xff]);
+            frame: self.data,
+        })
     }
 }
