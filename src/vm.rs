@@ -549,6 +549,8 @@ impl Vm {
                     context_id,
                 } => {
                     self.vcpus[target].reset_to(entry, context_id);
+                    // Its interface state was reset: the next entry scans.
+                    self.vgic.forget_flush(target);
                     self.vcpus[index].regs.x[0] = hal::psci::SUCCESS as u64;
                     ExitOutcome::Wake(1 << target)
                 }

@@ -2,7 +2,8 @@
 //! [`Vgic::sync`] after guest exit, and the wake-up query
 //! [`Vgic::has_deliverable`].
 
-use super::{NR_IRQS, NR_PRIVATE, SPI_BASE, Vgic};
+use super::reuse::{LastFlush, lrs_unchanged, may_reuse};
+use super::{NR_IRQS, NR_PRIVATE, SPI_BASE, VcpuMask, Vgic};
 use hal::ich::{
     HCR_EOICOUNT_MASK, IchHcr, IchVmcr, IchVtr, ListRegister, LrState, MAX_LIST_REGS, hcr_eoi_count,
 };
@@ -106,13 +107,94 @@ impl Vgic {
     /// Unused LRs are zeroed. `ICH_HCR_EL2.En` is set; UIE (or, with one LR,
     /// the EOI request) and LRENPIE are set as needed when not everything
     /// fits.
+    ///
+    /// When no interrupt state changed since this vCPU's previous flush and
+    /// the hardware gave its list registers back unchanged, the previous
+    /// content is written again without scanning (see `reuse`); the result
+    /// is the same.
     pub fn flush(&mut self, vcpu: usize, state: &mut VcpuIfState) -> FlushOutcome {
         if vcpu >= self.num_vcpus {
             self.counters.bad_vcpu += 1;
             return FlushOutcome::default();
         }
-        self.fold(vcpu, state);
+        if self.lr_used[vcpu] != 0 || hcr_eoi_count(state.hcr) != 0 {
+            self.fold(vcpu, state);
+        }
+        let last = self.last_flush[vcpu];
+        let out = match last {
+            Some(last)
+                if may_reuse(
+                    Some(&last),
+                    self.generation,
+                    self.hw_unchanged[vcpu],
+                    state.lr_count(),
+                ) =>
+            {
+                self.counters.flush_reused += 1;
+                self.reload(vcpu, state, &last)
+            }
+            _ => {
+                self.counters.flush_scanned += 1;
+                self.scan_and_load(vcpu, state)
+            }
+        };
+        let hcr_bits = state.hcr & (IchHcr::UIE | IchHcr::LRENPIE).bits();
+        let mut pending_slots = 0u16;
+        for slot in 0..out.loaded {
+            if ListRegister(state.lrs[slot]).state().is_pending() {
+                pending_slots |= 1 << slot;
+            }
+        }
+        self.last_flush[vcpu] = Some(LastFlush {
+            generation: self.generation,
+            lrs: state.lrs,
+            num_lrs: state.lr_count() as u8,
+            loaded: out.loaded as u8,
+            pending_slots,
+            waiting: out.waiting as u16,
+            hcr_bits,
+        });
+        self.hw_unchanged[vcpu] = true;
+        out
+    }
 
+    /// Loads `last`'s list registers again, with the bookkeeping the scan
+    /// would have done: nothing changed since it chose them.
+    fn reload(&mut self, vcpu: usize, state: &mut VcpuIfState, last: &LastFlush) -> FlushOutcome {
+        let load = usize::from(last.loaded).min(MAX_LIST_REGS);
+        for slot in 0..load {
+            let intid = u32::from(self.lr_intid[vcpu][slot]);
+            let pending = last.pending_slots & (1 << slot) != 0;
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            irq.in_lr = true;
+            irq.lr_vcpu = vcpu as u8;
+            irq.lr_pending = pending;
+            irq.lr_pending_cleared = false;
+            irq.lr_active_written = false;
+            if pending && irq.edge {
+                irq.latch = false;
+            }
+        }
+        self.lr_used[vcpu] = load as u8;
+        state.lrs = last.lrs;
+        let mut hcr = IchHcr::from_bits_retain(state.hcr & !HCR_EOICOUNT_MASK);
+        hcr.remove(IchHcr::UIE | IchHcr::NPIE | IchHcr::LRENPIE);
+        hcr.insert(IchHcr::EN);
+        state.hcr = hcr.bits() | last.hcr_bits;
+        if last.waiting > 0 {
+            self.counters.lr_overflows += 1;
+        }
+        FlushOutcome {
+            loaded: load,
+            waiting: usize::from(last.waiting),
+        }
+    }
+
+    /// The full flush: scans the interrupts that may be pending or active
+    /// and loads the best.
+    fn scan_and_load(&mut self, vcpu: usize, state: &mut VcpuIfState) -> FlushOutcome {
         let mut cands = [Candidate {
             class: 0,
             priority: 0,
@@ -121,10 +203,16 @@ impl Vgic {
             active: false,
         }; NR_IRQS];
         let mut count = 0;
-        for intid in 0..NR_IRQS as u32 {
-            if let Some(c) = self.candidate(vcpu, intid) {
-                cands[count] = c;
-                count += 1;
+        let mut maybe = self.maybe_bits(vcpu);
+        while maybe != 0 {
+            let intid = maybe.trailing_zeros();
+            maybe &= maybe - 1;
+            match self.candidate(vcpu, intid) {
+                Some(c) => {
+                    cands[count] = c;
+                    count += 1;
+                }
+                None => self.clear_maybe(vcpu, intid),
             }
         }
         let cands = &mut cands[..count];
@@ -209,6 +297,18 @@ impl Vgic {
 
     fn fold(&mut self, vcpu: usize, state: &mut VcpuIfState) -> SyncOutcome {
         let mut out = SyncOutcome::default();
+        let used = usize::from(self.lr_used[vcpu]).min(MAX_LIST_REGS);
+        // Did the guest (or anything else) make progress on what the last
+        // flush loaded? If so, no flush may reuse list registers: the
+        // generation moves on.
+        let unchanged = self.last_flush[vcpu].is_some_and(|last| {
+            usize::from(last.loaded) == used
+                && lrs_unchanged(&last.lrs, &state.lrs, used, state.hcr)
+        });
+        if !unchanged {
+            self.hw_unchanged[vcpu] = false;
+            self.note_change();
+        }
 
         // EOIs for interrupts without an LR (only possible when the active
         // ones did not all fit): the guest deactivated the highest-priority
@@ -225,7 +325,6 @@ impl Vgic {
             }
         }
 
-        let used = usize::from(self.lr_used[vcpu]).min(MAX_LIST_REGS);
         for slot in 0..used {
             let intid = u32::from(self.lr_intid[vcpu][slot]);
             let lr = ListRegister(state.lrs[slot]);
@@ -246,6 +345,10 @@ impl Vgic {
                 LrState::from_parts(irq.lr_pending, irq.active)
             };
             let mismatch = lr.vintid() != intid || lr.hw();
+            // (A register write that reached it in flight, applied below
+            // through `lr_pending_cleared` / `lr_active_written`, already
+            // moved the generation on when it happened, after this vCPU's
+            // flush: no flush can reuse across it.)
 
             if !irq.lr_active_written {
                 irq.active = lr_state.is_active();
@@ -287,7 +390,12 @@ impl Vgic {
                 self.counters.lr_mismatch += 1;
             }
             // A level line still high, or a new edge, wants delivery again.
-            self.touch(vcpu, intid);
+            // Out of this vCPU's LRs, an interrupt another vCPU may now load
+            // changes that vCPU's next flush.
+            let wanted_by = self.kick(vcpu, intid);
+            if wanted_by.0 & !VcpuMask::single(vcpu).0 != 0 {
+                self.note_change();
+            }
         }
         self.lr_used[vcpu] = 0;
         state.lrs = [0; MAX_LIST_REGS];
@@ -296,6 +404,27 @@ impl Vgic {
         hcr.remove(IchHcr::UIE | IchHcr::NPIE | IchHcr::LRENPIE);
         state.hcr = hcr.bits();
         out
+    }
+
+    /// INTIDs (bit = INTID) that may be pending or active for `vcpu`: its
+    /// SGIs/PPIs and every SPI. Everything else is neither.
+    fn maybe_bits(&self, vcpu: usize) -> u128 {
+        u128::from(self.private_maybe[vcpu]) | self.spi_maybe
+    }
+
+    /// Drops `intid` from the candidate bitmap of `vcpu` (or the SPIs') if
+    /// it is neither pending nor active.
+    fn clear_maybe(&mut self, vcpu: usize, intid: u32) {
+        if self
+            .irq(vcpu, intid)
+            .is_some_and(|irq| !irq.maybe_candidate())
+        {
+            if intid < SPI_BASE {
+                self.private_maybe[vcpu] &= !(1 << intid);
+            } else {
+                self.spi_maybe &= !(1 << intid);
+            }
+        }
     }
 
     /// The interrupt of `vcpu` that flush would like to load, if any.
@@ -361,8 +490,14 @@ impl Vgic {
             .iter()
             .map(|&v| ListRegister(v))
             .any(|lr| lr.state() == LrState::Pending && signalled(lr.group1(), lr.priority()));
+        let mut maybe = self.maybe_bits(vcpu);
         in_lrs
-            || (0..NR_IRQS as u32).any(|intid| {
+            || core::iter::from_fn(|| {
+                let intid = maybe.trailing_zeros();
+                maybe &= maybe.wrapping_sub(1);
+                (intid < NR_IRQS as u32).then_some(intid)
+            })
+            .any(|intid| {
                 self.candidate(vcpu, intid).is_some_and(|c| {
                     let group1 = self.irq(vcpu, intid).is_some_and(|i| i.group1);
                     c.pending

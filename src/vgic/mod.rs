@@ -28,7 +28,10 @@
 //! guest acknowledges and deactivates them, and `sync` folds those changes
 //! back. `sync` empties every list register; the next `flush` chooses again
 //! from scratch, so the LRs always hold the best candidates in priority order
-//! and no interrupt is ever in two LRs (of one vCPU or of two vCPUs).
+//! and no interrupt is ever in two LRs (of one vCPU or of two vCPUs). When
+//! nothing changed since a vCPU's previous flush, "from scratch" gives the
+//! same answer, and flush writes that answer again without scanning (see
+//! `reuse`: a generation marker bumped by every state change).
 //!
 //! # What the integrator does
 //!
@@ -136,8 +139,11 @@ mod distributor;
 mod hw_writes;
 mod list_registers;
 mod redistributor;
+mod reuse;
 mod sgi;
 
+#[cfg(test)]
+mod reuse_tests;
 #[cfg(test)]
 mod tests;
 
@@ -148,6 +154,7 @@ use crate::irq::IrqSink;
 use crate::platform::MAX_VCPUS;
 use hal::gicv3::{gicd_ctlr, irouter};
 use hal::ich::MAX_LIST_REGS;
+use reuse::LastFlush;
 
 /// Number of INTIDs the vGIC implements: 0..=127.
 pub const NR_IRQS: usize = 128;
@@ -247,20 +254,28 @@ pub struct VgicCounters {
     pub delivered_ppi: u64,
     /// Interrupts the guest acknowledged: SPIs (32.., devices).
     pub delivered_spi: u64,
+    /// Flushes that chose the list-register content by scanning the
+    /// interrupts.
+    pub flush_scanned: u64,
+    /// Flushes that wrote the previous flush's list registers again because
+    /// nothing had changed (see `reuse`).
+    pub flush_reused: u64,
 }
 
 impl core::fmt::Display for VgicCounters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "delivered sgi={} ppi={} spi={}; lr-overflows={} eoi-fixups={}; refused: \
-             unknown-offset={} bad-width={} read-only-write={} unimplemented-intid={} \
+            "delivered sgi={} ppi={} spi={}; lr-overflows={} eoi-fixups={}; flushes \
+             scanned={} reused={}; refused: unknown-offset={} bad-width={} read-only-write={} unimplemented-intid={} \
              bad-intid={} bad-vcpu={} unroutable-spi={} sgi-dropped={} lr-mismatch={}",
             self.delivered_sgi,
             self.delivered_ppi,
             self.delivered_spi,
             self.lr_overflows,
             self.eoi_count_fixups,
+            self.flush_scanned,
+            self.flush_reused,
             self.unknown_offset,
             self.bad_width,
             self.read_only_write,
@@ -275,7 +290,7 @@ impl core::fmt::Display for VgicCounters {
 }
 
 /// The state of one INTID (banked per vCPU for SGIs and PPIs).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Irq {
     /// ISENABLER/ICENABLER.
     enabled: bool,
@@ -339,12 +354,20 @@ impl Irq {
     }
 
     /// Drives the input line; a rising edge latches an edge-triggered
-    /// interrupt.
-    fn set_line(&mut self, high: bool) {
+    /// interrupt. True if the interrupt's state changed.
+    fn set_line(&mut self, high: bool) -> bool {
+        let before = (self.line, self.latch);
         if self.edge && high && !self.line {
             self.latch = true;
         }
         self.line = high;
+        before != (self.line, self.latch)
+    }
+
+    /// Whether flush might want an LR for it: pending or active. (Routing,
+    /// enables and LR ownership are checked by the scan.)
+    const fn maybe_candidate(&self) -> bool {
+        self.model_pending() || self.active
     }
 }
 
@@ -366,6 +389,19 @@ pub struct Vgic {
     lr_intid: [[u16; MAX_LIST_REGS]; MAX_VCPUS],
     /// How many LRs of each vCPU flush loaded.
     lr_used: [u8; MAX_VCPUS],
+    /// Bumped by every change that can alter what a flush loads (see
+    /// `reuse`).
+    generation: u64,
+    /// What each vCPU's last flush wrote (`None`: scan next time).
+    last_flush: [Option<LastFlush>; MAX_VCPUS],
+    /// Per vCPU: the list registers came back from the hardware exactly as
+    /// the last flush wrote them (cleared by sync otherwise).
+    hw_unchanged: [bool; MAX_VCPUS],
+    /// Per vCPU, bit = INTID 0..=31: SGIs/PPIs that are pending or active
+    /// (a superset: bits are set on every change, cleared by the scan).
+    private_maybe: [u32; MAX_VCPUS],
+    /// Bit = INTID 32..=127: SPIs that are pending or active (a superset).
+    spi_maybe: u128,
     kicks: VcpuMask,
     counters: VgicCounters,
 }
@@ -403,6 +439,11 @@ impl Vgic {
             asleep: [true; MAX_VCPUS],
             lr_intid: [[0; MAX_LIST_REGS]; MAX_VCPUS],
             lr_used: [0; MAX_VCPUS],
+            generation: 0,
+            last_flush: [None; MAX_VCPUS],
+            hw_unchanged: [false; MAX_VCPUS],
+            private_maybe: [0; MAX_VCPUS],
+            spi_maybe: 0,
             kicks: VcpuMask::EMPTY,
             counters: VgicCounters {
                 unknown_offset: 0,
@@ -419,6 +460,8 @@ impl Vgic {
                 delivered_sgi: 0,
                 delivered_ppi: 0,
                 delivered_spi: 0,
+                flush_scanned: 0,
+                flush_reused: 0,
             },
         }
     }
@@ -443,6 +486,15 @@ impl Vgic {
         core::mem::take(&mut self.kicks)
     }
 
+    /// Makes the next [`Vgic::flush`] of `vcpu` choose its list registers by
+    /// scanning the interrupts, not by reusing the previous flush's (call it
+    /// when the vCPU's interface state was reset, e.g. on PSCI `CPU_ON`).
+    pub fn forget_flush(&mut self, vcpu: usize) {
+        if let Some(last) = self.last_flush.get_mut(vcpu) {
+            *last = None;
+        }
+    }
+
     // ── Injection ────────────────────────────────────────────────────
 
     /// Makes PPI `intid` (16..=31) of `vcpu` pending once (edge semantics,
@@ -459,8 +511,13 @@ impl Vgic {
     /// edge-triggered one latches on a rising edge.
     pub fn set_ppi_level(&mut self, vcpu: usize, intid: u32, high: bool) {
         if let Some(irq) = self.ppi_mut(vcpu, intid) {
-            irq.set_line(high);
-            self.touch(vcpu, intid);
+            // The run loop sets the virtual timer's level after every exit:
+            // an unchanged level must leave the generation alone.
+            if irq.set_line(high) {
+                self.touch(vcpu, intid);
+            } else {
+                self.kick(vcpu, intid);
+            }
         }
     }
 
@@ -599,12 +656,33 @@ impl Vgic {
         (upper == 0 && aff0 < self.num_vcpus).then_some(aff0)
     }
 
-    /// Records which vCPUs must look at `intid` again after a change: the
-    /// one holding it in an LR, and the one it would now be delivered to.
+    /// Records a change of `intid`: the generation moves on (no flush may
+    /// reuse its previous list registers) and [`Vgic::kick`] runs.
     fn touch(&mut self, vcpu: usize, intid: u32) {
+        self.note_change();
+        self.kick(vcpu, intid);
+    }
+
+    /// Something that can change what a flush loads happened.
+    fn note_change(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Records which vCPUs must look at `intid` again: the one holding it
+    /// in an LR, and the one it would now be delivered to; returns them.
+    /// Also keeps the candidate bitmaps a superset of the pending or active
+    /// interrupts.
+    fn kick(&mut self, vcpu: usize, intid: u32) -> VcpuMask {
         let Some(irq) = self.irq(vcpu, intid).copied() else {
-            return;
+            return VcpuMask::EMPTY;
         };
+        if irq.maybe_candidate() {
+            if intid < SPI_BASE {
+                self.private_maybe[vcpu] |= 1 << intid;
+            } else {
+                self.spi_maybe |= 1 << intid;
+            }
+        }
         let mut mask = VcpuMask::EMPTY;
         if irq.in_lr {
             mask.insert(irq.lr_vcpu as usize);
@@ -619,10 +697,12 @@ impl Vgic {
             }
         }
         self.kicks.0 |= mask.0;
+        mask
     }
 
     /// Every vCPU must re-evaluate (e.g. a group enable changed).
     fn touch_all(&mut self) {
+        self.note_change();
         for v in 0..self.num_vcpus {
             self.kicks.insert(v);
         }
@@ -653,8 +733,11 @@ impl IrqSink for Vgic {
     /// Sets the input level of SPI `intid`.
     fn set_level(&mut self, intid: u32, high: bool) {
         if let Some(irq) = self.spi_mut(intid) {
-            irq.set_line(high);
-            self.touch(0, intid);
+            if irq.set_line(high) {
+                self.touch(0, intid);
+            } else {
+                self.kick(0, intid);
+            }
         }
     }
 }
