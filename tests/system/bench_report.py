@@ -6,7 +6,7 @@ import json
 import os
 import statistics
 
-from bench_stats import DROP_REASONS, EXIT_REASONS, IRQ_KINDS
+from bench_stats import DROP_REASONS, EXIT_REASONS, IRQ_KINDS, LATER_DROP_REASONS
 from bench_svg import ratio_chart, timeline_chart
 
 PAIRS = ("pair-timeslice", "pair-per-pcpu", "pair-plain")
@@ -58,6 +58,18 @@ def per_frame(key):
         v = key(h) if h else None
         return v / h["frames_forwarded"] if v is not None and h["frames_forwarded"] else None
     return get
+
+
+# Bytes of a full-size Ethernet frame: the unit of "exits per frame's worth".
+FULL_FRAME = 1514
+
+
+def exits_per_full_frame(r):
+    """VM exits per 1514 bytes forwarded during the 4-stream run."""
+    h = dig(r, "phases", "tcp4", "hv")
+    if not h or not h.get("bytes_forwarded"):
+        return None
+    return h["exits_total"] / (h["bytes_forwarded"] / FULL_FRAME)
 
 
 def guest_irqs_per_frame(r):
@@ -113,6 +125,8 @@ def rows(a):
                  "tcp4"))
     c.append(Row("exits_pf", "VM exits / frame", per_frame(lambda h: h["exits_total"]), None, 3, "tcp4",
                  hv_only=True))
+    c.append(Row("exits_p1514", "VM exits / 1514 bytes forwarded", exits_per_full_frame, None, 3, "tcp4",
+                 hv_only=True))
     for r in EXIT_REASONS:
         c.append(Row(f"exits_pf_{r}", f"  {r}", per_frame(lambda h, r=r: h["exits"][r]), None, 3, "tcp4",
                      hv_only=True))
@@ -124,7 +138,7 @@ def rows(a):
         c.append(Row(f"delivered_pf_{k}", f"  {name}", per_frame(lambda h, k=k: h["irqs_delivered"][k]), None, 3,
                      "tcp4", hv_only=True))
     c.append(Row("drops", "switch drops (frames)", ph("tcp4", "hv", "drops_total"), None, 0, "tcp4", hv_only=True))
-    for r in DROP_REASONS:
+    for r in DROP_REASONS + LATER_DROP_REASONS:
         c.append(Row(f"drops_{r}", f"  {r.replace('_', '-')}", ph("tcp4", "hv", "drops", r), None, 0, "tcp4",
                      hv_only=True))
     c.append(Row("guest_irqs_pf", "virtio irqs the guests saw / frame sent", guest_irqs_per_frame, "lower", 3,
@@ -336,7 +350,60 @@ def table(f, meta, a):
     w("6. Integrity")
     w(head)
     show("integrity")
+    w("")
+    w("7. Targets of the inter-VM data path (per placement; medians)")
+    lines.extend(targets(f))
     return "\n".join(line.rstrip() for line in lines)
+
+
+# The data path's targets: throughput at least this many times the plain
+# pair's, at most one VM exit per full frame's worth of bytes, nothing
+# dropped or retransmitted.
+THROUGHPUT_TARGET = 5.0
+EXITS_TARGET = 1.0
+
+
+def targets(f):
+    """One line per target and placement: what was reached, met or missed,
+    and for a miss what the other figures of the same runs point at."""
+    out = []
+    for p in HV_PAIRS:
+        name = PLACEMENT[p]
+        exits = f["cost"]["exits_p1514"]["columns"].get(p, {}).get("median")
+        drops = f["cost"]["drops"]["columns"].get(p, {}).get("median")
+        for key, what in (("tcp1_mbps", "iperf3 1 stream"), ("tcp4_mbps", "iperf3 -P 4")):
+            r = f["tcp"][key].get("ratio", {}).get(p) or {}
+            got = r.get("median_ratio")
+            if got is None:
+                out.append(f"   {name}: {what} >= {THROUGHPUT_TARGET:g}x plain: no figure (failed run)")
+                continue
+            verdict = "met" if got >= THROUGHPUT_TARGET else "MISSED"
+            line = f"   {name}: {what} >= {THROUGHPUT_TARGET:g}x plain: {got:.2f}x, {verdict}"
+            if got < THROUGHPUT_TARGET:
+                line += "; limit: " + throughput_limit(exits, drops)
+            out.append(line)
+        if exits is None:
+            out.append(f"   {name}: <= {EXITS_TARGET:g} VM exit per 1514 bytes: no figure")
+        else:
+            verdict = "met" if exits <= EXITS_TARGET else "MISSED"
+            out.append(f"   {name}: <= {EXITS_TARGET:g} VM exit per 1514 bytes forwarded (-P 4): {exits:.3f}, {verdict}")
+        retr = [f["tcp"][k]["columns"].get(p, {}).get("median") for k in ("tcp1_retr", "tcp4_retr")]
+        bad = drops is None or drops > 0 or any(x is None or x > 0 for x in retr)
+        out.append(f"   {name}: 0 switch drops and 0 retransmits (1 and 4 streams): drops {fmt(drops, 0)}, "
+                   f"retransmits {' / '.join(fmt(x, 0) for x in retr)}, {'MISSED' if bad else 'met'}"
+                   + ("; retransmits without drops are the guests' TCP timers (the switch lost nothing)"
+                      if not (drops is None or drops > 0) and bad else ""))
+    return out
+
+
+def throughput_limit(exits, drops):
+    """What the same runs' counters say about a throughput miss."""
+    if drops:
+        return f"the switch dropped {drops:.0f} frames (retransmits follow)"
+    if exits is not None and exits > EXITS_TARGET:
+        return f"{exits:.2f} VM exits per 1514 bytes (each costs microseconds of emulated time)"
+    return ("no drops and few exits: the emulated CPUs themselves (QEMU TCG runs every guest instruction "
+            "and every copy; both guests' TCP stacks share the host's cores)")
 
 
 def failures(runs):

@@ -11,6 +11,8 @@ from hvrun import ESCAPE
 EXIT_REASONS = ("hvc", "smc", "mmio", "wfi", "wfe", "sysreg", "irq", "faults")
 DROP_REASONS = ("too_short", "too_long", "malformed", "mac_lock", "no_destination", "ring_full",
                 "no_room", "write_failed")
+# Drop reasons only newer reports have (0 when a report lacks them).
+LATER_DROP_REASONS = ("bad_header", "rx_stalled")
 IRQ_KINDS = ("sgi", "ppi", "spi")
 
 
@@ -194,7 +196,8 @@ def stats_delta(before, after, vms):
             queue_irqs[f"q{q}"] = queue_irqs.get(f"q{q}", 0) + qa["irq"] - qb["irq"]
     config = _sum(after, before, vms, lambda s, v: s["vms"][v]["transport"]["config_irq"])
     port = lambda k: _sum(after, before, vms, lambda s, p: s["ports"][p]["traffic"][k])  # noqa: E731
-    drops = {r: _sum(after, before, vms, lambda s, p, r=r: s["ports"][p]["drops"][r]) for r in DROP_REASONS}
+    drops = {r: _sum(after, before, vms, lambda s, p, r=r: s["ports"][p]["drops"].get(r, 0))
+             for r in DROP_REASONS + LATER_DROP_REASONS}
     delivered = {k: _sum(after, before, vms, lambda s, v, k=k: s["vms"][v].get("vgic", {}).get(k, 0))
                  for k in IRQ_KINDS}
     return {
