@@ -7,10 +7,37 @@
 //!
 //! # The path of a frame
 //! TX: the guest notifies its TX queue → MMIO exit → transport →
-//! [`VirtioNet`] reads header + frame → [`VSwitch::forward`] learns the
-//! source MAC, picks destinations and copies the frame into each
-//! destination's [`NetRxRing`] → the exit returns; the run loop calls
-//! [`VirtioNet::take_kicked_ports`] and kicks the CPUs running those VMs.
+//! [`VirtioNet`] reads the header and the frame's Ethernet header →
+//! [`VSwitch::route_at`] (under the switch's lock: learn the source MAC,
+//! pick destinations) → [`VSwitch::deliver_with`] reserves the frame's
+//! place in the destination's [`NetRxRing`] and the device copies the
+//! frame there straight from the guest's buffers (one copy, no switch lock
+//! held), validates its header on that copy and commits it → the exit
+//! returns; the run loop calls [`VirtioNet::take_kicked_ports`] and kicks
+//! the CPUs running those VMs.
+//!
+//! # Delivery policy: lossless between live VMs
+//! - **Unicast** (one known destination): a frame for a full ring is not
+//!   dropped. It stays in the sender's TX queue (the chain is put back
+//!   unread), the sender stops taking frames and registers as a waiter on
+//!   that port; the receiver, as soon as it takes frames, wakes its
+//!   waiters ([`VSwitch::take_waiters`]: their retry time becomes "now"
+//!   and their CPUs are kicked), and they carry on in order. The guest
+//!   sees a slow link: its TX queue fills and its qdisc holds back, as
+//!   with a real NIC. Counted per sender as `waited`.
+//! - **A receiver that takes nothing** (no RX buffers, stopped, reset, or
+//!   busy elsewhere) for [`STALL_MS`] while a sender waits is marked
+//!   stalled ([`VSwitch::mark_stalled`]); from then on frames for it are
+//!   dropped and counted (`rx-stalled`) instead of waiting, until it takes
+//!   a frame again. So it holds up a sender's traffic to other ports for
+//!   at most that long. A waiting sender looks again at least every
+//!   [`WAIT_POLL_MS`] even if no wake-up comes.
+//! - **Floods** (broadcast, multicast, unknown unicast) never wait: a
+//!   destination whose ring is full (or busy) misses the frame, counted
+//!   there (`ring-full`).
+//! - **Frames the switch refuses** (too short or long, MAC lock, VLAN,
+//!   no destination, invalid virtio-net header) are dropped and counted on
+//!   the sender's port, never forwarded.
 //!
 //! RX: before entering a VM, its run loop calls [`drain_rx`], which moves
 //! the frames waiting in `PORT_RX[vm]` into the guest's receive buffers and
@@ -96,4 +123,4 @@ pub static CAPTURE: CaptureRing<CAPTURE_RING_SIZE> = CaptureRing::new();
 pub static VSWITCH: NetSwitch = VSwitch::with_capture(&PORT_RX, &CAPTURE);
 
 #[cfg(doc)]
-use crate::virtio::net::{VirtioNet, drain_rx};
+use crate::virtio::net::{STALL_MS, VirtioNet, WAIT_POLL_MS, drain_rx};

@@ -2,11 +2,14 @@
 //! in-hypervisor [`VSwitch`].
 //!
 //! # What the device offers
-//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM`
-//!   (and the transport's `RING_EVENT_IDX`): checksum offload both ways
-//!   ([`offload`]), no GSO, no
-//!   control queue, one queue pair. Every frame is a plain Ethernet frame
-//!   of at most [`MAX_FRAME_SIZE`] bytes behind a 12-byte [`NetHdr`]
+//! - Features: `VERSION_1 | MAC | STATUS | MRG_RXBUF | CSUM | GUEST_CSUM |
+//!   HOST_TSO4 | HOST_TSO6 | GUEST_TSO4 | GUEST_TSO6` (and the transport's
+//!   `RING_EVENT_IDX`): checksum and TCP segmentation offload both ways
+//!   ([`offload`], [`gso`]); no ECN, no UFO, no control queue, one queue
+//!   pair. A device made [`VirtioNet::without_offloads`] (boot option
+//!   `net_offloads`) offers [`PLAIN_FEATURES`] only. Every frame is an
+//!   Ethernet frame of at most [`MAX_FRAME_SIZE`] bytes, or up to
+//!   [`MAX_GSO_FRAME_SIZE`] for a TSO frame, behind a 12-byte [`NetHdr`]
 //!   (`virtio_net_hdr_v1`, the header size whenever `VERSION_1` is
 //!   negotiated, with or without `MRG_RXBUF`).
 //! - Queues: [`RX_QUEUE`] (0) and [`TX_QUEUE`] (1), each at most
@@ -26,14 +29,27 @@
 //! is read first, then the frame, both from the device-readable part only
 //! (header and frame may share a descriptor or be split anywhere; the
 //! [`Reader`](super::Reader) copies across descriptors in slices). The
-//! frame is copied into a bounded [`MAX_FRAME_SIZE`] buffer and given to
-//! [`VSwitch::forward`]; the chain is completed with used length 0 and the
-//! transport interrupts the guest once per batch unless it suppressed
-//! interrupts. Refused, completed and counted on the port
-//! ([`Counter`]):
+//! switch routes the frame by its Ethernet header ([`VSwitch::route_at`]),
+//! then the frame is copied **once**, straight into its place in the
+//! receiver's port ring ([`VSwitch::deliver_with`]), where its virtio-net
+//! header is validated against the copy (which the guest can no longer
+//! change; the addresses routed by must still be there). The chain is
+//! completed with used length 0 and the transport interrupts the guest
+//! once per batch unless it suppressed interrupts. Refused, completed and
+//! counted on the port ([`Counter`]):
 //! - a chain with device-writable buffers, or whose readable part is
-//!   shorter than the header: `TxMalformed`;
-//! - a frame longer than [`MAX_FRAME_SIZE`]: `TxTooLong` (never truncated).
+//!   shorter than the header: `TxMalformed` (so is a frame the guest
+//!   changed while it was copied);
+//! - a frame longer than [`MAX_FRAME_SIZE`] (or [`MAX_GSO_FRAME_SIZE`] for
+//!   a TSO frame): `TxTooLong` (never truncated);
+//! - an invalid header for its frame: `TxBadHeader`.
+//!
+//! A unicast frame whose receiver's ring is full is **put back** in the
+//! available ring unread and the transmitter waits (see the
+//! [`net`](crate::net) module's delivery policy): [`retry_tx`] carries on
+//! once the receiver took frames (it wakes its waiters) or after at most
+//! [`WAIT_POLL_MS`]; a receiver that took nothing for [`STALL_MS`] is
+//! marked stalled and its frames are dropped (`rx-stalled`).
 //!
 //! The ports that received frames accumulate until the run loop calls
 //! [`VirtioNet::take_kicked_ports`] to kick the CPUs running them.
@@ -97,11 +113,12 @@
 //!   features only; the ring belongs to the switch port, not to the device
 //!   generation.
 //! - **Header contents on TX** are validated before the frame is
-//!   forwarded ([`offload`]): an invalid header drops the frame
-//!   (`TxBadHeader`); with `CSUM` negotiated a `NEEDS_CSUM` frame is
+//!   published to any receiver ([`offload`]): an invalid header drops the
+//!   frame (`TxBadHeader`); with `CSUM` negotiated a `NEEDS_CSUM` frame is
 //!   queued with its checksum position, and each receiving port gets it
 //!   as is behind `NEEDS_CSUM` if its driver negotiated `GUEST_CSUM`, or
-//!   with the checksum completed in software otherwise.
+//!   with the checksum completed in software otherwise; a TSO frame is
+//!   queued whole with its segmentation metadata.
 //! - **Readable buffers in an RX chain** are ignored (never read); the
 //!   frame goes into the writable part.
 //!
