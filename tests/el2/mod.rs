@@ -8,6 +8,7 @@ mod el2_basics;
 mod exit_cost;
 mod exit_cost_suite;
 mod guests;
+mod memcpy;
 mod net_seed;
 mod restart;
 mod vm_basics;
@@ -19,6 +20,7 @@ pub static ALL: &[&Suite] = &[
     &restart::SUITE,
     &net_seed::SUITE,
     &exit_cost_suite::SUITE,
+    &memcpy::SUITE,
 ];
 
 /// Secondary CPUs started by a suite park here unless a suite takes them.

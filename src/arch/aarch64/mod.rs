@@ -11,6 +11,7 @@ pub mod exceptions;
 pub mod gic;
 pub mod guest;
 pub mod launch;
+mod memcpy;
 pub mod mmu;
 pub mod panic;
 pub mod psci_smc;
