@@ -24,14 +24,7 @@ pub static SUITE: Suite = Suite {
 const AREA: usize = 80 * 1024;
 
 /// Source and destination areas (statics: too big for the test's stack).
-static mut SRC: [u8; AREA] = [0; AREA];
-static mut DST: [u8; AREA] = [0; AREA];
-
-fn areas() -> (&'static mut [u8; AREA], &'static mut [u8; AREA]) {
-    // SAFETY: the self-test runs its tests one at a time on one CPU, and
-    // only this module touches SRC and DST; each test takes them once.
-    unsafe { (&mut *(&raw mut SRC), &mut *(&raw mut DST)) }
-}
+static AREAS: spin::Mutex<([u8; AREA], [u8; AREA])> = spin::Mutex::new(([0; AREA], [0; AREA]));
 
 /// Copies `len` bytes from `src[so..]` to `dst[do_..]` through the
 /// compiler's `memcpy` (a length it cannot see through).
@@ -41,7 +34,8 @@ fn copy(src: &[u8], so: usize, dst: &mut [u8], do_: usize, len: usize) {
 }
 
 fn every_size_and_alignment() -> TestResult {
-    let (src, dst) = areas();
+    let mut areas = AREAS.lock();
+    let (src, dst) = &mut *areas;
     for (i, b) in src.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(13) ^ (i >> 8) as u8;
     }
@@ -61,7 +55,8 @@ fn every_size_and_alignment() -> TestResult {
 }
 
 fn speed_of_64k_copies() -> TestResult {
-    let (src, dst) = areas();
+    let mut areas = AREAS.lock();
+    let (src, dst) = &mut *areas;
     const LEN: usize = 64 * 1024;
     const ROUNDS: u64 = 32;
     let freq = vcpu::counter_frequency().max(1);
