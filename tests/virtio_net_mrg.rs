@@ -402,3 +402,31 @@ fn chains_are_filled_in_order_to_capacity() {
     assert_eq!(got[0].0, frame);
     assert_eq!(NetHdr::rx_merged(4).as_bytes()[10..], [4, 0]);
 }
+
+#[test]
+fn chains_too_few_for_a_frame_stay_untouched_until_enough_come() {
+    let sw = new_switch();
+    let mut vm0 = vm(sw, 0);
+    let mut vm1 = vm(sw, 1);
+    let frame = eth(mac(0), mac(1), 1385, 3);
+    send(&mut vm1, &frame);
+    // One 481-byte chain cannot hold header + 1385 bytes: the frame waits
+    // and the chain is not written at all (not even in part).
+    let small = post(&mut vm0, &[481]);
+    let out = drain(&mut vm0);
+    assert_eq!((out.delivered, out.dropped, out.remaining), (0, 0, 1));
+    assert!(vm0.take_used(RX).is_empty());
+    assert_eq!(
+        vm0.read_mem(small.parts[0].0, 481),
+        vec![0xee; 481],
+        "untouched"
+    );
+    // With a second chain (three descriptors) it goes in, over both.
+    let more = post(&mut vm0, &[481, 481, 481]);
+    let out = drain(&mut vm0);
+    assert_eq!((out.delivered, out.remaining), (1, 0));
+    let used = vm0.take_used(RX);
+    assert_eq!(used.len(), 2);
+    let got = reassemble(&vm0, &used, &[small, more]);
+    assert_eq!(got[0].0, frame);
+}

@@ -896,6 +896,7 @@ impl<'r, const N: usize, const B: usize> VSwitch<'r, N, B> {
             match state.lock_owner(&dst) {
                 // The address belongs to a port of another VLAN.
                 Some(port) if state.vlan_of(port) != Some(vlan) => {
+                    counters.frame(Counter::TxFrames, Counter::TxBytes, len);
                     return drop(Counter::TxVlan, DropReason::Vlan);
                 }
                 Some(port) => (port_bit(port), false),

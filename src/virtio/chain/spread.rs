@@ -40,11 +40,14 @@ impl<R: QueueRole> LiveQueue<'_, R> {
         let limit = usize::from(self.vq.layout().size()).min(MAX_SPREAD_CHAINS);
         let mut used = [(0u16, 0u32); MAX_SPREAD_CHAINS];
         let mut count = 0usize;
-        let mut first: Option<ChainBuffers> = None;
-        let mut offset = 0usize;
         let mem = self.mem;
-        let error = loop {
-            if count > 0 && offset == data.len() {
+        // First the plan: take chains until they can hold prefix and data,
+        // writing nothing, so that chains put back (not enough of them
+        // yet) are untouched.
+        let needed = prefix_len.saturating_add(data.len());
+        let mut room = 0usize;
+        let mut error = loop {
+            if count > 0 && room >= needed {
                 break None;
             }
             if count >= limit {
@@ -73,7 +76,6 @@ impl<R: QueueRole> LiveQueue<'_, R> {
                 self.vq.rewind(1);
                 break Some(SpreadError::MalformedChain);
             }
-            let mut cursor = Cursor::default();
             if count == 0 && (buffers.writable_bytes as usize) < prefix_len {
                 self.vq.push_used(mem, head, 0);
                 bump(&mut self.stats.chains_completed);
@@ -81,28 +83,49 @@ impl<R: QueueRole> LiveQueue<'_, R> {
                     capacity: buffers.writable_bytes,
                 });
             }
-            let skip = if count == 0 { prefix_len } else { 0 };
-            let stepped = cursor
-                .step(buffers.writable(), skip, |_, _, _| Ok(()))
-                .and_then(|_| {
-                    let rest = data.get(offset..).unwrap_or(&[]);
-                    cursor.step(buffers.writable(), rest.len(), |gpa, at, n| {
-                        // `step` guarantees `at + n <= rest.len()`.
-                        mem.write(gpa, &rest[at..at + n])
-                    })
-                });
             if let Some(slot) = used.get_mut(count) {
-                *slot = (head, cursor.done);
+                *slot = (head, 0);
             }
             count += 1;
-            match stepped {
-                Ok(n) => offset += n,
-                Err(e) => break Some(SpreadError::Memory(BufferError::Memory(e))),
-            }
-            if first.is_none() {
-                first = Some(buffers);
-            }
+            room = room.saturating_add(buffers.writable_bytes as usize);
         };
+        // Then the copy, chain after chain (walked again: a driver that
+        // changed them meanwhile gets its chains back with length 0).
+        let mut first: Option<ChainBuffers> = None;
+        let mut offset = 0usize;
+        if error.is_none() {
+            for (i, (head, len)) in used.iter_mut().take(count).enumerate() {
+                let Ok(buffers) = walk(mem, self.vq.layout(), *head) else {
+                    error = Some(SpreadError::MalformedChain);
+                    break;
+                };
+                let mut cursor = Cursor::default();
+                let skip = if i == 0 { prefix_len } else { 0 };
+                let stepped = cursor
+                    .step(buffers.writable(), skip, |_, _, _| Ok(()))
+                    .and_then(|_| {
+                        let rest = data.get(offset..).unwrap_or(&[]);
+                        cursor.step(buffers.writable(), rest.len(), |gpa, at, n| {
+                            // `step` guarantees `at + n <= rest.len()`.
+                            mem.write(gpa, &rest[at..at + n])
+                        })
+                    });
+                *len = cursor.done;
+                match stepped {
+                    Ok(n) => offset += n,
+                    Err(e) => {
+                        error = Some(SpreadError::Memory(BufferError::Memory(e)));
+                        break;
+                    }
+                }
+                if first.is_none() {
+                    first = Some(buffers);
+                }
+            }
+            if error.is_none() && (offset < data.len() || first.is_none()) {
+                error = Some(SpreadError::MalformedChain);
+            }
+        }
         let taken = used.get_mut(..count).unwrap_or(&mut []);
         let error = error.or_else(|| {
             let bytes = prefix(count as u16);
