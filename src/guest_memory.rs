@@ -426,6 +426,21 @@ impl fmt::Debug for GuestMemory {
     }
 }
 
+/// The value a carve-out mark ([`crate::platform::HOST_CARVE_OUT_MARKS`])
+/// holds once a VM was created in the carve-out.
+pub const CARVE_OUT_USED: u64 = 0x5553_4544_2d56_4d21;
+
+/// Whether creating a VM must zero its RAM, given its carve-out's mark.
+/// Only a zero mark skips it: the machine starts with all RAM zero (QEMU
+/// allocates it zeroed), nothing but a VM writes its carve-out, and the
+/// mark is set before a VM is created in it, so a zero mark means the
+/// carve-out still holds the zeros it started with. Any other value (the
+/// carve-out was used, possibly before a machine reset, which keeps RAM)
+/// zeroes. A VM restart always zeroes (`restart`).
+pub fn carve_out_needs_zeroing(mark: u64) -> bool {
+    mark != 0
+}
+
 /// How a range of `len` bytes at host address `addr` splits for zeroing
 /// with `DC ZVA`: `(head, blocks, block)` = bytes before the first whole
 /// zero block, the whole blocks that follow, and the block size; the
@@ -544,6 +559,16 @@ mod tests {
                 assert_eq!(blocks, fits, "{addr:#x}+{len}");
             }
         }
+    }
+
+    #[test]
+    fn only_a_carve_out_never_used_skips_zeroing() {
+        assert!(!carve_out_needs_zeroing(0));
+        assert!(carve_out_needs_zeroing(CARVE_OUT_USED));
+        for bit in 0..64 {
+            assert!(carve_out_needs_zeroing(1 << bit), "mark bit {bit}");
+        }
+        assert!(carve_out_needs_zeroing(u64::MAX));
     }
 
     #[test]
