@@ -426,6 +426,43 @@ impl fmt::Debug for GuestMemory {
     }
 }
 
+/// The value a carve-out mark ([`crate::platform::HOST_CARVE_OUT_MARKS`])
+/// holds once a VM was created in the carve-out.
+pub const CARVE_OUT_USED: u64 = 0x5553_4544_2d56_4d21;
+
+/// Whether creating a VM must zero its RAM, given its carve-out's mark.
+/// Only a zero mark skips it: the machine starts with all RAM zero (QEMU
+/// allocates it zeroed), nothing but a VM writes its carve-out, and the
+/// mark is set before a VM is created in it, so a zero mark means the
+/// carve-out still holds the zeros it started with. Any other value (the
+/// carve-out was used, possibly before a machine reset, which keeps RAM)
+/// zeroes. A VM restart always zeroes (`restart`).
+pub fn carve_out_needs_zeroing(mark: u64) -> bool {
+    mark != 0
+}
+
+/// How a range of `len` bytes at host address `addr` splits for zeroing
+/// with `DC ZVA`: `(head, blocks, block)` = bytes before the first whole
+/// zero block, the whole blocks that follow, and the block size; the
+/// `len - head - blocks * block` bytes after them are the tail. `dczid` is
+/// DCZID_EL0 (BS, bits 3:0 = log2 of the block size in 4-byte words; DZP,
+/// bit 4 = `DC ZVA` prohibited). Prohibited, or a block size the
+/// architecture does not define (over 2 KiB): no blocks, every byte a head
+/// byte.
+pub fn zva_split(addr: u64, len: u64, dczid: u64) -> (u64, u64, u64) {
+    let prohibited = dczid & (1 << 4) != 0;
+    let bs = dczid & 0xf;
+    if prohibited || bs > 9 {
+        return (len, 0, 1);
+    }
+    let block = 4u64 << bs;
+    let head = (block - addr % block) % block;
+    if head >= len {
+        return (len, 0, block);
+    }
+    (head, (len - head) / block, block)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +526,57 @@ mod tests {
             m.check(BASE, u64::MAX),
             Err(MemError::Overflow { .. })
         ));
+    }
+
+    #[test]
+    fn zva_split_covers_the_range_with_aligned_blocks_inside_it() {
+        // BS = 4: 64-byte blocks (the usual size).
+        for addr in [
+            0x6000_0000u64,
+            0x6000_0001,
+            0x6000_003f,
+            0x6000_0040,
+            0x6000_0fc8,
+        ] {
+            for len in [0u64, 1, 63, 64, 65, 127, 128, 129, 4096, 4097, 256 << 20] {
+                let (head, blocks, block) = zva_split(addr, len, 4);
+                assert_eq!(block, 64);
+                let tail = len - head - blocks * block;
+                assert!(head + blocks * block <= len, "{addr:#x}+{len}");
+                if blocks > 0 {
+                    assert_eq!((addr + head) % block, 0, "first block aligned");
+                    assert!(head < block, "no whole block left in the head");
+                }
+                assert!(tail < block, "{addr:#x}+{len}: a whole block in the tail");
+                // Fewer whole aligned blocks than the range holds would
+                // leave work to the slow path; more would write outside.
+                let first = addr.div_ceil(64) * 64;
+                let fits = if first + 64 <= addr + len {
+                    (addr + len - first) / 64
+                } else {
+                    0
+                };
+                assert_eq!(blocks, fits, "{addr:#x}+{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_carve_out_never_used_skips_zeroing() {
+        assert!(!carve_out_needs_zeroing(0));
+        assert!(carve_out_needs_zeroing(CARVE_OUT_USED));
+        for bit in 0..64 {
+            assert!(carve_out_needs_zeroing(1 << bit), "mark bit {bit}");
+        }
+        assert!(carve_out_needs_zeroing(u64::MAX));
+    }
+
+    #[test]
+    fn zva_split_without_dc_zva_uses_plain_stores() {
+        assert_eq!(zva_split(0x1000, 4096, 4 | 1 << 4), (4096, 0, 1), "DZP");
+        assert_eq!(zva_split(0x1000, 4096, 0xa), (4096, 0, 1), "4 KiB blocks");
+        assert_eq!(zva_split(0x1000, 4096, 9), (0, 2, 2048), "2 KiB blocks");
+        assert_eq!(zva_split(0x1004, 8, 0), (0, 2, 4), "4-byte blocks");
     }
 
     #[test]

@@ -104,10 +104,17 @@ pub const HOST_DISK_MAX: u64 = 0x0400_0000;
 pub const HOST_VM_BASE: u64 = 0x6000_0000;
 /// Size of one VM carve-out (RAM plus disk copy).
 pub const HOST_VM_STRIDE: u64 = 0x1400_0000;
+/// One 8-byte mark per VM carve-out (VM `n`'s at `+ 8 * n`), in RAM that
+/// no loader blob, image or carve-out covers: zero until a VM is first
+/// created in the carve-out (see `arch::aarch64::guest::VmSlot::create`).
+/// RAM keeps its contents across a machine reset, so the mark is set
+/// exactly as long as the carve-out may hold a guest's data.
+pub const HOST_CARVE_OUT_MARKS: u64 = 0xb000_0000;
 
 // The memory plan is checked at compile time.
 const _: () = {
-    assert!(HOST_VM_BASE + MAX_VMS as u64 * HOST_VM_STRIDE <= HOST_RAM_END);
+    assert!(HOST_VM_BASE + MAX_VMS as u64 * HOST_VM_STRIDE <= HOST_CARVE_OUT_MARKS);
+    assert!(HOST_CARVE_OUT_MARKS + 8 * MAX_VMS as u64 <= HOST_RAM_END);
     assert!(GUEST_RAM_SIZE + HOST_DISK_MAX <= HOST_VM_STRIDE);
     assert!(HOST_DISK_ADDR + HOST_DISK_MAX <= HOST_VM_BASE);
     assert!(HOST_KERNEL_ADDR + HOST_KERNEL_MAX <= HOST_INITRD_ADDR);

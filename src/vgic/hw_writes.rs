@@ -57,6 +57,21 @@ pub fn if_writes(hw: Option<&VcpuIfState>, next: &VcpuIfState) -> IfWrites {
     }
 }
 
+/// The list registers an exit must read back (bit n: `ICH_LR<n>_EL2`),
+/// given `entered`, the state the interface held when the guest was
+/// entered: only those that were not zero. A zero LR is Invalid, and the
+/// CPU interface changes only LRs that hold an interrupt, while the guest
+/// has no access to `ICH_LR<n>_EL2` at all: an LR entered as zero is still
+/// zero at the exit, so not reading it leaves the saved copy exact. (The
+/// active-priority registers and `ICH_VMCR_EL2` are always read: the guest
+/// writes their `ICV_*` views directly; `ICH_HCR_EL2` too: its EOIcount
+/// counts EOIs of interrupts that have no LR.)
+pub fn lrs_to_read(entered: &VcpuIfState) -> u16 {
+    (0..entered.lr_count())
+        .filter(|&i| entered.lrs[i] != 0)
+        .fold(0, |mask, i| mask | (1 << i))
+}
+
 /// Whether the interface may stay enabled (holding the saved state) after
 /// a guest exit whose `ICH_MISR_EL2` reads `misr`: only when no
 /// maintenance interrupt is asserted. Otherwise it is turned off, and the
@@ -85,6 +100,29 @@ mod tests {
         s.vmcr = 0xf000_0001;
         s.ap1r[0] = 1;
         s
+    }
+
+    #[test]
+    fn every_lr_entered_non_zero_is_read_back() {
+        let mut s = VcpuIfState::new(4);
+        assert_eq!(lrs_to_read(&s), 0, "nothing loaded: nothing to read");
+        // Any non-zero value, even one with state Invalid, is read.
+        for lr in 0..4 {
+            for bit in [0, 32, 41, 48, 60, 62, 63] {
+                let mut t = s;
+                t.lrs[lr] = 1 << bit;
+                assert_eq!(lrs_to_read(&t), 1 << lr, "LR{lr} bit {bit}");
+            }
+        }
+        s.lrs[0] = 0x50a0_0000_0000_001b;
+        s.lrs[2] = 0x10a0_0000_0000_0021;
+        assert_eq!(lrs_to_read(&s), 0b0101);
+        // Only implemented LRs.
+        s.lrs[5] = 1;
+        assert_eq!(lrs_to_read(&s), 0b0101);
+        let mut sixteen = VcpuIfState::new(16);
+        sixteen.lrs = [1; 16];
+        assert_eq!(lrs_to_read(&sixteen), u16::MAX);
     }
 
     #[test]

@@ -120,51 +120,66 @@ impl Vgic {
         if self.lr_used[vcpu] != 0 || hcr_eoi_count(state.hcr) != 0 {
             self.fold(vcpu, state);
         }
-        let last = self.last_flush[vcpu];
-        let out = match last {
-            Some(last)
-                if may_reuse(
-                    Some(&last),
-                    self.generation,
-                    self.hw_unchanged[vcpu],
-                    state.lr_count(),
-                ) =>
-            {
+        let reuse = may_reuse(
+            self.last_flush[vcpu].as_ref(),
+            self.generation,
+            self.hw_unchanged[vcpu],
+            state.lr_count(),
+        );
+        let out = match self.last_flush[vcpu] {
+            Some(ref last) if reuse => {
                 self.counters.flush_reused += 1;
-                self.reload(vcpu, state, &last)
+                // The record stays as it is: the content written, its
+                // generation and maintenance bits are those it holds.
+                let (loaded, pending_slots, waiting, hcr_bits) =
+                    (last.loaded, last.pending_slots, last.waiting, last.hcr_bits);
+                let n = state.lr_count();
+                state.lrs[..n].copy_from_slice(&last.lrs[..n]);
+                self.reload(vcpu, state, loaded, pending_slots, waiting, hcr_bits)
             }
             _ => {
                 self.counters.flush_scanned += 1;
-                self.scan_and_load(vcpu, state)
+                let out = self.scan_and_load(vcpu, state);
+                let hcr_bits = state.hcr & (IchHcr::UIE | IchHcr::LRENPIE).bits();
+                let mut pending_slots = 0u16;
+                for slot in 0..out.loaded {
+                    if ListRegister(state.lrs[slot]).state().is_pending() {
+                        pending_slots |= 1 << slot;
+                    }
+                }
+                self.last_flush[vcpu] = Some(LastFlush {
+                    generation: self.generation,
+                    lrs: state.lrs,
+                    num_lrs: state.lr_count() as u8,
+                    loaded: out.loaded as u8,
+                    pending_slots,
+                    waiting: out.waiting as u16,
+                    hcr_bits,
+                });
+                out
             }
         };
-        let hcr_bits = state.hcr & (IchHcr::UIE | IchHcr::LRENPIE).bits();
-        let mut pending_slots = 0u16;
-        for slot in 0..out.loaded {
-            if ListRegister(state.lrs[slot]).state().is_pending() {
-                pending_slots |= 1 << slot;
-            }
-        }
-        self.last_flush[vcpu] = Some(LastFlush {
-            generation: self.generation,
-            lrs: state.lrs,
-            num_lrs: state.lr_count() as u8,
-            loaded: out.loaded as u8,
-            pending_slots,
-            waiting: out.waiting as u16,
-            hcr_bits,
-        });
         self.hw_unchanged[vcpu] = true;
         out
     }
 
-    /// Loads `last`'s list registers again, with the bookkeeping the scan
-    /// would have done: nothing changed since it chose them.
-    fn reload(&mut self, vcpu: usize, state: &mut VcpuIfState, last: &LastFlush) -> FlushOutcome {
-        let load = usize::from(last.loaded).min(MAX_LIST_REGS);
+    /// The bookkeeping the scan would have done for the last flush's list
+    /// registers (already copied into `state.lrs`: `loaded` of them, the
+    /// pending ones in `pending_slots`, `waiting` left out, maintenance
+    /// bits `hcr_bits`): nothing changed since it chose them.
+    fn reload(
+        &mut self,
+        vcpu: usize,
+        state: &mut VcpuIfState,
+        loaded: u8,
+        pending_slots: u16,
+        waiting: u16,
+        hcr_bits: u64,
+    ) -> FlushOutcome {
+        let load = usize::from(loaded).min(MAX_LIST_REGS);
         for slot in 0..load {
             let intid = u32::from(self.lr_intid[vcpu][slot]);
-            let pending = last.pending_slots & (1 << slot) != 0;
+            let pending = pending_slots & (1 << slot) != 0;
             let Some(irq) = self.irq_mut(vcpu, intid) else {
                 continue;
             };
@@ -178,17 +193,16 @@ impl Vgic {
             }
         }
         self.lr_used[vcpu] = load as u8;
-        state.lrs = last.lrs;
         let mut hcr = IchHcr::from_bits_retain(state.hcr & !HCR_EOICOUNT_MASK);
         hcr.remove(IchHcr::UIE | IchHcr::NPIE | IchHcr::LRENPIE);
         hcr.insert(IchHcr::EN);
-        state.hcr = hcr.bits() | last.hcr_bits;
-        if last.waiting > 0 {
+        state.hcr = hcr.bits() | hcr_bits;
+        if waiting > 0 {
             self.counters.lr_overflows += 1;
         }
         FlushOutcome {
             loaded: load,
-            waiting: usize::from(last.waiting),
+            waiting: usize::from(waiting),
         }
     }
 
@@ -301,7 +315,7 @@ impl Vgic {
         // Did the guest (or anything else) make progress on what the last
         // flush loaded? If so, no flush may reuse list registers: the
         // generation moves on.
-        let unchanged = self.last_flush[vcpu].is_some_and(|last| {
+        let unchanged = self.last_flush[vcpu].as_ref().is_some_and(|last| {
             usize::from(last.loaded) == used
                 && lrs_unchanged(&last.lrs, &state.lrs, used, state.hcr)
         });

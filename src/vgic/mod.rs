@@ -147,7 +147,7 @@ mod reuse_tests;
 #[cfg(test)]
 mod tests;
 
-pub use hw_writes::{IfWrites, if_writes, keep_enabled_after_exit};
+pub use hw_writes::{IfWrites, if_writes, keep_enabled_after_exit, lrs_to_read};
 pub use list_registers::{FlushOutcome, SyncOutcome, VcpuIfState};
 
 use crate::irq::IrqSink;

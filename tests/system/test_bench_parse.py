@@ -12,6 +12,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_iperf import decode_block, keep, summarise  # noqa: E402
+from bench_report import exit_costs  # noqa: E402
 from bench_stats import parse_stats, stats_delta  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -166,6 +167,24 @@ class HypervisorStats(unittest.TestCase):
         self.assertEqual(strip(s["vms"]), old["vms"])
         self.assertIn("'vlan': 3", repr(s["vms"]))
 
+
+
+class BootSplit(unittest.TestCase):
+    def test_parts_of_the_boot_next_to_plain_qemu(self):
+        def hv(ready, start, built, entry):
+            return {"unit": "boot-hv", "ok": True,
+                    "result": {"ready_s": ready, "hv_start_ms": start, "vms_built_ms": built, "first_entry_ms": entry}}
+        runs = [hv(3.0, 2, 302, 305), hv(3.2, 3, 403, 406), hv(2.9, 2, 252, 254),
+                {"unit": "boot-plain", "ok": True, "result": {"ready_s": 1.5}},
+                {"unit": "boot-plain", "ok": True, "result": {"ready_s": 1.7}},
+                {"unit": "boot-plain", "ok": False, "result": {"ready_s": 0.1}}]
+        b = exit_costs(runs)["boot_split"]
+        self.assertEqual(b["vm_build_s"]["samples"], [0.3, 0.4, 0.25])
+        self.assertAlmostEqual(b["startup_s"]["median"], 0.303)
+        self.assertAlmostEqual(b["guest_s"]["median"], 2.695)
+        # Failed runs are left out.
+        self.assertEqual(b["plain_s"]["samples"], [1.5, 1.7])
+        self.assertAlmostEqual(b["plain_s"]["median"], 1.6)
 
 if __name__ == "__main__":
     unittest.main()

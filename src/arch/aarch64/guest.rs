@@ -11,8 +11,8 @@ use core::ptr::NonNull;
 use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};
 use spin::{Mutex, MutexGuard};
 
-use crate::guest_memory::GuestMemory;
-use crate::platform::{HOST_VM_BASE, HOST_VM_STRIDE, MAX_VMS, RAM_BASE};
+use crate::guest_memory::{CARVE_OUT_USED, GuestMemory, carve_out_needs_zeroing};
+use crate::platform::{HOST_CARVE_OUT_MARKS, HOST_VM_BASE, HOST_VM_STRIDE, MAX_VMS, RAM_BASE};
 use crate::stage2::{Stage2Handle, TablePool, VmStage2Error, Vmid, build_vm_tables};
 use crate::trap::{Exit, decode_sync};
 use crate::vm::{ExitOutcome, Vm};
@@ -105,7 +105,9 @@ pub fn parange() -> u64 {
 impl VmSlot {
     /// (Re)creates VM `id` in this slot with `ram_size` bytes of zeroed RAM
     /// at guest-physical [`RAM_BASE`] and `nr_vcpus` vCPUs (all off). The
-    /// slot must be the one for `id` (see [`slot`]).
+    /// slot must be the one for `id` (see [`slot`]). The first VM in the
+    /// carve-out since the machine started does not zero it: it is zero
+    /// already ([`carve_out_needs_zeroing`]).
     pub fn create(&mut self, id: usize, ram_size: u64, nr_vcpus: usize) -> Result<(), CreateError> {
         if id >= MAX_VMS {
             return Err(CreateError::NoSuchVm(id));
@@ -133,7 +135,18 @@ impl VmSlot {
                 ram_size,
             )
         };
-        let _ = mem.fill(RAM_BASE, ram_size, 0);
+        // The first VM in this carve-out since the machine started finds
+        // it zero already; the mark is set before anything is written.
+        let mark = (HOST_CARVE_OUT_MARKS + 8 * id as u64) as usize as *mut u64;
+        // SAFETY: mark `id` is an aligned word of RAM reserved by the
+        // platform memory plan for this slot, identity-mapped at EL2, and
+        // only touched by the holder of slot `id`'s lock (us).
+        let used = unsafe { mark.read_volatile() };
+        // SAFETY: as above.
+        unsafe { mark.write_volatile(CARVE_OUT_USED) };
+        if carve_out_needs_zeroing(used) {
+            zero_guest_range(&mem, RAM_BASE, ram_size);
+        }
         self.vm.reset(id, mem, nr_vcpus);
         self.active = Some(active);
         // Stale translations of a previous VM with this VMID must go.
@@ -209,6 +222,95 @@ impl VmSlot {
         vcpu::put(&mut self.vm.vcpus[index]);
         outcome
     }
+}
+
+/// Zeroes `len` bytes of `mem` at `gpa` (nothing if the range is not all
+/// inside it): `DC ZVA`, one zero block per instruction, over the blocks
+/// that lie wholly inside the range when DCZID_EL0 permits it, and plain
+/// stores for the rest. Same result as `mem.fill(gpa, len, 0)`: the zeros
+/// are ordinary cacheable writes (`DC ZVA` is a store to Normal memory).
+pub fn zero_guest_range(mem: &GuestMemory, gpa: u64, len: u64) {
+    if !mem.contains(gpa, len) || len == 0 {
+        return;
+    }
+    let dczid: u64;
+    // SAFETY: DCZID_EL0 is a read-only identification register.
+    unsafe { core::arch::asm!("mrs {0}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    let (head, blocks, block) = crate::guest_memory::zva_split(
+        mem.host_base_addr() as u64 + (gpa - mem.base()),
+        len,
+        dczid,
+    );
+    let _ = mem.fill(gpa, head, 0);
+    let mut addr = mem.host_base_addr() as u64 + (gpa - mem.base()) + head;
+    for _ in 0..blocks {
+        // SAFETY: `[addr, addr + block)` is an aligned block inside the
+        // VM's carve-out (checked above, split by `zva_split`), mapped at
+        // EL2 as Normal memory; DC ZVA only writes zeros to it.
+        unsafe { core::arch::asm!("dc zva, {0}", in(reg) addr, options(nostack)) };
+        addr += block;
+    }
+    let done = head + blocks * block;
+    let _ = mem.fill(gpa + done, len - done, 0);
+}
+
+/// Copies `bytes` to host memory at `dst` like `copy_nonoverlapping`, 64
+/// bytes per loop iteration with paired 128-bit loads and stores while both
+/// sides are 16-byte aligned (the generic `memcpy` moves 8 bytes per
+/// iteration), the rest through `copy_nonoverlapping`. For the large
+/// start-up copies (kernel, initramfs, disk image).
+///
+/// # Safety
+/// `[dst, dst + bytes.len())` must be valid for writes, Normal memory, and
+/// must not overlap `bytes`.
+pub unsafe fn copy_bulk(dst: *mut u8, bytes: &[u8]) {
+    let src = bytes.as_ptr();
+    let chunks = if (dst as usize | src as usize) % 16 == 0 {
+        bytes.len() / 64
+    } else {
+        0
+    };
+    if chunks > 0 {
+        // SAFETY: `chunks * 64 <= bytes.len()` bytes are read from `bytes`
+        // and written to `dst` (valid per the caller), both 16-byte
+        // aligned; the loop only uses the registers declared here.
+        unsafe {
+            core::arch::asm!(
+                "1:",
+                "ldp q0, q1, [{src}], #32",
+                "ldp q2, q3, [{src}], #32",
+                "stp q0, q1, [{dst}], #32",
+                "stp q2, q3, [{dst}], #32",
+                "subs {n}, {n}, #1",
+                "b.ne 1b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) chunks => _,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                options(nostack),
+            );
+        }
+    }
+    let done = chunks * 64;
+    // SAFETY: the remaining `bytes.len() - done` bytes, inside both ranges.
+    unsafe { core::ptr::copy_nonoverlapping(src.add(done), dst.add(done), bytes.len() - done) };
+}
+
+/// Copies `bytes` into `mem` at `gpa` with [`copy_bulk`]; the same result
+/// and errors as `mem.write(gpa, bytes)`.
+pub fn write_guest_bulk(
+    mem: &GuestMemory,
+    gpa: u64,
+    bytes: &[u8],
+) -> Result<(), crate::guest_memory::MemError> {
+    if !mem.contains(gpa, bytes.len() as u64) {
+        return mem.write(gpa, bytes);
+    }
+    let dst = (mem.host_base_addr() as u64 + (gpa - mem.base())) as usize as *mut u8;
+    // SAFETY: the range is inside the VM's carve-out (checked above), which
+    // is Normal memory mapped at EL2 and hypervisor data never overlaps.
+    unsafe { copy_bulk(dst, bytes) };
+    Ok(())
 }
 
 /// Cleans the data cache for a guest-physical range to the point of

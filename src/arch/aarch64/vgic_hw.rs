@@ -10,7 +10,7 @@ use aarch64_cpu::registers::{
     ICH_VMCR_EL2, ICH_VTR_EL2, Readable, Writeable,
 };
 
-use crate::vgic::{VcpuIfState, if_writes, keep_enabled_after_exit};
+use crate::vgic::{VcpuIfState, if_writes, keep_enabled_after_exit, lrs_to_read};
 
 /// ICH_VTR_EL2 of this CPU (number of list registers, priority bits).
 pub fn vtr() -> u64 {
@@ -101,12 +101,18 @@ macro_rules! with_lr {
     };
 }
 
-/// Saves the CPU interface state after a guest exit; `hw` (the run loop's
-/// record of what the interface holds) becomes that state.
+/// Saves the CPU interface state after a guest exit into `state`, which
+/// holds what the interface held at the entry ([`restore`]); `hw` (the run
+/// loop's record of what the interface holds) becomes that state. List
+/// registers entered as zero are not read: they cannot have changed
+/// ([`lrs_to_read`]).
 pub fn save(state: &mut VcpuIfState, hw: &mut Option<VcpuIfState>) {
     let n = state.lr_count();
+    let read = lrs_to_read(state);
     for (i, lr) in state.lrs.iter_mut().enumerate().take(n) {
-        *lr = with_lr!(i, reg => reg.get());
+        if read & (1 << i) != 0 {
+            *lr = with_lr!(i, reg => reg.get());
+        }
     }
     state.hcr = ICH_HCR_EL2.get();
     state.vmcr = ICH_VMCR_EL2.get();
