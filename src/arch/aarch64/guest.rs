@@ -254,65 +254,6 @@ pub fn zero_guest_range(mem: &GuestMemory, gpa: u64, len: u64) {
     let _ = mem.fill(gpa + done, len - done, 0);
 }
 
-/// Copies `bytes` to host memory at `dst` like `copy_nonoverlapping`, 64
-/// bytes per loop iteration with paired 128-bit loads and stores while both
-/// sides are 16-byte aligned (the generic `memcpy` moves 8 bytes per
-/// iteration), the rest through `copy_nonoverlapping`. For the large
-/// start-up copies (kernel, initramfs, disk image).
-///
-/// # Safety
-/// `[dst, dst + bytes.len())` must be valid for writes, Normal memory, and
-/// must not overlap `bytes`.
-pub unsafe fn copy_bulk(dst: *mut u8, bytes: &[u8]) {
-    let src = bytes.as_ptr();
-    let chunks = if (dst as usize | src as usize) % 16 == 0 {
-        bytes.len() / 64
-    } else {
-        0
-    };
-    if chunks > 0 {
-        // SAFETY: `chunks * 64 <= bytes.len()` bytes are read from `bytes`
-        // and written to `dst` (valid per the caller), both 16-byte
-        // aligned; the loop only uses the registers declared here.
-        unsafe {
-            core::arch::asm!(
-                "1:",
-                "ldp q0, q1, [{src}], #32",
-                "ldp q2, q3, [{src}], #32",
-                "stp q0, q1, [{dst}], #32",
-                "stp q2, q3, [{dst}], #32",
-                "subs {n}, {n}, #1",
-                "b.ne 1b",
-                src = inout(reg) src => _,
-                dst = inout(reg) dst => _,
-                n = inout(reg) chunks => _,
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                options(nostack),
-            );
-        }
-    }
-    let done = chunks * 64;
-    // SAFETY: the remaining `bytes.len() - done` bytes, inside both ranges.
-    unsafe { core::ptr::copy_nonoverlapping(src.add(done), dst.add(done), bytes.len() - done) };
-}
-
-/// Copies `bytes` into `mem` at `gpa` with [`copy_bulk`]; the same result
-/// and errors as `mem.write(gpa, bytes)`.
-pub fn write_guest_bulk(
-    mem: &GuestMemory,
-    gpa: u64,
-    bytes: &[u8],
-) -> Result<(), crate::guest_memory::MemError> {
-    if !mem.contains(gpa, bytes.len() as u64) {
-        return mem.write(gpa, bytes);
-    }
-    let dst = (mem.host_base_addr() as u64 + (gpa - mem.base())) as usize as *mut u8;
-    // SAFETY: the range is inside the VM's carve-out (checked above), which
-    // is Normal memory mapped at EL2 and hypervisor data never overlaps.
-    unsafe { copy_bulk(dst, bytes) };
-    Ok(())
-}
-
 /// Cleans the data cache for a guest-physical range to the point of
 /// coherency and invalidates the instruction cache, after the hypervisor
 /// wrote guest memory that the guest will read with caches off.

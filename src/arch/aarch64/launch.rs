@@ -10,7 +10,7 @@ use crate::console::{ConsoleConfig, ConsoleMux, OutputMode};
 use crate::devices::Device;
 use crate::devices::empty_virtio::EmptyVirtioSlot;
 use crate::devices::pl011::Pl011;
-use crate::loader::{GuestRam, LoadError, StagedImages, plan_boot};
+use crate::loader::{GuestRam, StagedImages, plan_boot};
 use crate::platform::{
     self, GUEST_RAM_SIZE, HOST_CONFIG_ADDR, HOST_CONFIG_MAX, MAX_PCPUS, RAM_BASE, UART_INTID,
     VIRTIO_BLK_SLOT, VIRTIO_NET_SLOT, virtio_slot,
@@ -146,19 +146,9 @@ fn create_vm(id: usize, config: &BootConfig, vtr: u64) {
         Ok(plan) => plan,
         Err(e) => fatal(format_args!("{e}")),
     };
-    // What `plan.load_into` does, with the bulk copy.
-    let segments = match plan.segments(&images) {
-        Ok(segments) => segments,
-        Err(e) => fatal(format_args!("VM {id}: {e}")),
-    };
-    for segment in segments.into_iter().flatten() {
-        if let Err(error) = guest::write_guest_bulk(&slot.vm.mem, segment.gpa, segment.bytes) {
-            let e = LoadError::Memory {
-                what: segment.what,
-                error,
-            };
-            fatal(format_args!("VM {id}: {e}"));
-        }
+    // Copied with the EL2 `memcpy` (64 bytes per loop, see `memcpy.rs`).
+    if let Err(e) = plan.load_into(&slot.vm.mem, &images) {
+        fatal(format_args!("VM {id}: {e}"));
     }
     let mem = &slot.vm.mem;
     clean_guest_range(mem, plan.kernel_gpa, images.kernel.len() as u64);
@@ -255,8 +245,6 @@ fn private_disk_copy(id: usize, disk: Staged) -> &'static mut [u8] {
     let bytes =
         unsafe { core::slice::from_raw_parts_mut(area as usize as *mut u8, disk.size as usize) };
     let staged = staged_bytes(disk);
-    // SAFETY: `bytes` is exclusive Normal memory of exactly the staged
-    // image's size (see above); the staging area is outside the carve-out.
-    unsafe { guest::copy_bulk(bytes.as_mut_ptr(), staged) };
+    bytes.copy_from_slice(staged);
     bytes
 }
