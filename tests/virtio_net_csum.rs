@@ -17,6 +17,7 @@ use hypervisor::virtio::net::feature::{CSUM, GUEST_CSUM};
 use hypervisor::virtio::net::{NET_HDR_LEN, NetHdr, RX_QUEUE, TX_QUEUE, VirtioNet, drain_rx};
 use hypervisor::virtio::regs::feature;
 use support::{Buf, Driver, new_switch};
+use support::{fold, words};
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -83,19 +84,6 @@ fn receive_all(drv: &mut Driver<VirtioNet>) -> Vec<Vec<u8>> {
             frame
         })
         .collect()
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-fn words(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum()
 }
 
 /// Turns a complete frame into what Linux transmits with checksum

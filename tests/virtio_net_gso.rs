@@ -34,6 +34,7 @@ use hypervisor::virtio::net::{
 use hypervisor::virtio::regs::feature::VERSION_1;
 use hypervisor::virtio::{Features, Negotiating};
 use support::XorShift;
+use support::{fold, words};
 use zerocopy::little_endian::U16;
 
 /// `bits` (and `VERSION_1`) as negotiated with a device offering them.
@@ -47,19 +48,6 @@ fn features(bits: u64) -> Features {
 
 fn tso_both() -> TxOffload {
     TxOffload::negotiated(features(CSUM | HOST_TSO4 | HOST_TSO6))
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-fn words(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum()
 }
 
 /// What to build.

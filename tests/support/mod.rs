@@ -490,3 +490,20 @@ pub fn net_vm_raw(
         .unwrap();
     drv
 }
+
+/// Folds a ones'-complement sum to 16 bits (the Internet checksum before
+/// its final inversion).
+pub fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The sum of `data` as big-endian 16-bit words (an odd last byte padded
+/// with zero), unfolded.
+pub fn words(data: &[u8]) -> u64 {
+    data.chunks(2)
+        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum()
+}
