@@ -42,7 +42,9 @@ _LINES = [
     ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),
     ("vcpu", r"vm(?P<vm>\d+) vcpu(?P<vcpu>\d+): \w+(?: in-wfi)? pc=0x[0-9a-f]+ pending-irqs=\d+ "
              r"deliverable=(?:true|false) timer-ctl=0x[0-9a-f]+ picked=(?P<picks>\d+) "
-             r"entries=(?P<entries>\d+)"),
+             r"entries=(?P<entries>\d+)(?: guest-ms=(?P<guest_ms>\d+))?"),
+    # A pCPU's idle time and the counter's time (newer reports).
+    ("cpu", r"cpu(?P<cpu>\d+) idle-ms=(?P<idle_ms>\d+)(?: up-ms=(?P<up_ms>\d+))?"),
     ("vgic", r"vm(?P<vm>\d+) vgic: delivered sgi=(?P<sgi>\d+) ppi=(?P<ppi>\d+) spi=(?P<spi>\d+); .*"),
     ("uart", r"vm(?P<vm>\d+) uart: tx (?P<tx>\d+) \(dropped \d+\), rx (?P<rx>\d+) \(overflow \d+, "
              r"empty reads \d+\), bad accesses \d+"),
@@ -70,7 +72,7 @@ def parse_stats(text, vms):
     None) or (None, reason). Guest lines in between are skipped, and so are
     hypervisor lines of a kind not listed above (counted in `ignored`); the
     report is refused if a line it needs is missing or out of place."""
-    sw, ports, vm = None, {}, {}
+    sw, ports, vm, cpus, vcpus = None, {}, {}, {}, {}
     ctx = None
     ignored = 0
     for raw in text.split("\n"):
@@ -105,6 +107,12 @@ def parse_stats(text, vms):
             if kind in target:
                 return None, f"{kind} line twice"
             target[kind] = d
+        elif kind == "cpu":
+            cpus[d.pop("cpu")] = d
+        elif kind == "vcpu":
+            # Its own VM number says whose it is: pCPUs print their VMs'
+            # reports at the same time, so lines of two VMs may interleave.
+            vcpus[d.pop("vm")] = d
         elif kind == "mactable":
             ctx = ("mac",)
         elif kind == "macentry":
@@ -121,7 +129,7 @@ def parse_stats(text, vms):
             if ctx is not None and ctx[0] in ("vm", "net") and ctx[1] == v:
                 ctx = ("vm", v)
             ignored += 1
-        elif kind in ("vcpu", "vgic", "uart", "net"):
+        elif kind in ("vgic", "uart", "net"):
             v = d.pop("vm")
             if ctx is None or ctx[0] not in ("vm", "net") or ctx[1] != v:
                 return None, f"vm{v} {kind} line out of place"
@@ -146,8 +154,12 @@ def parse_stats(text, vms):
             return None, f"vm{v} report incomplete"
         if set(r["port"]) != {"traffic", "drops"}:
             return None, f"vm{v} port counters incomplete"
+    for v, d in vcpus.items():
+        if v in vm:
+            vm[v]["vcpu"] = d
     consistent = all(ports[v]["traffic"] == vm[v]["port"]["traffic"] for v in range(vms))
-    return {"switch": sw, "ports": ports, "vms": vm, "consistent": consistent, "ignored_lines": ignored}, None
+    return {"switch": sw, "ports": ports, "vms": vm, "cpus": cpus, "consistent": consistent,
+            "ignored_lines": ignored}, None
 
 
 def take_stats(con, vms, deadline, attempts=6):
@@ -215,6 +227,13 @@ def stats_delta(before, after, vms):
         "guest_entries": _sum(after, before, vms, lambda s, v: s["vms"][v].get("vcpu", {}).get("entries", 0)),
         "irqs_delivered": delivered,
         "irqs_delivered_total": sum(delivered.values()),
+        # Where the pCPUs' time went (newer reports only): idle and elapsed
+        # counter time per pCPU, guest time per VM, in ms.
+        "cpu_ms": {c: {k: a.get(k, 0) - before.get("cpus", {}).get(c, {}).get(k, 0)
+                       for k in ("idle_ms", "up_ms")}
+                   for c, a in after.get("cpus", {}).items() if "up_ms" in a},
+        "guest_ms_by_vm": {v: after["vms"][v].get("vcpu", {}).get("guest_ms", 0)
+                           - before["vms"][v].get("vcpu", {}).get("guest_ms", 0) for v in range(vms)},
     }
 
 

@@ -167,6 +167,23 @@ class HypervisorStats(unittest.TestCase):
         self.assertEqual(strip(s["vms"]), old["vms"])
         self.assertIn("'vlan': 3", repr(s["vms"]))
 
+    def test_time_split_between_two_reports(self):
+        """Guest time per vCPU and idle/elapsed time per pCPU (newer
+        reports) give where the pCPUs' time went between two reports."""
+        def newer(name, guest, idle, up):
+            text = raw(name).decode()
+            text = re.sub(r"(vm(\d) vcpu0: [^\r\n]*entries=\d+)",
+                          lambda m: f"{m.group(1)} guest-ms={guest[int(m.group(2))]}", text)
+            cpu_lines = "".join(f"[hv] cpu{c} idle-ms={idle[c]} up-ms={up}\n" for c in (0, 1))
+            return text.replace("[hv] vswitch:", cpu_lines + "[hv] vswitch:", 1)
+        before, why = parse_stats(newer("hv-stats-before.txt", [100, 200], [10, 20], 1000), 2)
+        self.assertIsNone(why)
+        after, why = parse_stats(newer("hv-stats-after.txt", [700, 500], [60, 420], 2000), 2)
+        self.assertIsNone(why)
+        d = stats_delta(before, after, 2)
+        self.assertEqual(d["guest_ms_by_vm"], {0: 600, 1: 300})
+        self.assertEqual(d["cpu_ms"], {0: {"idle_ms": 50, "up_ms": 1000}, 1: {"idle_ms": 400, "up_ms": 1000}})
+
 
 
 class BootSplit(unittest.TestCase):

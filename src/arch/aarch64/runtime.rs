@@ -524,10 +524,13 @@ impl Machine {
         if self.cpu == 0 {
             crate::hv_print!("{}", VSWITCH.snapshot());
         }
+        // Idle time and the counter's time now: two reports give this
+        // pCPU's idle share between them (the bench's time split).
         crate::hv_println!(
-            "cpu{} idle-ms={}",
+            "cpu{} idle-ms={} up-ms={}",
             self.cpu,
-            IDLE_TICKS[self.cpu].load(Ordering::Relaxed) * 1000 / vcpu::counter_frequency().max(1)
+            counter_ms(IDLE_TICKS[self.cpu].load(Ordering::Relaxed)),
+            counter_ms(vcpu::counter())
         );
         for vm in 0..MAX_VMS {
             if self.my_vms & (1 << vm) != 0 {
