@@ -514,9 +514,14 @@ def net_pair_scenario(args, check, placement, vm_append=None, offloads=None, net
             check.ok(iperf is not None and iperf.group(1) == b"0" and _positive(iperf.group(3)),
                      f"{label}: iperf3 -P 4 -t 8 {direction} completed "
                      f"({iperf.group(0).decode().strip() if iperf else 'no IPERF-RESULT within 120 s'})")
+            ext = con.wait_for(vm_line(0, rf"IPERF-TCPEXT{suffix} loss_probes=(\d+) timeouts=(\d+) "
+                                          r"spurious_rtos=(\d+)"), 10)
             if iperf:
+                why = (f" (the sender's tail-loss probes {ext.group(1).decode()}, timeouts "
+                       f"{ext.group(2).decode()}, of them spurious {ext.group(3).decode()})"
+                       if ext and not suffix else "")
                 check.note(f"{label}: iperf3 -P 4 {direction}: {iperf.group(3).decode()} Mbit/s received, "
-                           f"{iperf.group(4).decode()} retransmits")
+                           f"{iperf.group(4).decode()} retransmits{why}")
         sent = con.wait_for(vm_line(0, r"NC-SENT bytes=(\d+) md5=([0-9a-f]+) seconds=([\d.]+)\r?\n"), 300)
         recv = con.wait_for(vm_line(1, r"NC-RECV bytes=(\d+) md5=([0-9a-f]+)\r?\n"), 120)
         ok = (sent is not None and recv is not None and int(sent.group(1)) >= 16 << 20
