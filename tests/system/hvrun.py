@@ -522,6 +522,15 @@ def net_pair_scenario(args, check, placement, vm_append=None, offloads=None, net
                        if ext and not suffix else "")
                 check.note(f"{label}: iperf3 -P 4 {direction}: {iperf.group(3).decode()} Mbit/s received, "
                            f"{iperf.group(4).decode()} retransmits{why}")
+            if iperf and not suffix:
+                # Lossless switching: what the sender retransmitted were
+                # tail-loss probes (an ACK late because the peer VM was not
+                # running), never a segment the path lost.
+                retr = int(iperf.group(4)) if iperf.group(4).isdigit() else -1
+                probes, timeouts = (int(ext.group(1)), int(ext.group(2))) if ext else (-1, -1)
+                check.ok(0 <= retr <= probes and timeouts == 0,
+                         f"{label}: iperf3 {direction}: every retransmit a tail-loss probe, no timeout "
+                         f"({retr} retransmits, {probes} probes, {timeouts} timeouts)")
         sent = con.wait_for(vm_line(0, r"NC-SENT bytes=(\d+) md5=([0-9a-f]+) seconds=([\d.]+)\r?\n"), 300)
         recv = con.wait_for(vm_line(1, r"NC-RECV bytes=(\d+) md5=([0-9a-f]+)\r?\n"), 120)
         ok = (sent is not None and recv is not None and int(sent.group(1)) >= 16 << 20
