@@ -135,6 +135,7 @@
 //! [`GICR_STRIDE`]: crate::platform::GICR_STRIDE
 //! [`INTID_VGIC_MAINTENANCE`]: crate::platform::INTID_VGIC_MAINTENANCE
 
+mod deferred;
 mod distributor;
 mod hw_writes;
 mod list_registers;
@@ -143,10 +144,16 @@ mod reuse;
 mod sgi;
 
 #[cfg(test)]
+mod deferred_tests;
+#[cfg(test)]
 mod reuse_tests;
 #[cfg(test)]
 mod tests;
 
+pub use deferred::{
+    EntryPlan, ExitFacts, entry_plan, exit_needs_model, keep_interface, stay_kept,
+    timer_line_settled,
+};
 pub use hw_writes::{IfWrites, if_writes, keep_enabled_after_exit, lrs_to_read};
 pub use list_registers::{FlushOutcome, SyncOutcome, VcpuIfState};
 
