@@ -104,6 +104,24 @@ static GUEST_TICKS: [[AtomicU64; crate::platform::MAX_VCPUS]; MAX_VMS] =
 /// Counter ticks each pCPU slept in `wfi` (diagnostics).
 static IDLE_TICKS: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
 
+/// Adds `n` to a per-vCPU counter that only the pCPU running the vCPU's VM
+/// writes (others only read it): a plain load and store, no exclusive
+/// read-modify-write loop (which QEMU emulates at a cost) on every exit.
+fn add_single_writer(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// [`add_single_writer`] for a `usize` counter.
+fn add_single_writer_usize(counter: &AtomicUsize, n: usize) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// Console requests for each VM ([`REQUEST_RESTART`], [`REQUEST_STOP`];
 /// producer: pCPU 0's UART handler; consumer: the VM's pCPU).
 static LIFECYCLE: [AtomicU8; MAX_VMS] = [const { AtomicU8::new(0) }; MAX_VMS];
@@ -618,7 +636,7 @@ impl PcpuArch for Machine {
         // the clock once after every exit, and the entry took its start
         // from the reading before it (see `GUEST_TICKS`).
         if let Some((r, since)) = self.ran.take() {
-            GUEST_TICKS[r.vm][r.vcpu].fetch_add(now.wrapping_sub(since), Ordering::Relaxed);
+            add_single_writer(&GUEST_TICKS[r.vm][r.vcpu], now.wrapping_sub(since));
         }
         self.clock = now;
         now
@@ -767,7 +785,7 @@ impl PcpuArch for Machine {
         // state (`load`) before entering it, so the guest is confined to
         // its memory.
         let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
-        ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
+        add_single_writer_usize(&ENTRIES[r.vm][index], 1);
 
         let decoded = match kind {
             ExitKind::Sync => {
