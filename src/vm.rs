@@ -128,6 +128,12 @@ pub struct ExitStats {
     pub sysreg_debug: u64,
     /// Trapped ID register reads (answered from the sanitized table).
     pub sysreg_id: u64,
+    /// Exits that left the virtual CPU interface state in the hardware
+    /// without reading it back (see `vgic::keep_interface`).
+    pub interface_kept: u64,
+    /// Entries that wrote nothing to the virtual CPU interface and ran no
+    /// flush: a kept exit with no interrupt state changed since.
+    pub entries_untouched: u64,
 }
 
 impl ExitStats {
@@ -146,6 +152,8 @@ impl ExitStats {
             sysreg_pmu: 0,
             sysreg_debug: 0,
             sysreg_id: 0,
+            interface_kept: 0,
+            entries_untouched: 0,
         }
     }
 }

@@ -38,7 +38,13 @@ mod image {
                             m.ns_per_iteration(i)
                         );
                     }
-                    hv_println!("EXIT-COST round={} wfi-exits={}", round, m.wfi);
+                    hv_println!(
+                        "EXIT-COST round={} wfi-exits={} interface-kept={} untouched-entries={}",
+                        round,
+                        m.wfi,
+                        m.interface_kept,
+                        m.entries_untouched
+                    );
                 }
                 Ok(m) => {
                     hv_println!(

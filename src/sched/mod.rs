@@ -26,6 +26,20 @@ pub fn hyp_timer_write_needed(known: Option<Option<u64>>, want: Option<u64>) -> 
     known != Some(want)
 }
 
+/// Whether the run loop's delivery into a VM before an entry has anything
+/// to do: a transmitter its rate limit paused waits for its retry
+/// (`tx_retry_set`), frames wait in its switch port (`frames_waiting`) or
+/// console input waits for its UART (`input_waiting`). All three are read
+/// without the VM's lock; with none, the delivery (its lock, its clock
+/// reading) is skipped.
+pub const fn delivery_needed(
+    tx_retry_set: bool,
+    frames_waiting: bool,
+    input_waiting: bool,
+) -> bool {
+    tx_retry_set || frames_waiting || input_waiting
+}
+
 /// A vCPU of a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VcpuRef {
@@ -179,6 +193,22 @@ mod tests {
         assert!(hyp_timer_write_needed(Some(Some(5)), Some(6)));
         assert!(hyp_timer_write_needed(Some(Some(5)), None));
         assert!(hyp_timer_write_needed(Some(None), Some(5)));
+    }
+
+    #[test]
+    fn delivery_runs_whenever_anything_waits() {
+        assert!(!delivery_needed(false, false, false), "nothing waits");
+        for (retry, frames, input) in [
+            (true, false, false),
+            (false, true, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
+            assert!(
+                delivery_needed(retry, frames, input),
+                "retry {retry} frames {frames} input {input}"
+            );
+        }
     }
 
     fn v(vm: usize, vcpu: usize) -> VcpuRef {

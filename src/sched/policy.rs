@@ -35,8 +35,10 @@
 //!   housekeeping deadline (console flush), end the run when they pass.
 //! * [`Exit::service`] (a console command waiting) ends the run at once, so
 //!   the console answers even when every VM is busy.
-//! * Every entry lets the guest run at least [`SchedParams::min_run`], so a
-//!   deadline already in the past cannot starve the guest that is entered.
+//! * Every entry lets the guest run at least [`SchedParams::min_run`]
+//!   (counted from the clock reading that ended the previous exit, so less
+//!   that exit's handling), so a deadline already in the past cannot starve
+//!   the guest that is entered.
 //!
 //! With these, a vCPU that becomes ready runs within one slice per other
 //! ready vCPU on its pCPU (the host tests check this with random loads).
@@ -308,6 +310,10 @@ impl PcpuPolicy {
         let wake = self.waiting_deadlines(st, Some(v));
         let mut contended = self.queue.iter().any(|r| r != v && st[r.vm][r.vcpu].alive);
         let mut slice_end = start.saturating_add(p.slice);
+        // One clock reading per exit (each costs a call into the emulator
+        // under QEMU): the one taken after an exit also bounds the next
+        // entry's minimum run, which therefore starts that little earlier.
+        let mut now = arch.now();
         loop {
             arch.deliver_pending(v.vm);
             let chores = arch.housekeeping_deadline();
@@ -315,10 +321,9 @@ impl PcpuPolicy {
             if contended {
                 deadline = earliest(deadline, Some(slice_end));
             }
-            let now = arch.now();
             arch.arm_timer(deadline.map(|d| d.max(now.saturating_add(p.min_run))));
             let exit = arch.enter(v);
-            let now = arch.now();
+            now = arch.now();
             if exit.action != ExitAction::Continue || exit.service {
                 return;
             }

@@ -119,6 +119,8 @@ struct FakeArch {
     unit_cost: u64,
     units_per_restart: u64,
     units_done: u64,
+    /// Calls of `now` (each a clock read in the machine).
+    clock_reads: u64,
 }
 
 impl FakeArch {
@@ -144,6 +146,7 @@ impl FakeArch {
             unit_cost: SLICE / 2,
             units_per_restart: 0,
             units_done: 0,
+            clock_reads: 0,
         }
     }
 
@@ -199,6 +202,7 @@ impl FakeArch {
 
 impl PcpuArch for FakeArch {
     fn now(&mut self) -> u64 {
+        self.clock_reads += 1;
         self.now
     }
 
@@ -573,6 +577,19 @@ fn a_lone_busy_vcpu_is_not_interrupted_by_slices() {
     );
     assert_eq!(arch.vcpus[0].entries, 6);
     assert_eq!(policy.step(&mut arch), Step::AllStopped);
+}
+
+#[test]
+fn a_run_reads_the_clock_once_per_exit() {
+    let mut lone = FakeVcpu::new(v(0, 0), Behaviour::Hog { exit_every: 1000 });
+    lone.stop_at = Some(50 * 1000 + 1);
+    let mut arch = FakeArch::new(vec![lone]);
+    let mut policy = PcpuPolicy::new(queue_of(&arch.vcpus), PARAMS);
+    assert_eq!(policy.step(&mut arch), Step::Ran(v(0, 0)));
+    let entries = arch.vcpus[0].entries;
+    assert_eq!(entries, 51);
+    // The step's reading, the run's first, then one per exit.
+    assert_eq!(arch.clock_reads, 2 + entries);
 }
 
 #[test]

@@ -39,12 +39,14 @@
 //! `&mut self`) and one [`VcpuIfState`] per vCPU, created with
 //! [`VcpuIfState::from_vtr`] from `ICH_VTR_EL2`.
 //!
-//! 1. **On every exit from the guest**, in the world switch: save
+//! 1. **On every exit from the guest** (except one that keeps the interface
+//!    state in the hardware, see `deferred`), in the world switch: save
 //!    `ICH_LR<0..num_lrs>_EL2` into `lrs`, `ICH_HCR_EL2` into `hcr`,
 //!    `ICH_VMCR_EL2` into `vmcr`, `ICH_AP0R<n>_EL2`/`ICH_AP1R<n>_EL2` into
 //!    `ap0r`/`ap1r` (as many as PREbits implies; saving all four is fine),
 //!    then (in Rust, with the VM's lock held) call [`Vgic::sync`].
-//! 2. **Before every entry**: call [`Vgic::flush`], then restore
+//! 2. **Before every entry** (except right after a kept exit with
+//!    [`Vgic::flush_unchanged`]): call [`Vgic::flush`], then restore
 //!    `ICH_LR<0..num_lrs>_EL2`, `ICH_HCR_EL2` (flush always sets En),
 //!    `ICH_VMCR_EL2` and the APRs from the state. Restore every one of the
 //!    `num_lrs` LRs, including the zeroed ones.
@@ -135,6 +137,7 @@
 //! [`GICR_STRIDE`]: crate::platform::GICR_STRIDE
 //! [`INTID_VGIC_MAINTENANCE`]: crate::platform::INTID_VGIC_MAINTENANCE
 
+mod deferred;
 mod distributor;
 mod hw_writes;
 mod list_registers;
@@ -143,10 +146,16 @@ mod reuse;
 mod sgi;
 
 #[cfg(test)]
+mod deferred_tests;
+#[cfg(test)]
 mod reuse_tests;
 #[cfg(test)]
 mod tests;
 
+pub use deferred::{
+    EntryPlan, ExitFacts, entry_plan, exit_needs_model, keep_interface, stay_kept,
+    timer_line_settled,
+};
 pub use hw_writes::{IfWrites, if_writes, keep_enabled_after_exit, lrs_to_read};
 pub use list_registers::{FlushOutcome, SyncOutcome, VcpuIfState};
 

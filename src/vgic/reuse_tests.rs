@@ -11,7 +11,7 @@ use crate::platform::{GICR_STRIDE, INTID_VIRT_TIMER};
 use hal::gicv3::{gicd, gicr};
 use hal::ich::{HCR_EOICOUNT_SHIFT, ListRegister, Sgi1r};
 
-type States = [VcpuIfState; 2];
+pub(super) type States = [VcpuIfState; 2];
 /// Something the exit handler (or another vCPU) does to the model.
 type ModelOp = fn(&mut Vgic, &mut States);
 /// Something the guest does to its list registers.
@@ -22,7 +22,7 @@ type GuestOp = fn(&mut VcpuIfState);
 /// to vCPU 1; SPI 52 configured but disabled; the virtual timer and PPI 26
 /// (level) enabled on vCPU 0, PPI 26's line high; SGI 4 of vCPU 0 in
 /// Group 0. SPI 48 is pending, so vCPU 0's flush loads it.
-fn setup() -> (Vgic, States) {
+pub(super) fn setup() -> (Vgic, States) {
     let mut g = booted(2);
     enable_spi(&mut g, 48, true);
     set_priority(&mut g, 48, 0x80);
@@ -38,7 +38,7 @@ fn setup() -> (Vgic, States) {
     (g, [linux_cpu(4), linux_cpu(4)])
 }
 
-fn sgi_to(target: u16, intid: u8) -> u64 {
+pub(super) fn sgi_to(target: u16, intid: u8) -> u64 {
     Sgi1r {
         intid,
         target_list: 1 << target,

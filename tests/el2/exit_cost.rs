@@ -58,6 +58,10 @@ pub struct Measurement {
     pub hvc: u64,
     /// WFI exits.
     pub wfi: u64,
+    /// Exits that left the interface state in the hardware.
+    pub interface_kept: u64,
+    /// Entries that touched neither the vGIC nor the interface.
+    pub entries_untouched: u64,
     /// How the VM ended (0 = the guest's own exit call with status 0).
     pub exited_ok: bool,
 }
@@ -119,6 +123,8 @@ pub fn measure(iterations: u64) -> Result<Measurement, &'static str> {
         mmio: s.mmio,
         hvc: s.hvc,
         wfi: s.wfi,
+        interface_kept: s.interface_kept,
+        entries_untouched: s.entries_untouched,
         exited_ok: g.vm.state == VmState::Stopped(StopReason::Exited(0)),
     })
 }

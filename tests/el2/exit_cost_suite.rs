@@ -29,6 +29,18 @@ fn exit_round_trips_counted_and_timed() -> TestResult {
     check_eq!(m.hvc, ITERATIONS + 1);
     check!(m.wfi > 0 && m.wfi <= ITERATIONS);
     check!(m.exits_as_expected());
+    hv_println!(
+        "    exit-cost: {} exits kept the interface, {} entries left it untouched",
+        m.interface_kept,
+        m.entries_untouched
+    );
+    // Every UART access and HVC of the loops changes no interrupt state
+    // (nothing is pending, the timer is off): each exit keeps the interface
+    // and each next entry leaves it alone (the loops never go back to the
+    // policy's housekeeping: no console line waits for a flush).
+    check!(m.interface_kept >= 3 * ITERATIONS);
+    check!(m.entries_untouched >= 3 * ITERATIONS);
+    check!(m.entries_untouched <= m.interface_kept);
     for (i, kind) in KINDS.iter().enumerate() {
         check!(m.ticks[i] > 0);
         hv_println!(

@@ -54,6 +54,9 @@ use crate::sched::{
 };
 use crate::spsc::SpscRing;
 use crate::trap::decode_sync;
+use crate::vgic::{
+    EntryPlan, ExitFacts, exit_needs_model, keep_interface, stay_kept, timer_line_settled,
+};
 use crate::virtio::net::{NetDeviceReport, drain_rx, retry_tx};
 use crate::vm::{ExitOutcome, Fault, StopReason, Vm, VmState};
 
@@ -69,6 +72,11 @@ pub fn counter_ms(ticks: u64) -> u64 {
 
 /// The console multiplexer, shared by every pCPU.
 pub static CONSOLE: Mutex<Option<ConsoleMux>> = Mutex::new(None);
+/// [`ConsoleMux::next_flush_at`] as of the last change of the multiplexer
+/// (`u64::MAX`: none), so that the run loop reads the console's deadline
+/// before every entry without taking its lock. Every holder of the lock
+/// that may change it publishes it ([`publish_flush_at`]) before releasing.
+static CONSOLE_FLUSH_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Console input bytes for each VM (producer: pCPU 0's UART handler;
 /// consumer: the pCPU running the VM).
 static INPUT: [SpscRing<u8, 1024>; MAX_VMS] = [const { SpscRing::new(0) }; MAX_VMS];
@@ -88,11 +96,31 @@ static PICKS: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
 /// Guest entries of each vCPU (diagnostics).
 static ENTRIES: [[AtomicUsize; crate::platform::MAX_VCPUS]; MAX_VMS] =
     [const { [const { AtomicUsize::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
-/// Counter ticks each vCPU spent in the guest (diagnostics).
+/// Counter ticks each vCPU spent in guest runs (diagnostics), each run
+/// counted between the run loop's clock readings around it, so with its
+/// entry and exit handling: one reading per exit is all the loop takes.
 static GUEST_TICKS: [[AtomicU64; crate::platform::MAX_VCPUS]; MAX_VMS] =
     [const { [const { AtomicU64::new(0) }; crate::platform::MAX_VCPUS] }; MAX_VMS];
 /// Counter ticks each pCPU slept in `wfi` (diagnostics).
 static IDLE_TICKS: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
+
+/// Adds `n` to a per-vCPU counter that only the pCPU running the vCPU's VM
+/// writes (others only read it): a plain load and store, no exclusive
+/// read-modify-write loop (which QEMU emulates at a cost) on every exit.
+fn add_single_writer(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// [`add_single_writer`] for a `usize` counter.
+fn add_single_writer_usize(counter: &AtomicUsize, n: usize) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
 
 /// Console requests for each VM ([`REQUEST_RESTART`], [`REQUEST_STOP`];
 /// producer: pCPU 0's UART handler; consumer: the VM's pCPU).
@@ -132,7 +160,10 @@ pub fn console_write_hv(s: &str) {
         return;
     };
     match console.as_mut() {
-        Some(mux) => mux.write_hv(s.as_bytes(), now, &mut UartSink),
+        Some(mux) => {
+            mux.write_hv(s.as_bytes(), now, &mut UartSink);
+            publish_flush_at(mux);
+        }
         None => uart::write_bytes(s.as_bytes()),
     }
 }
@@ -141,12 +172,22 @@ fn console_write_vm(vm: usize, bytes: &[u8]) {
     let now = vcpu::counter();
     if let Some(mux) = CONSOLE.lock().as_mut() {
         mux.write_vm(vm, bytes, now, &mut UartSink);
+        publish_flush_at(mux);
     }
+}
+
+/// Publishes `mux`'s flush deadline for [`console_flush_deadline`] (called
+/// with the console lock held, after any change).
+fn publish_flush_at(mux: &ConsoleMux) {
+    let at = mux.next_flush_at().unwrap_or(u64::MAX);
+    CONSOLE_FLUSH_AT.store(at, Ordering::Release);
 }
 
 /// Installs the console multiplexer and routes hypervisor output through it.
 pub fn install_console(mux: ConsoleMux) {
-    *CONSOLE.lock() = Some(mux);
+    let mut console = CONSOLE.lock();
+    publish_flush_at(&mux);
+    *console = Some(mux);
 }
 
 /// Registers VM `vm` as placed on `pcpu` and running.
@@ -187,6 +228,15 @@ struct Machine {
     /// What the EL2 timer is set to (`None`: unknown), so that an unchanged
     /// deadline is not written again.
     hyp_timer: Option<Option<u64>>,
+    /// The vCPU whose last exit left its interface state in the hardware,
+    /// not yet read back and synced (see `vgic::deferred`); settled before
+    /// anything else looks at its interrupt state or uses the interface.
+    kept: Option<VcpuRef>,
+    /// The last clock reading ([`PcpuArch::now`]).
+    clock: u64,
+    /// The vCPU entered since that reading, and the reading before its
+    /// entry: the next reading accounts its run in `GUEST_TICKS`.
+    ran: Option<(VcpuRef, u64)>,
 }
 
 /// Runs physical CPU `cpu` forever (pCPU 0 exits QEMU when every VM stopped).
@@ -227,11 +277,13 @@ fn flush_console_idle() {
     let now = vcpu::counter();
     if let Some(mux) = CONSOLE.lock().as_mut() {
         mux.flush_idle(now, &mut UartSink);
+        publish_flush_at(mux);
     }
 }
 
+/// The console's next flush (no lock: see [`CONSOLE_FLUSH_AT`]).
 fn console_flush_deadline() -> Option<u64> {
-    CONSOLE.lock().as_ref().and_then(|mux| mux.next_flush_at())
+    Some(CONSOLE_FLUSH_AT.load(Ordering::Acquire)).filter(|&at| at != u64::MAX)
 }
 
 /// Handles every pending physical interrupt. `running` is the VM and vCPU
@@ -296,7 +348,11 @@ fn virtual_timer_fired(vm: &mut Vm, index: usize) {
 fn console_input(p: &mut Machine) {
     while let Some(byte) = uart::get_byte() {
         let action = match CONSOLE.lock().as_mut() {
-            Some(mux) => mux.feed_input(byte, &mut UartSink),
+            Some(mux) => {
+                let action = mux.feed_input(byte, &mut UartSink);
+                publish_flush_at(mux);
+                action
+            }
             None => InputAction::None,
         };
         match action {
@@ -339,9 +395,11 @@ fn deliver_pending(vm: &mut Vm) {
         return;
     }
     let id = vm.id;
-    // A transmitter the rate limit paused: carry on once it may.
-    let now = vcpu::counter();
-    if VSWITCH.tx_retry(id).is_some_and(|at| at <= now)
+    // A transmitter the rate limit paused: carry on once it may (the clock
+    // is read only then).
+    if let Some(at) = VSWITCH.tx_retry(id)
+        && let now = vcpu::counter()
+        && at <= now
         && let Some(net) = vm.devices.virtio_net()
     {
         let mut ctx = DeviceContext {
@@ -385,6 +443,26 @@ fn drain_output(vm: &mut Vm) {
         .drain(|bytes| console_write_vm(id, bytes));
 }
 
+/// Reads vCPU `index`'s virtual CPU interface back after its exit (now, or
+/// later for a kept exit: the interface still holds what the guest left
+/// there), folds it into the vGIC model and re-evaluates its virtual
+/// timer's line. `gic_hw` is the run loop's record of the interface.
+fn settle_exit(vm: &mut Vm, index: usize, gic_hw: &mut Option<crate::vgic::VcpuIfState>) {
+    let vcpu = &mut vm.vcpus[index];
+    vgic_hw::save(&mut vcpu.gic, gic_hw);
+    // The maintenance interrupt is a level that stays asserted while its
+    // condition holds in ICH_HCR_EL2: with one asserted, the interface is
+    // turned off until the next entry; without, it keeps the saved state,
+    // and an entry after an exit that changed no interrupt state writes
+    // nothing.
+    vgic_hw::after_exit(gic_hw);
+    vm.vgic.sync(index, &mut vcpu.gic);
+    let holds =
+        vm.vgic.is_pending(index, INTID_VIRT_TIMER) || vm.vgic.is_active(index, INTID_VIRT_TIMER);
+    let level = vm.vcpus[index].timer.line_level(vcpu::timer_ctl(), holds);
+    vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, level);
+}
+
 impl Machine {
     /// The machine side of `cpu` and the policy for its run queue.
     fn with_queue(cpu: usize, queue: RunQueue) -> (Machine, PcpuPolicy) {
@@ -399,6 +477,9 @@ impl Machine {
             woke_others: false,
             gic_hw: None,
             hyp_timer: None,
+            kept: None,
+            clock: 0,
+            ran: None,
         };
         (m, PcpuPolicy::new(queue, SchedParams::for_frequency(freq)))
     }
@@ -413,6 +494,15 @@ impl Machine {
     /// panics with the slot's number instead of deadlocking.
     fn lock(&self, vm: usize) -> MutexGuard<'static, VmSlot> {
         guest::slot_uncontended(vm).unwrap_or_else(|| panic!("no VM slot {vm}"))
+    }
+
+    /// Settles the kept exit, if any ([`settle_exit`]); no VM slot may be
+    /// held by the caller.
+    fn settle_kept(&mut self) {
+        if let Some(r) = self.kept.take() {
+            let mut slot = self.lock(r.vm);
+            settle_exit(&mut slot.vm, r.vcpu, &mut self.gic_hw);
+        }
     }
 
     /// VMs on this pCPU other than the running one with input waiting.
@@ -504,6 +594,7 @@ impl Machine {
             let failed = VMS_FAILED.load(Ordering::SeqCst);
             if let Some(mux) = CONSOLE.lock().as_mut() {
                 mux.flush_all(&mut UartSink);
+                publish_flush_at(mux);
             }
             capture_file::finish();
             crate::hv_println!("all VMs stopped ({} unsuccessfully)", failed);
@@ -543,10 +634,21 @@ impl Machine {
 
 impl PcpuArch for Machine {
     fn now(&mut self) -> u64 {
-        vcpu::counter()
+        let now = vcpu::counter();
+        // The guest run that ended since the last reading: the policy reads
+        // the clock once after every exit, and the entry took its start
+        // from the reading before it (see `GUEST_TICKS`).
+        if let Some((r, since)) = self.ran.take() {
+            add_single_writer(&GUEST_TICKS[r.vm][r.vcpu], now.wrapping_sub(since));
+        }
+        self.clock = now;
+        now
     }
 
     fn housekeeping(&mut self) {
+        // Statistics, lifecycle requests and the policy's status queries
+        // read the loaded vCPU's interrupt state.
+        self.settle_kept();
         service_interrupts(self, None);
         self.apply_lifecycle_requests();
         self.print_stats_if_asked();
@@ -570,6 +672,16 @@ impl PcpuArch for Machine {
     }
 
     fn deliver_pending(&mut self, vm: usize) {
+        // Checked without the VM's lock and clock (this runs before every
+        // entry): the rings and the retry time are lock-free.
+        let waiting = crate::sched::delivery_needed(
+            VSWITCH.tx_retry(vm).is_some(),
+            !PORT_RX[vm].is_empty(),
+            !INPUT[vm].is_empty(),
+        );
+        if !waiting {
+            return;
+        }
         let mut slot = self.lock(vm);
         deliver_pending(&mut slot.vm);
         // A retried transmitter may have sent frames to other VMs.
@@ -613,6 +725,7 @@ impl PcpuArch for Machine {
     }
 
     fn load(&mut self, r: VcpuRef) {
+        self.settle_kept();
         let slot = self.lock(r.vm);
         slot.activate();
         vcpu::load(&slot.vm.vcpus[r.vcpu], slot.vm.cntvoff);
@@ -620,6 +733,7 @@ impl PcpuArch for Machine {
     }
 
     fn put(&mut self, r: VcpuRef) {
+        self.settle_kept();
         let mut slot = self.lock(r.vm);
         vcpu::put(&mut slot.vm.vcpus[r.vcpu]);
         self.loaded = None;
@@ -643,12 +757,25 @@ impl PcpuArch for Machine {
         self.running_vm = Some(r.vm);
         self.woke_others = false;
         vm.vcpus[index].in_wfi = false;
-        {
-            let vcpu = &mut vm.vcpus[index];
-            vm.vgic.flush(index, &mut vcpu.gic);
-            vgic_hw::restore(&vcpu.gic, &mut self.gic_hw);
+        debug_assert!(self.kept.is_none() || self.kept == Some(r));
+        let unchanged = vm
+            .vgic
+            .flush_unchanged(index, vm.vcpus[index].gic.lr_count());
+        match crate::vgic::entry_plan(self.kept.take() == Some(r), unchanged) {
+            // The interface holds what the guest left there, and nothing
+            // changed: enter without touching it.
+            EntryPlan::Keep => vm.stats.entries_untouched += 1,
+            plan => {
+                if plan == EntryPlan::SettleThenFlush {
+                    settle_exit(vm, index, &mut self.gic_hw);
+                }
+                let vcpu = &mut vm.vcpus[index];
+                vm.vgic.flush(index, &mut vcpu.gic);
+                vgic_hw::restore(&vcpu.gic, &mut self.gic_hw);
+            }
         }
-        let entered = vcpu::counter();
+        let entered = self.clock;
+        self.ran = Some((r, entered));
         if index == 0 && vm.restarts == 0 && ENTRIES[r.vm][0].load(Ordering::Relaxed) == 0 {
             crate::hv_println!(
                 "vm{}: first guest entry at {} ms",
@@ -661,37 +788,43 @@ impl PcpuArch for Machine {
         // state (`load`) before entering it, so the guest is confined to
         // its memory.
         let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
-        GUEST_TICKS[r.vm][index]
-            .fetch_add(vcpu::counter().wrapping_sub(entered), Ordering::Relaxed);
-        ENTRIES[r.vm][index].fetch_add(1, Ordering::Relaxed);
-        {
-            let vcpu = &mut vm.vcpus[index];
-            vgic_hw::save(&mut vcpu.gic, &mut self.gic_hw);
-            // The maintenance interrupt is a level that stays asserted
-            // while its condition holds in ICH_HCR_EL2: with one asserted,
-            // the interface is turned off until the next entry; without,
-            // it keeps the saved state, and an entry after an exit that
-            // changed no interrupt state writes nothing.
-            vgic_hw::after_exit(&mut self.gic_hw);
-            vm.vgic.sync(index, &mut vcpu.gic);
-        }
-        let holds = vm.vgic.is_pending(index, INTID_VIRT_TIMER)
-            || vm.vgic.is_active(index, INTID_VIRT_TIMER);
-        let level = vm.vcpus[index].timer.line_level(vcpu::timer_ctl(), holds);
-        vm.vgic.set_ppi_level(index, INTID_VIRT_TIMER, level);
+        add_single_writer_usize(&ENTRIES[r.vm][index], 1);
 
-        let outcome = match kind {
+        let decoded = match kind {
             ExitKind::Sync => {
                 let regs = &vm.vcpus[index].regs;
-                let exit = decode_sync(regs.esr, regs.far, regs.hpfar);
-                vm.handle_exit(index, exit)
+                Some(decode_sync(regs.esr, regs.far, regs.hpfar))
             }
-            ExitKind::Irq | ExitKind::Fiq => {
+            _ => None,
+        };
+        // An exit that touches no interrupt state leaves the interface as
+        // the guest left it (see `vgic::deferred`); any other is read back
+        // and synced before it is handled.
+        let facts = ExitFacts {
+            sync_exception: kind == ExitKind::Sync,
+            needs_model: decoded.is_none_or(|e| exit_needs_model(&e, &vm.vgic)),
+            misr: vgic_hw::misr(),
+            timer_settled: timer_line_settled(
+                vm.vcpus[index].timer.hyp_masked,
+                vm.vgic.ppi_line(index, INTID_VIRT_TIMER),
+            ),
+            interface_known: self.gic_hw.is_some(),
+        };
+        if keep_interface(&facts) {
+            self.kept = Some(r);
+            vm.stats.interface_kept += 1;
+        } else {
+            settle_exit(vm, index, &mut self.gic_hw);
+        }
+
+        let outcome = match (kind, decoded) {
+            (ExitKind::Sync, Some(exit)) => vm.handle_exit(index, exit),
+            (ExitKind::Irq | ExitKind::Fiq, _) => {
                 vm.stats.irq += 1;
                 service_interrupts(self, Some((vm, index)));
                 ExitOutcome::Continue
             }
-            ExitKind::SError => {
+            _ => {
                 let esr = hal::esr::Esr(vm.vcpus[index].regs.esr);
                 let pc = vm.vcpus[index].regs.elr;
                 vm.stop_with(StopReason::Fault(Fault::Unexpected {
@@ -723,18 +856,26 @@ impl PcpuArch for Machine {
                 ExitAction::Block
             }
         };
+        let service = self.stats_requested()
+            || self.lifecycle_requested()
+            || capture_file::toggle_requested();
+        if self.kept.is_some() && !stay_kept(action == ExitAction::Continue, service) {
+            // The policy looks at this vCPU's interrupt state next, or runs
+            // something else.
+            self.kept = None;
+            settle_exit(vm, index, &mut self.gic_hw);
+        }
         drop(slot);
         self.running_vm = None;
         Exit {
             action,
             woke_others: core::mem::take(&mut self.woke_others),
-            service: self.stats_requested()
-                || self.lifecycle_requested()
-                || capture_file::toggle_requested(),
+            service,
         }
     }
 
     fn maintain(&mut self, vm: usize) {
+        self.settle_kept();
         let mut slot = self.lock(vm);
         let progress = restart_step(&mut slot.vm, RESTART_UNIT, &mut |mem, gpa, len| {
             clean_guest_range(mem, gpa, len)
@@ -766,6 +907,7 @@ impl PcpuArch for Machine {
     }
 
     fn idle(&mut self) {
+        self.settle_kept();
         vgic_hw::disable(&mut self.gic_hw);
         // IRQs stay masked at EL2; a pending one still wakes the CPU and is
         // serviced by the loop.
@@ -799,6 +941,12 @@ fn print_vm_stats(vm: &mut Vm) {
         s.faults
     );
     crate::hv_println!(
+        "vm{} exit path: interface-kept={} untouched-entries={}",
+        vm.id,
+        s.interface_kept,
+        s.entries_untouched
+    );
+    crate::hv_println!(
         "vm{} trapped sysregs: pmu={} debug={} raz-wi={}",
         vm.id,
         s.sysreg_pmu,
@@ -813,7 +961,7 @@ fn print_vm_stats(vm: &mut Vm) {
     for index in 0..vm.nr_vcpus {
         let vcpu = &vm.vcpus[index];
         crate::hv_println!(
-            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picked={} entries={} guest-ms={}",
+            "vm{} vcpu{}: {:?}{} pc={:#x} pending-irqs={} deliverable={} timer-ctl={:#x} picked={} entries={} run-ms={}",
             vm.id,
             index,
             vcpu.power,

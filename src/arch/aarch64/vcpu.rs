@@ -139,9 +139,14 @@ pub fn hcr_guest() -> u64 {
 }
 
 /// Makes CPTR_EL2.TZ match the vCPU about to run: SVE enabled only while
-/// its SVE state is live.
+/// its SVE state is live. On a CPU without SVE, TZ controls nothing (SVE
+/// instructions are undefined at EL1 whatever it holds), so CPTR_EL2 is
+/// not even read: this runs before every guest entry.
 pub fn sve_sync_trap(regs: &GuestRegs) {
-    set_sve_trap(!(regs.sve_live != 0 && features().sve_vl != 0));
+    let vl = features().sve_vl;
+    if vl != 0 {
+        set_sve_trap(regs.sve_live == 0);
+    }
 }
 
 /// The vCPU `regs` took an SVE trap: if the machine has SVE and the vCPU's

@@ -174,6 +174,11 @@ pub fn restore(state: &VcpuIfState, hw: &mut Option<VcpuIfState>) {
     *hw = Some(*state);
 }
 
+/// `ICH_MISR_EL2`: the maintenance conditions asserted now (zero: none).
+pub fn misr() -> u64 {
+    ICH_MISR_EL2.get()
+}
+
 /// After [`save`]: turns the interface off if a maintenance condition is
 /// asserted (its interrupt is a level that would keep interrupting the
 /// hypervisor until the next entry); otherwise leaves it holding the saved
