@@ -74,8 +74,10 @@ def exits_per_full_frame(r):
 
 def time_split(part):
     """During the 4-stream run, the share (%) of the pCPUs that ran the VMs
-    spent idle, in the guests or in the hypervisor (exits, copies,
-    scheduling). A pCPU idle 95 % of the time or more ran no VM."""
+    spent idle, in the vCPUs' runs (the guest and the handling of each of
+    its exits, frame copies included: the statistics' run-ms) or elsewhere
+    in the hypervisor (scheduling, delivery into RX queues, housekeeping).
+    A pCPU idle 95 % of the time or more ran no VM."""
     def get(r):
         h = dig(r, "phases", "tcp4", "hv")
         cpus = (h or {}).get("cpu_ms") or {}
@@ -162,8 +164,10 @@ def rows(a):
                  "tcp4"))
     c.append(Row("time_idle", "time of the VMs' pCPUs: idle, %", time_split("idle"), None, 1, "tcp4",
                  hv_only=True))
-    c.append(Row("time_guest", "  in the guests, %", time_split("guest"), None, 1, "tcp4", hv_only=True))
-    c.append(Row("time_hv", "  in the hypervisor, %", time_split("hypervisor"), None, 1, "tcp4", hv_only=True))
+    c.append(Row("time_guest", "  in vCPU runs (guest + its exits), %", time_split("guest"), None, 1, "tcp4",
+                 hv_only=True))
+    c.append(Row("time_hv", "  between runs (delivery, scheduling), %", time_split("hypervisor"), None, 1, "tcp4",
+                 hv_only=True))
     return out
 
 
@@ -436,8 +440,8 @@ def throughput_limit(exits, drops, split):
     if None in split.values():
         return "no drops and few exits; no time split in this report"
     busy = "CPU time" if split["idle"] < 10 else "not CPU time alone"
-    return (f"{busy}: the VMs' pCPUs were idle {split['idle']:.0f} %, ran the guests {split['guest']:.0f} % "
-            f"and the hypervisor {split['hv']:.0f} % (exits, frame copies, scheduling) of the 4-stream run, "
+    return (f"{busy}: the VMs' pCPUs were idle {split['idle']:.0f} %, in vCPU runs (guest and exit handling, "
+            f"frame copies) {split['guest']:.0f} % and between runs {split['hv']:.0f} % of the 4-stream run, "
             "with no drops and few exits")
 
 

@@ -42,7 +42,7 @@ _LINES = [
     ("exits", r"vm(?P<vm>\d+) exits: " + " ".join(rf"{r}=(?P<{r}>\d+)" for r in EXIT_REASONS)),
     ("vcpu", r"vm(?P<vm>\d+) vcpu(?P<vcpu>\d+): \w+(?: in-wfi)? pc=0x[0-9a-f]+ pending-irqs=\d+ "
              r"deliverable=(?:true|false) timer-ctl=0x[0-9a-f]+ picked=(?P<picks>\d+) "
-             r"entries=(?P<entries>\d+)(?: guest-ms=(?P<guest_ms>\d+))?"),
+             r"entries=(?P<entries>\d+)(?: (?:guest|run)-ms=(?P<guest_ms>\d+))?"),
     # A pCPU's idle time and the counter's time (newer reports).
     ("cpu", r"cpu(?P<cpu>\d+) idle-ms=(?P<idle_ms>\d+)(?: up-ms=(?P<up_ms>\d+))?"),
     ("vgic", r"vm(?P<vm>\d+) vgic: delivered sgi=(?P<sgi>\d+) ppi=(?P<ppi>\d+) spi=(?P<spi>\d+); .*"),

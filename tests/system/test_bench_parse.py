@@ -173,7 +173,7 @@ class HypervisorStats(unittest.TestCase):
         def newer(name, guest, idle, up):
             text = raw(name).decode()
             text = re.sub(r"(vm(\d) vcpu0: [^\r\n]*entries=\d+)",
-                          lambda m: f"{m.group(1)} guest-ms={guest[int(m.group(2))]}", text)
+                          lambda m: f"{m.group(1)} run-ms={guest[int(m.group(2))]}", text)
             cpu_lines = "".join(f"[hv] cpu{c} idle-ms={idle[c]} up-ms={up}\n" for c in (0, 1))
             return text.replace("[hv] vswitch:", cpu_lines + "[hv] vswitch:", 1)
         before, why = parse_stats(newer("hv-stats-before.txt", [100, 200], [10, 20], 1000), 2)
