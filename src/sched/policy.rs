@@ -31,6 +31,15 @@
 //!   may spin through WFI with an interrupt it cannot take yet) still gets
 //!   its frames within the grace. Two busy VMs in a bulk transfer pay for
 //!   this with more switches.
+//! * If the wake-up made ready a vCPU that had been waiting for at least
+//!   [`SchedParams::long_wait`] (an idle VM answering a ping, a shell
+//!   getting a key), the run ends at that exit: with two vCPUs on the
+//!   pCPU the woken one runs next, at once instead of after the grace
+//!   (with more, it takes its place in the round robin as usual). A vCPU
+//!   in a bulk transfer is woken again and again after short waits and
+//!   keeps the grace, so the two ends still run in long stretches. Each
+//!   vCPU can end a run this way at most once per `long_wait` it waited,
+//!   so the running vCPU is not starved by it.
 //! * A software-tracked timer deadline of a waiting vCPU, and the
 //!   housekeeping deadline (console flush), end the run when they pass.
 //! * [`Exit::service`] (a console command waiting) ends the run at once, so
@@ -161,6 +170,9 @@ pub struct SchedParams {
     pub wake_grace: u64,
     /// Shortest run after an entry, so a vCPU always makes progress.
     pub min_run: u64,
+    /// A vCPU that waited at least this long and is woken during another
+    /// vCPU's run gets the CPU at that exit, without the grace.
+    pub long_wait: u64,
 }
 
 impl SchedParams {
@@ -168,13 +180,15 @@ impl SchedParams {
     pub const SLICES_PER_SECOND: u64 = 100;
 
     /// The default parameters for a counter of `freq` Hz: 10 ms slices,
-    /// 1 ms grace after a wake-up, 0.5 ms minimum run.
+    /// 1 ms grace after a wake-up, 0.5 ms minimum run, no grace for a vCPU
+    /// that waited a whole slice.
     pub const fn for_frequency(freq: u64) -> SchedParams {
         let slice = freq / Self::SLICES_PER_SECOND;
         SchedParams {
             slice,
             wake_grace: slice / 10,
             min_run: slice / 20,
+            long_wait: slice,
         }
     }
 }
@@ -203,6 +217,9 @@ pub struct PcpuPolicy {
     queue: RunQueue,
     params: SchedParams,
     loaded: Option<VcpuRef>,
+    /// Since when each vCPU has been seen waiting (alive, not ready) by
+    /// the loop, without being ready in between.
+    waiting_since: [[Option<u64>; MAX_VCPUS]; MAX_VMS],
 }
 
 impl PcpuPolicy {
@@ -212,6 +229,7 @@ impl PcpuPolicy {
             queue,
             params,
             loaded: None,
+            waiting_since: [[None; MAX_VCPUS]; MAX_VMS],
         }
     }
 
@@ -243,7 +261,14 @@ impl PcpuPolicy {
             if !core::mem::replace(&mut delivered[r.vm], true) {
                 arch.deliver_pending(r.vm);
             }
-            st[r.vm][r.vcpu] = arch.status(r, now, self.loaded == Some(r));
+            let s = arch.status(r, now, self.loaded == Some(r));
+            st[r.vm][r.vcpu] = s;
+            let since = &mut self.waiting_since[r.vm][r.vcpu];
+            *since = if s.alive && !s.ready {
+                since.or(Some(now))
+            } else {
+                None
+            };
         }
         if self.queue.iter().all(|r| !st[r.vm][r.vcpu].alive) {
             self.put_loaded(arch);
@@ -298,6 +323,24 @@ impl PcpuPolicy {
             .min()
     }
 
+    /// Whether a vCPU other than the running `v` that had been waiting for
+    /// at least [`SchedParams::long_wait`] is ready now, once what waits
+    /// for its VM is delivered. Only vCPUs that waited that long are
+    /// looked at, so the frequent wake-ups of a bulk transfer cost nothing
+    /// here.
+    fn woke_long_waiter<A: PcpuArch>(&self, arch: &mut A, v: VcpuRef, now: u64) -> bool {
+        let long_wait = self.params.long_wait;
+        self.queue.iter().any(|r| {
+            let waited = r != v
+                && self.waiting_since[r.vm][r.vcpu]
+                    .is_some_and(|since| now.saturating_sub(since) >= long_wait);
+            if waited && r.vm != v.vm {
+                arch.deliver_pending(r.vm);
+            }
+            waited && arch.status(r, now, false).ready
+        })
+    }
+
     /// Runs `v` until its slice ends, it blocks, yields or stops, or the
     /// loop has work.
     fn run<A: PcpuArch>(&mut self, arch: &mut A, v: VcpuRef, st: &StatusTable, start: u64) {
@@ -328,6 +371,9 @@ impl PcpuPolicy {
                 return;
             }
             if exit.woke_others {
+                if self.woke_long_waiter(arch, v, now) {
+                    return;
+                }
                 contended = true;
                 slice_end = slice_end.min(now.saturating_add(p.wake_grace));
             }
