@@ -255,9 +255,9 @@ impl GuestMemory {
     /// Copies `buf.len()` bytes from guest-physical `gpa` into `buf`.
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let offset = self.offset_of(gpa, buf.len() as u64)?;
+        // SAFETY: `offset_of` proved the range is inside the owned backing.
         // `buf` is hypervisor memory and cannot overlap guest RAM (nothing
         // hands out references into guest RAM).
-        // SAFETY: `offset_of` proved the range is inside the owned backing.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 self.host.as_ptr().add(offset),
@@ -407,8 +407,8 @@ impl GuestMemory {
             return Err(MemError::Misaligned { gpa, align });
         }
         let offset = self.offset_of(gpa, core::mem::size_of::<T>() as u64)?;
-        // Host alignment is checked again below (the guest base need not be).
         // SAFETY: `offset` is inside the backing, so the result is non-null.
+        // Host alignment is checked again below (the guest base need not be).
         let ptr = unsafe { self.host.add(offset) }.cast::<T>();
         if (ptr.as_ptr() as usize) % (align as usize) != 0 {
             return Err(MemError::Misaligned { gpa, align });

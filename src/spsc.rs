@@ -65,9 +65,9 @@ impl<T: Copy, const N: usize> SpscRing<T, N> {
         if head == tail {
             return None;
         }
+        // SAFETY: slot `head % N` is inside head..tail.
         // Published by the producer's Release store of `tail` (observed
         // above) and not reused until `head` moves past it.
-        // SAFETY: slot `head % N` is inside head..tail.
         let item = unsafe {
             let base = self.slots.get() as *const T;
             base.add(head % N).read()

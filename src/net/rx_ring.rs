@@ -499,11 +499,11 @@ impl<const N: usize, const B: usize> NetRxRing<N, B> {
             return None;
         }
         let cell = self.slots.get(head % N)?;
+        // SAFETY: we are the only consumer (we hold `consuming`).
         // Slot `head % N` is inside `head..tail`: published by the producer's
         // Release store of `tail` (observed above with Acquire); the producer
         // does not write it again until `head` moves past it, which only we
         // do, after `f` has returned and the borrow ended.
-        // SAFETY: we are the only consumer (we hold `consuming`).
         let slot = unsafe { *cell.get() };
         let base = self.data.get().cast::<u8>();
         let offset = slot.start % B;

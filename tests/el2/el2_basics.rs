@@ -99,8 +99,8 @@ fn translation_attributes() -> TestResult {
     check_eq!(check_ok!(translate(0x0800_0000)).1, 0x00);
     // Nothing above the 3 GiB the hypervisor maps.
     check!(translate(0xc000_0000).is_none());
-    // The RAM gigabyte goes through a level-2 table (for the stack pages).
     // SAFETY: reading the image's read-only level-1 table.
+    // The RAM gigabyte goes through a level-2 table (for the stack pages).
     let l1_ram = unsafe { mmu::EL2_L1_TABLE[1] };
     check_eq!(l1_ram & 3, 3);
     Ok(())
@@ -184,8 +184,8 @@ fn data_abort_syndrome_decoded() -> TestResult {
     // translation fault; the armed trap records it and we skip the load.
     exceptions::expect_trap(ExceptionClass::DataAbortSame);
     let value: u64;
-    // 0xc000_0000 is unmapped at EL2 (checked by translation_attributes).
     // SAFETY: the abort is consumed by the armed trap, which skips the load.
+    // 0xc000_0000 is unmapped at EL2 (checked by translation_attributes).
     unsafe {
         asm!("mov {v}, #7", "ldr {v}, [{a}]", a = in(reg) 0xc000_0000u64, v = out(reg) value);
     }

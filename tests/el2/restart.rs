@@ -96,10 +96,10 @@ guest_reboot_end:
 /// The disk area of VM `VM`'s carve-out, holding a pattern.
 fn disk() -> &'static mut [u8] {
     let area = carve_out(VM) + GUEST_RAM_SIZE;
+    // SAFETY: exclusive memory for the device's lifetime (see above).
     // `[area, area + DISK_LEN)` is the disk part of VM `VM`'s carve-out
     // (platform memory plan), identity-mapped at EL2; only the virtio-blk
     // device created below uses it, while this test holds the slot's lock.
-    // SAFETY: exclusive memory for the device's lifetime (see above).
     unsafe { core::slice::from_raw_parts_mut(area as usize as *mut u8, DISK_LEN) }
 }
 

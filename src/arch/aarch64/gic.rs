@@ -97,10 +97,10 @@ pub fn init_cpu(cpu: usize) {
             | (1 << INTID_HYP_TIMER)
             | (1 << INTID_VIRT_TIMER),
     );
+    // SAFETY: only this CPU's GIC interface configuration changes; no guest runs.
     // Enable the system-register interface at EL2 (SRE, DFB, DIB, and Enable
     // so EL1 may use ICC_SRE_EL1), then: all priorities unmasked, no
     // preemption groups, EOImode 0, Group 1 on.
-    // SAFETY: only this CPU's GIC interface configuration changes; no guest runs.
     unsafe {
         ICC_SRE_EL2.write(
             ICC_SRE_EL2::ENABLE::SET

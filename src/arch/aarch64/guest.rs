@@ -123,11 +123,11 @@ impl VmSlot {
         let (_, handle) = tables.into_parts();
         let active = ActiveStage2 { handle, vmid };
         let host = carve_out(id);
+        // SAFETY: valid for 'static, and exclusively VM `id`'s: only the
+        // holder of slot `id`'s lock (us) creates VM `id`.
         // The carve-out `[host, host + ram_size)` is RAM the platform memory
         // plan reserves for VM `id` (ram_size was checked against it by
         // build_vm_tables) and is identity-mapped at EL2.
-        // SAFETY: valid for 'static, and exclusively VM `id`'s: only the
-        // holder of slot `id`'s lock (us) creates VM `id`.
         let mem = unsafe {
             GuestMemory::from_raw_parts(
                 RAM_BASE,

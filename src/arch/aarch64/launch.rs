@@ -34,9 +34,9 @@ fn fatal(args: core::fmt::Arguments<'_>) -> ! {
 /// Bytes QEMU staged at `staged` (validated by the configuration parser to
 /// lie in their staging window of host RAM).
 fn staged_bytes(staged: Staged) -> &'static [u8] {
+    // SAFETY: valid for reads for 'static and never written by the hypervisor.
     // The configuration parser checked that `[addr, addr + size)` lies in
     // a staging window: host RAM reserved for QEMU's loader, identity-mapped.
-    // SAFETY: valid for reads for 'static and never written by the hypervisor.
     unsafe { core::slice::from_raw_parts(staged.addr as usize as *const u8, staged.size as usize) }
 }
 
@@ -241,9 +241,9 @@ fn private_disk_copy(id: usize, disk: Staged) -> &'static mut [u8] {
     // against it above.
     // It is valid for 'static and used by nothing but this VM's virtio-blk
     // device, created once per VM creation under the VM slot's lock.
+    let (start, len) = (area as usize as *mut u8, disk.size as usize);
     // SAFETY: exclusive 'static memory (see above).
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(area as usize as *mut u8, disk.size as usize) };
+    let bytes = unsafe { core::slice::from_raw_parts_mut(start, len) };
     let staged = staged_bytes(disk);
     bytes.copy_from_slice(staged);
     bytes

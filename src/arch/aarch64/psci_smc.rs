@@ -13,9 +13,9 @@ unsafe extern "C" {
 pub fn cpu_on(cpu: usize) -> i64 {
     let entry = secondary_entry as *const () as usize as u64;
     let mut x0 = psci::CPU_ON_64 as u64;
+    // SAFETY: the call clobbers only x0-x3 (SMCCC), declared below.
     // SMC #0 is the PSCI conduit; CPU_ON starts another CPU at the
     // hypervisor's own entry code, which picks its stack by CPU index.
-    // SAFETY: the call clobbers only x0-x3 (SMCCC), declared below.
     unsafe {
         core::arch::asm!(
             "smc #0",

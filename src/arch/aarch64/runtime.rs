@@ -783,10 +783,10 @@ impl PcpuArch for Machine {
                 counter_ms(entered)
             );
         }
-        // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
         // SAFETY: the policy loaded this VM's stage 2 and this vCPU's EL1
         // state (`load`) before entering it, so the guest is confined to
         // its memory.
+        // HCR_EL2 was set for guests at CPU start; IRQs are masked at EL2.
         let kind = unsafe { enter_guest(&mut vm.vcpus[index].regs) };
         add_single_writer_usize(&ENTRIES[r.vm][index], 1);
 

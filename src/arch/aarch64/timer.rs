@@ -10,10 +10,10 @@ use hal::{el2, write_sysreg};
 
 /// Arms the timer to fire when the physical count reaches `deadline`.
 pub fn arm(deadline: u64) {
+    // SAFETY: the compare value of the hypervisor's own timer.
     // The EL2 physical timer is the hypervisor's own; ENABLE = 1, IMASK = 0.
     // CNTHP_CVAL_EL2 by name: `aarch64-cpu` 11.2 has CNTHP_CTL_EL2 but no
     // CNTHP_CVAL_EL2.
-    // SAFETY: the compare value of the hypervisor's own timer.
     unsafe { write_sysreg!("cnthp_cval_el2", deadline) };
     CNTHP_CTL_EL2.set(el2::CNTHP_CTL_ARMED);
     isb();

@@ -9,9 +9,9 @@ use tock_registers::interfaces::{Readable, Writeable};
 use crate::platform::UART_BASE;
 
 fn regs() -> &'static Pl011Registers {
+    // SAFETY: only ever accessed through shared volatile tock-registers cells.
     // The PL011 register block lives at UART_BASE on QEMU virt and is mapped
     // as Device memory by the EL2 MMU.
-    // SAFETY: only ever accessed through shared volatile tock-registers cells.
     unsafe { &*(UART_BASE as usize as *const Pl011Registers) }
 }
 

@@ -51,10 +51,10 @@ unsafe extern "C" {
 pub unsafe fn enter_guest(regs: &mut GuestRegs) -> ExitKind {
     loop {
         super::vcpu::sve_sync_trap(regs);
+        // SAFETY: `regs` is valid and exclusively borrowed for the whole call.
         // The assembly only reads/writes inside `regs` and on the current
         // stack, and preserves all callee-saved registers; SVE is enabled
         // at EL2 whenever `regs.sve_live` is set (synchronized just above).
-        // SAFETY: `regs` is valid and exclusively borrowed for the whole call.
         let kind = unsafe { __guest_enter(regs) };
         let sve_trap = (regs.esr >> 26) & 0x3f == 0x19;
         if kind == 0 && sve_trap && super::vcpu::sve_trap(regs) {
